@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file vhk_dev.h
+ * vhostkit core API: vhost-user sockets, feature negotiation, application
+ * callbacks, device operations and per-device queries.
+ *
+ * Conventions (all functions in this header):
+ *  - `int` returns are 0 (or a non-negative count) on success and a negative
+ *    errno value on failure. Nothing here sets errno for the caller.
+ *  - A device is named by an `int vid` handle. Handles carry a generation, so
+ *    a stale handle is rejected with -ENODEV instead of reaching a new device.
+ *  - Socket-level functions are serialised by one internal control-plane
+ *    mutex and may be called from any thread, including from callbacks.
+ *  - Callbacks (struct vhk_callbacks, struct vhk_device_ops) run on the
+ *    control thread (or inside vhk_loop_dispatch() in app-driven mode).
+ */
+#ifndef VHOSTKIT_VHK_DEV_H
+#define VHOSTKIT_VHK_DEV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Connect to the path instead of listening on it (the frontend is the server). */
+#define VHK_CLIENT (1ull << 0)
+/** Client mode only: do not retry when the server is absent or goes away. */
+#define VHK_NO_RECONNECT (1ull << 1)
+/** All flags vhk_register() understands. */
+#define VHK_REGISTER_FLAGS_MASK (VHK_CLIENT | VHK_NO_RECONNECT)
+
+/** Largest number of queue pairs a socket may be configured for. */
+#define VHK_MAX_QUEUE_PAIRS 128
+/** Largest number of vrings per device (2 per queue pair). */
+#define VHK_MAX_VRINGS (2 * VHK_MAX_QUEUE_PAIRS)
+/** Largest number of guest memory regions (ADD_MEM_REG slots). */
+#define VHK_MAX_MEM_REGIONS 509
+
+/** Virtio / vhost-user feature bits a caller commonly needs (spec numbering). */
+#define VHK_F_NOTIFY_ON_EMPTY 24
+#define VHK_F_LOG_ALL 26
+#define VHK_F_ANY_LAYOUT 27
+#define VHK_F_INDIRECT_DESC 28
+#define VHK_F_EVENT_IDX 29
+#define VHK_F_PROTOCOL_FEATURES 30
+#define VHK_F_VERSION_1 32
+#define VHK_F_IOMMU_PLATFORM 33
+#define VHK_F_RING_PACKED 34
+#define VHK_F_IN_ORDER 35
+
+/** vhost-user protocol feature bits (VHOST_USER_PROTOCOL_F_*). */
+#define VHK_PF_MQ 0
+#define VHK_PF_LOG_SHMFD 1
+#define VHK_PF_RARP 2
+#define VHK_PF_REPLY_ACK 3
+#define VHK_PF_NET_MTU 4
+#define VHK_PF_BACKEND_REQ 5
+#define VHK_PF_CROSS_ENDIAN 6
+#define VHK_PF_CRYPTO_SESSION 7
+#define VHK_PF_PAGEFAULT 8
+#define VHK_PF_CONFIG 9
+#define VHK_PF_BACKEND_SEND_FD 10
+#define VHK_PF_HOST_NOTIFIER 11
+#define VHK_PF_INFLIGHT_SHMFD 12
+#define VHK_PF_RESET_DEVICE 13
+#define VHK_PF_INBAND_NOTIFICATIONS 14
+#define VHK_PF_CONFIGURE_MEM_SLOTS 15
+#define VHK_PF_STATUS 16
+
+/** Returned by an asynchronous device operation; see vhk_dev_op_complete(). */
+#define VHK_OP_PENDING 1
+
+/**
+ * Application callbacks, modelled on rte_vhost's vhost_device_ops. Any member
+ * may be NULL. All run on the control thread with no datapath lock held.
+ */
+struct vhk_callbacks {
+	/**
+	 * The device became ready: features negotiated, memory mapped and the
+	 * device's minimum queues (struct vhk_device_ops::min_queues) started
+	 * and enabled. Return 0 to accept; a negative value closes the
+	 * connection. Other queues are reported later by vring_state_changed.
+	 */
+	int (*new_device)(int vid);
+	/**
+	 * The device stops being usable (disconnect, reset, new memory layout
+	 * the app must re-learn, unregister). The app must stop calling
+	 * datapath functions on @p vid before returning.
+	 */
+	void (*destroy_device)(int vid);
+	/** Queue @p queue_id became usable (enable=1) or stopped (enable=0). */
+	int (*vring_state_changed)(int vid, uint16_t queue_id, int enable);
+	/** The frontend (re)negotiated virtio features. */
+	int (*features_changed)(int vid, uint64_t features);
+	/** A frontend connected (server mode) or we connected (client mode). */
+	int (*new_connection)(int vid);
+	/** The connection of @p vid is gone; the handle becomes invalid after. */
+	void (*destroy_connection)(int vid);
+};
+
+/**
+ * Operations of the device behind a socket (net, blk, crypto, or the app's
+ * own). The core calls them on the control thread. Operations that return
+ * VHK_OP_PENDING finish later through vhk_dev_op_complete(); until then the
+ * core answers nothing further on that connection (the vhost-user message
+ * that caused the operation is replied to on completion).
+ */
+struct vhk_device_ops {
+	/** Short device name for logs ("net", "blk"). */
+	const char *name;
+	/**
+	 * Number of leading vrings that must be started and enabled before
+	 * new_device runs. 0 means 1. Queues beyond these never hold it back.
+	 */
+	uint16_t min_queues;
+	/** Size in bytes of the device config space (GET/SET_CONFIG), 0 = none. */
+	uint32_t config_size;
+	/** Queue @p qid may now be processed. May return VHK_OP_PENDING. */
+	int (*queue_start)(int vid, uint16_t qid);
+	/**
+	 * Queue @p qid must stop (GET_VRING_BASE, reset, disconnect). After the
+	 * op completes the device must not touch the ring. May return
+	 * VHK_OP_PENDING (e.g. to drain in-flight I/O).
+	 */
+	int (*queue_stop)(int vid, uint16_t qid);
+	/** Copy @p len bytes of config space at @p offset into @p buf. */
+	int (*get_config)(int vid, uint8_t *buf, uint32_t offset, uint32_t len);
+	/** Apply a config write; @p flags is VHOST_SET_CONFIG_TYPE_*. */
+	int (*set_config)(int vid, const uint8_t *buf, uint32_t offset, uint32_t len,
+			  uint32_t flags);
+	/** SEND_RARP: the guest has @p mac and migrated; NULL rejects the message. */
+	int (*send_rarp)(int vid, const uint8_t mac[6]);
+	/** NET_SET_MTU; NULL rejects the message. */
+	int (*set_mtu)(int vid, uint16_t mtu);
+	/** Called once when a device handle is created / destroyed. */
+	int (*dev_init)(int vid);
+	void (*dev_fini)(int vid);
+};
+
+/**
+ * Create a vhost-user socket description for @p path. Nothing is opened yet:
+ * listening or connecting happens in vhk_start().
+ *
+ * @param path   Unix socket path (at most 107 bytes).
+ * @param flags  VHK_CLIENT, VHK_NO_RECONNECT.
+ * @return 0; -EINVAL bad path or flags; -EEXIST already registered;
+ *         -ENOMEM.
+ * Thread-safety: any thread.
+ */
+int vhk_register(const char *path, uint64_t flags);
+
+/**
+ * Set the file mode, owner and group given to the socket file when it is
+ * created in server mode. Pass (mode_t)-1, (uid_t)-1 or (gid_t)-1 to keep
+ * the default for that field. Must be called before vhk_start().
+ * @return 0; -ENOENT unknown path; -EBUSY already started.
+ */
+int vhk_socket_set_perm(const char *path, mode_t mode, uid_t owner, gid_t group);
+
+/**
+ * Unregister @p path: stop listening or reconnecting, close every connection
+ * (running destroy_device / destroy_connection for each) and remove the
+ * socket file it created. Safe while datapath threads run traffic on its
+ * devices: their calls return 0 packets once the device is gone.
+ * May be called from a callback. @return 0; -ENOENT unknown path.
+ */
+int vhk_unregister(const char *path);
+
+/** Replace the virtio feature set offered by @p path. @return 0; -ENOENT; -EBUSY started. */
+int vhk_set_features(const char *path, uint64_t features);
+/** Add bits to the offered feature set. @return 0; -ENOENT; -EBUSY started. */
+int vhk_enable_features(const char *path, uint64_t features);
+/** Remove bits from the offered feature set. @return 0; -ENOENT; -EBUSY started. */
+int vhk_disable_features(const char *path, uint64_t features);
+/** Read the offered feature set into @p ret_features. @return 0; -ENOENT; -EINVAL NULL. */
+int vhk_get_features(const char *path, uint64_t *ret_features);
+/**
+ * Replace the offered protocol feature set. Bits the library does not
+ * implement are refused. @return 0; -ENOENT; -ENOTSUP unknown bit; -EBUSY.
+ */
+int vhk_set_protocol_features(const char *path, uint64_t protocol_features);
+/** Read the offered protocol feature set. @return 0; -ENOENT; -EINVAL. */
+int vhk_get_protocol_features(const char *path, uint64_t *ret_protocol_features);
+/**
+ * Set the number of queue pairs offered (GET_QUEUE_NUM), 1..VHK_MAX_QUEUE_PAIRS.
+ * @return 0; -ENOENT; -EINVAL out of range; -EBUSY started.
+ */
+int vhk_set_max_queue_pairs(const char *path, uint32_t pairs);
+/** Read the number of queue pairs offered. @return 0; -ENOENT; -EINVAL. */
+int vhk_get_max_queue_pairs(const char *path, uint32_t *ret_pairs);
+
+/**
+ * Register the application callbacks for @p path. @p cb is copied.
+ * @p ctx is returned by vhk_dev_get_ctx() for devices of this socket.
+ * @return 0; -ENOENT; -EINVAL NULL cb; -EBUSY started.
+ */
+int vhk_callback_register(const char *path, const struct vhk_callbacks *cb, void *ctx);
+
+/**
+ * Attach a device implementation to @p path. @p ops is copied. Devices such
+ * as vhk_net_attach() use this; an app running its own datapath may use it
+ * to get per-queue start/stop. @return 0; -ENOENT; -EINVAL; -EBUSY started.
+ */
+int vhk_device_ops_register(const char *path, const struct vhk_device_ops *ops);
+
+/**
+ * Finish a device operation that returned VHK_OP_PENDING. Any thread.
+ * @param result 0 for success or a negative errno (sent as a NACK).
+ * @return 0; -ENODEV stale vid; -EALREADY no operation pending.
+ */
+int vhk_dev_op_complete(int vid, int result);
+
+/**
+ * Start @p path: listen (server) or connect (client). Only this socket is
+ * started; sockets registered later stay untouched until their own start.
+ * The first start creates the control thread unless vhk_loop_app_driven()
+ * was called before. @return 0; -ENOENT; -EALREADY; -errno from
+ * socket()/bind()/listen()/connect() (client mode with reconnect returns 0
+ * and keeps retrying in the background).
+ */
+int vhk_start(const char *path);
+
+/**
+ * Switch the library to app-driven mode: no control thread is created; the
+ * app polls the returned fd (readable when work is pending) and calls
+ * vhk_loop_dispatch(). Must be called before the first vhk_start().
+ * @return an epoll fd owned by the library (do not close it); -EBUSY if
+ *         the control thread already runs.
+ */
+int vhk_loop_app_driven(void);
+
+/**
+ * Handle pending control-plane events, waiting at most @p timeout_ms
+ * (-1 = forever, 0 = do not wait). App-driven mode only.
+ * @return number of events handled; -EINVAL not in app-driven mode.
+ * Thread-safety: call from one thread only.
+ */
+int vhk_loop_dispatch(int timeout_ms);
+
+/* ---- per-device queries (any thread; -ENODEV for a stale or bad vid) ---- */
+
+/** Context pointer given to vhk_callback_register() for @p vid's socket. */
+void *vhk_dev_get_ctx(int vid);
+/** Negotiated virtio features. @return 0; -ENODEV; -EINVAL NULL. */
+int vhk_dev_get_features(int vid, uint64_t *ret_features);
+/** Negotiated protocol features. @return 0; -ENODEV; -EINVAL NULL. */
+int vhk_dev_get_protocol_features(int vid, uint64_t *ret_protocol_features);
+/** MTU set by NET_SET_MTU. @return 0; -ENODEV; -ENOENT never set. */
+int vhk_dev_get_mtu(int vid, uint16_t *ret_mtu);
+/** Copy the socket path into @p buf. @return 0; -ENODEV; -ENOSPC buf too small. */
+int vhk_dev_get_path(int vid, char *buf, size_t len);
+/** Number of vrings the frontend has configured (highest index + 1). */
+int vhk_dev_get_vring_num(int vid);
+
+/** One mapped guest memory region as the library sees it. */
+struct vhk_mem_region {
+	uint64_t guest_phys_addr; /**< GPA of the first byte */
+	uint64_t size;            /**< bytes */
+	uint64_t frontend_addr;   /**< the frontend's user address (QVA) */
+	void *host_addr;          /**< where it is mapped in this process */
+};
+
+/**
+ * Copy up to @p max memory regions into @p regions (may be NULL with max 0).
+ * The mappings stay valid until destroy_device for @p vid returns or a new
+ * memory table is announced by destroy_device/new_device.
+ * @return the total number of regions; -ENODEV.
+ */
+int vhk_dev_get_mem_table(int vid, struct vhk_mem_region *regions, uint32_t max);
+
+/** State of one vring, for apps that run their own datapath. */
+struct vhk_vring_info {
+	uint32_t size;       /**< entries; 0 if never set */
+	bool packed;         /**< packed layout (VIRTIO_F_RING_PACKED) */
+	bool started;        /**< kick fd received and not stopped */
+	bool enabled;        /**< SET_VRING_ENABLE state */
+	bool broken;         /**< marked broken after a guest error */
+	void *desc;          /**< host address of the descriptor table */
+	void *avail;         /**< avail ring (split) or driver event area (packed) */
+	void *used;          /**< used ring (split) or device event area (packed) */
+	int kick_fd;         /**< owned by the library; -1 when polling */
+	int call_fd;         /**< owned by the library; -1 when none */
+	uint16_t last_avail_idx;
+	uint16_t last_used_idx;
+};
+
+/** Fill @p info for vring @p qid. @return 0; -ENODEV; -EINVAL bad qid/NULL. */
+int vhk_dev_get_vring(int vid, uint16_t qid, struct vhk_vring_info *info);
+
+/**
+ * Ask the guest to notify (kick) us on new buffers in vring @p qid
+ * (interrupt mode), or stop asking (polling). After enabling, re-check the
+ * ring before sleeping on the kick fd: buffers may have arrived already.
+ * @return 0; -ENODEV; -EINVAL bad qid; -EAGAIN ring not ready.
+ */
+int vhk_dev_set_guest_notification(int vid, uint16_t qid, bool enable);
+
+/**
+ * Sleep until the guest kicks vring @p qid or @p timeout_ms passes, then
+ * consume the kick. @return 1 kicked; 0 timeout; -ENODEV; -EINVAL;
+ * -EAGAIN no kick fd (polling mode).
+ */
+int vhk_dev_wait_kick(int vid, uint16_t qid, int timeout_ms);
+
+/**
+ * Interrupt the guest for vring @p qid if the guest asked for it (EVENT_IDX
+ * or flags). @return 1 notified; 0 suppressed; -ENODEV; -EINVAL.
+ */
+int vhk_dev_notify_guest(int vid, uint16_t qid);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

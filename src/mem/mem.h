@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Guest memory: the region table and the only address translation in the
+ * library.
+ *
+ * Security model: region descriptions come from the frontend and are
+ * validated in mem_region_map() (sizes, overflow, fd size) and
+ * mem_table_new() (overlaps in GPA and QVA space). Translation is checked
+ * over the whole requested range: it returns the contiguous length that
+ * is mapped starting at the address, never more than asked. Callers loop
+ * over pieces; they never use more bytes than a translation returned.
+ *
+ * A table is immutable once built. Changing the layout builds a new table
+ * (sharing the unchanged mappings) that the owner swaps in while the
+ * datapath is quiesced (see vq/vdev.h), then frees the old one.
+ *
+ * Includes: util only.
+ */
+#ifndef VHK_MEM_MEM_H
+#define VHK_MEM_MEM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/compiler.h"
+
+/* One region. The mapping is shared by every table that holds the region. */
+struct mem_map; /* refcounted mapping, private to mem.c */
+
+struct mem_region {
+	uint64_t gpa;         /* guest physical address of byte 0 */
+	uint64_t size;        /* bytes, > 0 */
+	uint64_t qva;         /* frontend user address of byte 0 */
+	uint64_t mmap_offset; /* offset in the fd */
+	uint8_t *hva;         /* our address of byte 0 (mapping base + offset) */
+	struct mem_map *map;  /* owning mapping (refcounted) */
+};
+
+struct mem_table {
+	uint32_t nregions;
+	/* Sorted by gpa; non-overlapping in gpa and in qva. */
+	struct mem_region *regions;
+	/* Indices of regions sorted by qva. */
+	uint32_t *by_qva;
+};
+
+/* Frontend-supplied description of one region (SET_MEM_TABLE / ADD_MEM_REG). */
+struct mem_region_desc {
+	uint64_t gpa;
+	uint64_t size;
+	uint64_t qva;
+	uint64_t mmap_offset;
+};
+
+/*
+ * Validate @d and map it from @fd (MAP_SHARED, PROT_READ|WRITE,
+ * MADV_DONTDUMP). @fd is always consumed (closed) whether or not this
+ * succeeds: the mapping keeps the memory alive.
+ * Returns 0 and fills @ret, or -EINVAL (zero size, overflow, fd too small,
+ * not mappable), -ENOMEM.
+ */
+int mem_region_map(const struct mem_region_desc *d, int fd, struct mem_region *ret);
+
+/* Drop @r's reference on its mapping (munmap on the last one). */
+void mem_region_put(struct mem_region *r);
+
+/*
+ * Build a table from @n regions (ownership of their mappings moves into the
+ * table on success; on failure the caller still owns them).
+ * Returns 0, -EINVAL (overlap in gpa or qva, n > VHK_MEM_MAX_REGIONS),
+ * -ENOMEM. n == 0 is allowed (empty table).
+ */
+#define MEM_MAX_REGIONS 509
+int mem_table_new(struct mem_region *regions, uint32_t n, struct mem_table **ret);
+
+/*
+ * New table = @old plus @r (which is moved in on success). @old is not
+ * changed. Returns 0, -EINVAL (overlap), -ENOSPC (full), -ENOMEM.
+ */
+int mem_table_add(const struct mem_table *old, struct mem_region *r, struct mem_table **ret);
+
+/*
+ * New table = @old minus the region matching (gpa, qva, size) exactly
+ * (mmap_offset is ignored, as the spec says). Returns 0, -ENOENT, -ENOMEM.
+ */
+int mem_table_remove(const struct mem_table *old, uint64_t gpa, uint64_t qva, uint64_t size,
+		     struct mem_table **ret);
+
+/* Free a table and drop its references on the mappings. NULL-safe. */
+void mem_table_free(struct mem_table *t);
+
+/* Highest gpa + size over all regions (0 for an empty table). */
+uint64_t mem_table_gpa_end(const struct mem_table *t);
+
+/*
+ * Out-of-line slow path: binary search. Returns the region containing @gpa
+ * or NULL.
+ */
+const struct mem_region *mem_find_gpa(const struct mem_table *t, uint64_t gpa);
+const struct mem_region *mem_find_qva(const struct mem_table *t, uint64_t qva);
+
+/*
+ * Translate guest physical [gpa, gpa + *len) to a host pointer.
+ * On success returns the pointer and sets *len to the number of bytes that
+ * are contiguous in one region (1 <= *len <= requested). Returns NULL if
+ * gpa is not mapped or *len == 0. Never fails partially silently: a caller
+ * that needs N bytes must loop until N bytes are covered.
+ * @hint: caller-owned cache of the last region index used (may be NULL).
+ */
+static inline void *mem_gpa_to_hva(const struct mem_table *t, uint64_t gpa, uint64_t *len,
+				   uint32_t *hint)
+{
+	const struct mem_region *r = NULL;
+
+	if (unlikely(!t || *len == 0))
+		return NULL;
+	if (hint && *hint < t->nregions) {
+		r = &t->regions[*hint];
+		if (gpa - r->gpa >= r->size)
+			r = NULL;
+	}
+	if (!r) {
+		r = mem_find_gpa(t, gpa);
+		if (unlikely(!r))
+			return NULL;
+		if (hint)
+			*hint = (uint32_t)(r - t->regions);
+	}
+	uint64_t off = gpa - r->gpa;
+	uint64_t avail = r->size - off;
+	if (*len > avail)
+		*len = avail;
+	return r->hva + off;
+}
+
+/* Same for frontend user addresses (ring addresses without IOMMU). */
+void *mem_qva_to_hva(const struct mem_table *t, uint64_t qva, uint64_t *len);
+
+/*
+ * Translate a range that must be contiguous in host memory (vring parts).
+ * Returns the pointer or NULL if any byte of [qva, qva+len) is unmapped or
+ * the range crosses a region boundary or overflows.
+ */
+void *mem_qva_range(const struct mem_table *t, uint64_t qva, uint64_t len);
+void *mem_gpa_range(const struct mem_table *t, uint64_t gpa, uint64_t len);
+
+#endif

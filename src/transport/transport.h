@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Transport: Unix sockets (listen, accept, connect), message I/O with
+ * SCM_RIGHTS fds, and the epoll event loop with timers that the control
+ * thread (or the app, in app-driven mode) runs. Knows nothing of vhost-user.
+ *
+ * Every fd created or received here is O_CLOEXEC.
+ * Includes: util only.
+ */
+#ifndef VHK_TRANSPORT_TRANSPORT_H
+#define VHK_TRANSPORT_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- sockets ---- */
+
+/*
+ * Create a listening socket at @path. An existing file is replaced only if
+ * it is a socket nobody listens on (stale, left by a dead process); a live
+ * socket gives -EADDRINUSE, a non-socket file -EEXIST. Applies @mode,
+ * @uid, @gid when not (x)-1. Returns the fd (>= 0) or -errno.
+ */
+int uds_listen(const char *path, mode_t mode, uid_t uid, gid_t gid);
+/* Accept one connection (non-blocking, CLOEXEC). Returns fd, -EAGAIN, -errno. */
+int uds_accept(int lfd);
+/* Connect to @path (blocking connect, then non-blocking fd). Returns fd or -errno. */
+int uds_connect(const char *path);
+
+/* ---- messages with fds ---- */
+
+/*
+ * recvmsg() up to @len bytes into @buf from non-blocking @fd, harvesting up
+ * to @max_fds fds into @fds (with MSG_CMSG_CLOEXEC) and adding their count
+ * to *@nfds. Received fds beyond @max_fds, or on MSG_CTRUNC, are closed
+ * and reported as -EPROTO (the ones stored are still the caller's to
+ * close). Returns bytes read (0 = EOF), -EAGAIN, -EPROTO, -errno.
+ */
+ssize_t fdmsg_recv(int fd, void *buf, size_t len, int *fds, size_t *nfds, size_t max_fds);
+/*
+ * Send @len bytes with @nfds fds attached to the first byte, retrying on
+ * EINTR and waiting (poll, bounded by @timeout_ms) while the socket is
+ * full. MSG_NOSIGNAL. Returns 0 or -errno (-ETIMEDOUT).
+ */
+int fdmsg_send(int fd, const void *buf, size_t len, const int *fds, size_t nfds, int timeout_ms);
+
+/* ---- event loop ---- */
+
+struct loop;
+struct loop_watch;
+struct loop_timer;
+typedef void (*loop_fd_fn)(void *ctx, int fd, uint32_t events);
+typedef void (*loop_timer_fn)(void *ctx);
+
+int loop_new(struct loop **ret);
+/* Frees watches and timers (closing nothing but its own epoll/timer fds). */
+void loop_free(struct loop *l);
+/* The epoll fd: readable when loop_dispatch() has work. */
+int loop_fd(const struct loop *l);
+/* Watch @fd for @events (EPOLLIN ...). The loop does not own @fd. */
+int loop_watch_add(struct loop *l, int fd, uint32_t events, loop_fd_fn fn, void *ctx,
+		   struct loop_watch **ret);
+/* Stop watching; safe from inside any callback of the same loop. NULL-safe. */
+void loop_watch_del(struct loop *l, struct loop_watch *w);
+/* One-shot timer after @ms milliseconds. */
+int loop_timer_add(struct loop *l, uint64_t ms, loop_timer_fn fn, void *ctx,
+		   struct loop_timer **ret);
+/* Cancel a pending timer; safe from callbacks. NULL-safe. */
+void loop_timer_del(struct loop *l, struct loop_timer *t);
+/* Run @fn(@ctx) on the loop's thread at the next dispatch (any thread). */
+int loop_post(struct loop *l, loop_timer_fn fn, void *ctx);
+/* Wait up to @timeout_ms and run ready callbacks. Returns count or -errno. */
+int loop_dispatch(struct loop *l, int timeout_ms);
+
+#endif

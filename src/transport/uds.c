@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: MIT */
+/* placeholder: being implemented */
+typedef int vhk_placeholder_t;

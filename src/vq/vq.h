@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Virtqueues: per-vring state, its lifecycle (driven by proto on the control
+ * thread) and the format-independent element interface used by devices on
+ * the datapath (pop a translated descriptor chain, push a used entry, flush
+ * and notify once per burst).
+ *
+ * Includes: util, mem. The ring formats live in vq_split.c (and, later,
+ * vq_packed.c); the bounded descriptor-chain walker in chain.c.
+ *
+ * Concurrency: one datapath thread at a time owns a vq between vq_enter()
+ * and vq_leave() (an uncontended exchange per burst; a second thread gets
+ * false). The control thread changes rings, memory and state only while it
+ * holds the same flag (vq_quiesce()/vq_unquiesce()), so the datapath never
+ * sees a half-updated ring or an unmapped region.
+ */
+#ifndef VHK_VQ_VQ_H
+#define VHK_VQ_VQ_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/virtio_ring.h>
+
+#include "util/compiler.h"
+#include "util/log.h"
+#include "mem/mem.h"
+
+#define VQ_MAX_SIZE 32768u
+/* Translated pieces per chain; a longer chain is consumed and failed (-E2BIG). */
+#define VQ_MAX_IOV 256u
+
+/* One translated, contiguous piece of a buffer. */
+struct vq_iov {
+	uint8_t *base;
+	uint32_t len;
+};
+
+/* A descriptor chain, validated and translated. Readable pieces come first. */
+struct vq_chain {
+	uint16_t id;      /* head index (split) or buffer id (packed) */
+	uint16_t ndesc;   /* ring slots the chain occupies (packed bookkeeping) */
+	uint32_t nout;    /* iov[0 .. nout) are device-readable */
+	uint32_t nin;     /* iov[nout .. nout+nin) are device-writable */
+	uint64_t out_len; /* total readable bytes */
+	uint64_t in_len;  /* total writable bytes */
+	struct vq_iov iov[VQ_MAX_IOV];
+};
+
+/* Ring addresses as given by SET_VRING_ADDR (frontend user addresses). */
+struct vq_addr {
+	uint32_t flags; /* VHOST_VRING_F_LOG only */
+	uint64_t desc;
+	uint64_t avail;
+	uint64_t used;
+	uint64_t log;
+};
+
+struct vq_stats {
+	uint64_t packets, bytes, drops, errors, kicks, calls;
+};
+
+struct vq {
+	/* ---- hot, datapath-owned while busy is held ---- */
+	atomic_uint busy;      /* owner flag (see file comment) */
+	bool ready;            /* started && enabled && translated && !broken */
+	bool packed;
+	bool event_idx;        /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	bool indirect;         /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+	uint16_t size;         /* entries */
+	uint16_t last_avail_idx; /* next avail entry to consume (free-running) */
+	uint16_t shadow_avail_idx; /* last avail->idx read */
+	uint16_t last_used_idx;  /* used idx published (plus pending shadow) */
+	uint16_t signalled_used; /* used idx at the last call (EVENT_IDX) */
+	bool signalled_used_valid;
+	bool notify_enabled;   /* we asked the guest to kick us */
+	uint16_t shadow_count; /* pending used entries in shadow_used */
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	struct vring_used_elem *shadow_used; /* size entries */
+	uint64_t *inflight;    /* bitmap of heads popped and not yet pushed */
+	const struct mem_table *mem;
+	uint32_t mem_hint;
+	int call_fd;
+	struct vq_stats stats;
+	void *dev_priv;        /* for the device (net: per-queue state) */
+
+	/* ---- control-owned ---- */
+	uint32_t index;
+	int kick_fd;
+	int err_fd;
+	bool started;          /* kick fd received (or NOFD polling) */
+	bool enabled;          /* SET_VRING_ENABLE / implicit without PROTOCOL_FEATURES */
+	bool broken;           /* guest error; cleared by reset/reconfiguration */
+	bool num_set, addr_set;
+	uint32_t base;         /* SET_VRING_BASE value, applied at start */
+	struct vq_addr addr;
+	uint64_t features;     /* negotiated virtio features */
+	bool broken_logged;     /* one log line per breakage */
+};
+
+/* ---- control side (control thread only) ---- */
+
+/* Initialise a zeroed vq for vring @index: stopped, disabled, no fds. */
+void vq_init(struct vq *vq, uint32_t index);
+/* Back to the initial state: closes kick/call/err fds, frees arrays. Quiesced by caller. */
+void vq_reset(struct vq *vq);
+
+/* Spin until the datapath leaves the vq, then hold it. */
+void vq_quiesce(struct vq *vq);
+void vq_unquiesce(struct vq *vq);
+
+/* SET_VRING_NUM: 1..32768, power of two for split. -EINVAL, -EBUSY (started), -ENOMEM. */
+int vq_set_num(struct vq *vq, uint32_t num);
+/* SET_VRING_ADDR: stores the addresses; flags other than VHOST_VRING_F_LOG -> -EINVAL. */
+int vq_set_addr(struct vq *vq, const struct vq_addr *a);
+/* SET_VRING_BASE: split needs bits 16..31 zero (-EINVAL); -EBUSY when started. */
+int vq_set_base(struct vq *vq, uint32_t base);
+/* GET_VRING_BASE value (split: last_avail_idx). */
+uint32_t vq_get_base(const struct vq *vq);
+/* Replace the kick / call / err fd (-1 = none / polling); the old one is closed. */
+void vq_set_kick_fd(struct vq *vq, int fd);
+void vq_set_call_fd(struct vq *vq, int fd);
+void vq_set_err_fd(struct vq *vq, int fd);
+
+/*
+ * Start the ring: validate num/base, translate and bounds-check all ring
+ * parts through @mem (whole range, alignment), read used->idx, set ready
+ * if enabled. Returns 0 or -EINVAL/-EFAULT (ring not mapped). Quiesced by
+ * caller.
+ */
+int vq_start(struct vq *vq, const struct mem_table *mem, uint64_t features);
+/* Stop: not ready any more, base remembered. Quiesced by caller. */
+void vq_stop(struct vq *vq);
+/* Enable flag (SET_VRING_ENABLE); recomputes ready. Quiesced by caller. */
+void vq_set_enabled(struct vq *vq, bool enabled);
+/* Memory table changed: re-translate a started ring (stops it with -EFAULT). */
+int vq_remap(struct vq *vq, const struct mem_table *mem);
+
+/* ---- datapath side (the thread between vq_enter and vq_leave) ---- */
+
+static inline bool vq_enter(struct vq *vq)
+{
+	if (unlikely(atomic_exchange_explicit(&vq->busy, 1, memory_order_acquire)))
+		return false;
+	if (unlikely(!vq->ready)) {
+		atomic_store_explicit(&vq->busy, 0, memory_order_release);
+		return false;
+	}
+	return true;
+}
+
+static inline void vq_leave(struct vq *vq)
+{
+	atomic_store_explicit(&vq->busy, 0, memory_order_release);
+}
+
+/* Chains available and not consumed; 0 if none; marks broken if > size. */
+uint16_t vq_avail_count(struct vq *vq);
+
+/*
+ * Pop the next available chain into @c (validated and translated).
+ * Returns 0; -ENOENT none available; -EIO the ring is broken (now marked);
+ * -E2BIG chain valid but more than VQ_MAX_IOV pieces (consumed: the caller
+ * must vq_push() it with len 0).
+ */
+int vq_pop(struct vq *vq, struct vq_chain *c);
+
+/* Give back the last @n popped chains (ids in pop order) unconsumed. */
+void vq_rewind(struct vq *vq, const uint16_t *ids, uint16_t n);
+
+/* Record chain @id as used with @len bytes written (shadowed until flush). */
+void vq_push(struct vq *vq, uint16_t id, uint32_t len);
+
+/* Publish shadowed used entries and notify the guest if it wants it. */
+void vq_flush(struct vq *vq);
+
+/* Notify the guest if it asked (after a flush); returns true if notified. */
+bool vq_notify(struct vq *vq);
+
+/*
+ * Ask (enable=true) or stop asking the guest to kick. Returns true when
+ * enabling and buffers are already available (caller must not sleep).
+ */
+bool vq_set_notification(struct vq *vq, bool enable);
+
+/* Mark the ring broken: not ready, err fd signalled, one log line. */
+void vq_mark_broken(struct vq *vq, const char *why) cold_path;
+
+/* ---- internal between vq.c, vq_split.c and chain.c ---- */
+int vq_split_start(struct vq *vq);
+uint16_t vq_split_avail_count(struct vq *vq);
+int vq_split_pop(struct vq *vq, struct vq_chain *c);
+void vq_split_rewind(struct vq *vq, const uint16_t *ids, uint16_t n);
+void vq_split_push(struct vq *vq, uint16_t id, uint32_t len);
+void vq_split_flush(struct vq *vq);
+bool vq_split_need_notify(struct vq *vq);
+bool vq_split_set_notification(struct vq *vq, bool enable);
+
+/*
+ * Walk the split chain starting at @head of the descriptor table @desc of
+ * @size entries (the ring's, or an indirect table when @indirect_ok is
+ * false), translating through @mem. Enforces every rule of the split chain
+ * walk (bounds, TTL, indirect rules, 2^32 total, ordering of writable after
+ * readable). Returns 0, -EIO (guest error), -E2BIG (too many pieces).
+ */
+int chain_walk_split(const struct mem_table *mem, uint32_t *hint, const struct vring_desc *desc,
+		     uint16_t size, uint16_t head, bool indirect_ok, struct vq_chain *c);
+
+#endif
