@@ -1,3 +1,316 @@
 /* SPDX-License-Identifier: MIT */
-/* placeholder: being implemented */
-typedef int vhk_placeholder_t;
+/*
+ * Virtqueue lifecycle (control thread) and the format dispatch of the
+ * element interface (datapath).
+ *
+ * Every control-side function here runs on the control thread with the vq
+ * quiesced (see vq.h), except vq_quiesce() itself and vq_mark_broken(),
+ * which the datapath owner also calls.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "util/fd.h"
+#include "vq/vq.h"
+
+#define VQ_F_INDIRECT_DESC 28
+#define VQ_F_EVENT_IDX 29
+#define VQ_ADDR_F_LOG (1u << 0) /* VHOST_VRING_F_LOG */
+
+/* Tell the CPU we are spinning. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield" ::: "memory");
+#else
+	__asm__ volatile("" ::: "memory");
+#endif
+}
+
+/* Every field but the owner flag and dev_priv back to the vq_init() state. */
+static void vq_clear_state(struct vq *vq)
+{
+	vq->ready = vq->packed = vq->event_idx = vq->indirect = false;
+	vq->size = 0;
+	vq->last_avail_idx = vq->shadow_avail_idx = vq->last_used_idx = 0;
+	vq->signalled_used = 0;
+	vq->signalled_used_valid = false;
+	vq->notify_enabled = true;
+	vq->shadow_count = 0;
+	vq->desc = NULL;
+	vq->avail = NULL;
+	vq->used = NULL;
+	vq->shadow_used = NULL;
+	vq->inflight = NULL;
+	vq->mem = NULL;
+	vq->mem_hint = 0;
+	vq->call_fd = vq->kick_fd = vq->err_fd = -1;
+	vq->stats = (struct vq_stats){0};
+	vq->started = vq->enabled = vq->broken = false;
+	vq->num_set = vq->addr_set = false;
+	vq->base = 0;
+	vq->addr = (struct vq_addr){0};
+	vq->features = 0;
+	vq->broken_logged = false;
+}
+
+void vq_init(struct vq *vq, uint32_t index)
+{
+	atomic_init(&vq->busy, 0);
+	vq->dev_priv = NULL;
+	vq_clear_state(vq);
+	vq->index = index;
+}
+
+void vq_reset(struct vq *vq)
+{
+	uint32_t index = vq->index;
+
+	fd_close(&vq->kick_fd);
+	fd_close(&vq->call_fd);
+	fd_close(&vq->err_fd);
+	free(vq->shadow_used);
+	free(vq->inflight);
+	/* busy is held by the caller; dev_priv belongs to the device. */
+	vq_clear_state(vq);
+	vq->index = index;
+}
+
+void vq_quiesce(struct vq *vq)
+{
+	while (atomic_exchange_explicit(&vq->busy, 1, memory_order_acquire))
+		cpu_relax();
+}
+
+void vq_unquiesce(struct vq *vq)
+{
+	atomic_store_explicit(&vq->busy, 0, memory_order_release);
+}
+
+int vq_set_num(struct vq *vq, uint32_t num)
+{
+	struct vring_used_elem *shadow;
+	uint64_t *inflight;
+
+	if (num == 0 || num > VQ_MAX_SIZE || (!vq->packed && (num & (num - 1))))
+		return -EINVAL;
+	if (vq->started)
+		return -EBUSY;
+	shadow = calloc(num, sizeof(*shadow));
+	inflight = calloc((num + 63) / 64, sizeof(*inflight));
+	if (!shadow || !inflight) {
+		free(shadow);
+		free(inflight);
+		return -ENOMEM;
+	}
+	free(vq->shadow_used);
+	free(vq->inflight);
+	vq->shadow_used = shadow;
+	vq->inflight = inflight;
+	vq->shadow_count = 0;
+	vq->size = (uint16_t)num; /* 32768 fits */
+	vq->num_set = true;
+	return 0;
+}
+
+/* Translate the ring for the current layout (split only for now). */
+static int ring_translate(struct vq *vq)
+{
+	if (unlikely(vq->packed))
+		return -ENOTSUP;
+	return vq_split_start(vq);
+}
+
+int vq_set_addr(struct vq *vq, const struct vq_addr *a)
+{
+	struct vq_addr ac = *a;
+
+	if (ac.flags & ~VQ_ADDR_F_LOG)
+		return -EINVAL;
+	vq->addr = ac;
+	vq->addr_set = true;
+	/* A started ring (e.g. logging toggled for migration) uses the new addresses now. */
+	if (vq->started && ring_translate(vq) < 0) {
+		vq_stop(vq);
+		vq_mark_broken(vq, "new ring address not mapped");
+		return -EFAULT;
+	}
+	return 0;
+}
+
+int vq_set_base(struct vq *vq, uint32_t base)
+{
+	if (!vq->packed && (base >> 16))
+		return -EINVAL;
+	if (vq->started)
+		return -EBUSY;
+	vq->base = base;
+	return 0;
+}
+
+uint32_t vq_get_base(const struct vq *vq)
+{
+	return vq->started ? vq->last_avail_idx : vq->base;
+}
+
+void vq_set_kick_fd(struct vq *vq, int fd)
+{
+	fd_close(&vq->kick_fd);
+	vq->kick_fd = fd;
+}
+
+void vq_set_call_fd(struct vq *vq, int fd)
+{
+	fd_close(&vq->call_fd);
+	vq->call_fd = fd;
+}
+
+void vq_set_err_fd(struct vq *vq, int fd)
+{
+	fd_close(&vq->err_fd);
+	vq->err_fd = fd;
+}
+
+static void update_ready(struct vq *vq)
+{
+	vq->ready = vq->started && vq->enabled && !vq->broken;
+}
+
+/*
+ * The split base is a free-running 16-bit avail index (GET_VRING_BASE
+ * returns last_avail_idx, which exceeds the ring size after one lap), so
+ * any 16-bit value is valid; vq_set_base() rejected the upper bits.
+ */
+int vq_start(struct vq *vq, const struct mem_table *mem, uint64_t features)
+{
+	int rc;
+
+	if (!vq->num_set || !vq->addr_set || !mem)
+		return -EINVAL;
+	if (unlikely(vq->packed))
+		return -ENOTSUP;
+	if (vq->base >> 16)
+		return -EINVAL;
+	vq->features = features;
+	vq->event_idx = features & (1ull << VQ_F_EVENT_IDX);
+	vq->indirect = features & (1ull << VQ_F_INDIRECT_DESC);
+	vq->mem = mem;
+	vq->mem_hint = 0;
+	rc = ring_translate(vq);
+	if (rc)
+		return rc;
+	vq->last_avail_idx = vq->shadow_avail_idx = (uint16_t)vq->base;
+	/* Never trust a cached value across a driver reset: read it from the guest. */
+	vq->last_used_idx = READ_ONCE(vq->used->idx);
+	vq->signalled_used_valid = false;
+	vq->shadow_count = 0;
+	for (uint32_t i = 0; i < (vq->size + 63u) / 64; i++)
+		vq->inflight[i] = 0;
+	vq->broken = false;
+	vq->broken_logged = false;
+	vq->started = true;
+	update_ready(vq);
+	return 0;
+}
+
+void vq_stop(struct vq *vq)
+{
+	vq->ready = false;
+	if (!vq->started)
+		return;
+	vq->base = vq->last_avail_idx;
+	vq->started = false;
+	vq->shadow_count = 0;
+}
+
+void vq_set_enabled(struct vq *vq, bool enabled)
+{
+	vq->enabled = enabled;
+	update_ready(vq);
+}
+
+int vq_remap(struct vq *vq, const struct mem_table *mem)
+{
+	vq->mem = mem;
+	vq->mem_hint = 0;
+	if (!vq->started)
+		return 0;
+	if (!mem || ring_translate(vq) < 0) {
+		vq_stop(vq);
+		vq_mark_broken(vq, "ring not mapped by the new memory table");
+		return -EFAULT;
+	}
+	return 0;
+}
+
+/* ---- datapath dispatch ---- */
+
+uint16_t vq_avail_count(struct vq *vq)
+{
+	if (unlikely(vq->packed))
+		return 0;
+	return vq_split_avail_count(vq);
+}
+
+int vq_pop(struct vq *vq, struct vq_chain *c)
+{
+	if (unlikely(vq->packed))
+		return -ENOTSUP;
+	return vq_split_pop(vq, c);
+}
+
+void vq_rewind(struct vq *vq, const uint16_t *ids, uint16_t n)
+{
+	if (unlikely(vq->packed))
+		return;
+	vq_split_rewind(vq, ids, n);
+}
+
+void vq_push(struct vq *vq, uint16_t id, uint32_t len)
+{
+	if (unlikely(vq->packed))
+		return;
+	vq_split_push(vq, id, len);
+}
+
+void vq_flush(struct vq *vq)
+{
+	if (unlikely(vq->packed) || !vq->shadow_count)
+		return;
+	vq_split_flush(vq);
+	vq_notify(vq);
+}
+
+bool vq_notify(struct vq *vq)
+{
+	if (unlikely(vq->packed))
+		return false;
+	if (!vq_split_need_notify(vq) || vq->call_fd < 0)
+		return false;
+	if (fd_eventfd_write(vq->call_fd) < 0)
+		return false;
+	vq->stats.calls++;
+	return true;
+}
+
+bool vq_set_notification(struct vq *vq, bool enable)
+{
+	if (unlikely(vq->packed))
+		return false;
+	return vq_split_set_notification(vq, enable);
+}
+
+void vq_mark_broken(struct vq *vq, const char *why)
+{
+	vq->ready = false;
+	vq->broken = true;
+	vq->stats.errors++;
+	if (vq->err_fd >= 0)
+		(void)fd_eventfd_write(vq->err_fd);
+	if (!vq->broken_logged) {
+		vq->broken_logged = true;
+		log_err_rl("vring %u broken: %s", vq->index, why);
+	}
+}

@@ -1,3 +1,201 @@
 /* SPDX-License-Identifier: MIT */
-/* placeholder: being implemented */
-typedef int vhk_placeholder_t;
+/*
+ * Split virtqueue format: ring translation, avail consumption, the shadow
+ * used ring and notification suppression (flags or EVENT_IDX).
+ *
+ * Security model: avail->idx, avail->ring[], avail->flags and used_event are
+ * guest-written. avail->idx is read once per batch (acquire); a jump of more
+ * than the ring size breaks the ring. Every head is checked < size and
+ * against the in-flight bitmap (a head given twice breaks the ring). Guest
+ * indices are masked with size - 1 before use; used_event only feeds the
+ * modulo-2^16 comparison and never indexes anything. Ring indices and flags
+ * are accessed with single 16-bit loads/stores.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "util/fd.h"
+#include "vq/vq.h"
+
+/* The 16-bit event fields that live after the rings (EVENT_IDX). */
+static inline uint16_t *used_event_ptr(const struct vq *vq)
+{
+	return &vq->avail->ring[vq->size];
+}
+
+static inline uint16_t *avail_event_ptr(const struct vq *vq)
+{
+	return (uint16_t *)(void *)&vq->used->ring[vq->size];
+}
+
+/* Is @head already popped and not yet pushed? */
+static inline bool inflight_test(const struct vq *vq, uint16_t head)
+{
+	return vq->inflight[head >> 6] & (1ull << (head & 63));
+}
+
+static inline void inflight_set(struct vq *vq, uint16_t head)
+{
+	vq->inflight[head >> 6] |= 1ull << (head & 63);
+}
+
+static inline void inflight_clear(struct vq *vq, uint16_t head)
+{
+	vq->inflight[head >> 6] &= ~(1ull << (head & 63));
+}
+
+/* Translate one ring part: the whole range in one region, aligned in guest and host. */
+static void *ring_part(const struct mem_table *mem, uint64_t qva, uint64_t len, uint64_t align)
+{
+	void *p;
+
+	if (qva & (align - 1))
+		return NULL;
+	p = mem_qva_range(mem, qva, len);
+	if (!p || ((uintptr_t)p & (align - 1)))
+		return NULL;
+	return p;
+}
+
+/*
+ * Translate the desc / avail / used areas of a split ring from vq->addr
+ * through vq->mem (called at start and on every memory change). Indices are
+ * not touched. Returns 0 or -EFAULT.
+ */
+int vq_split_start(struct vq *vq)
+{
+	uint64_t n = vq->size, ev = vq->event_idx ? 2 : 0;
+	void *desc, *avail, *used;
+
+	desc = ring_part(vq->mem, vq->addr.desc, 16 * n, 16);
+	avail = ring_part(vq->mem, vq->addr.avail, 6 + 2 * n + ev, 2);
+	used = ring_part(vq->mem, vq->addr.used, 6 + 8 * n + ev, 4);
+	if (!desc || !avail || !used)
+		return -EFAULT;
+	vq->desc = desc;
+	vq->avail = avail;
+	vq->used = used;
+	return 0;
+}
+
+uint16_t vq_split_avail_count(struct vq *vq)
+{
+	/* Acquire pairs with the guest's write barrier before its avail->idx store. */
+	uint16_t idx = load_acquire(&vq->avail->idx);
+	uint16_t n = (uint16_t)(idx - vq->last_avail_idx);
+
+	if (unlikely(n > vq->size)) {
+		vq_mark_broken(vq, "avail index jumped past the ring size");
+		return 0;
+	}
+	vq->shadow_avail_idx = idx;
+	return n;
+}
+
+int vq_split_pop(struct vq *vq, struct vq_chain *c)
+{
+	uint16_t head;
+	int rc;
+
+	if (vq->last_avail_idx == vq->shadow_avail_idx && vq_split_avail_count(vq) == 0)
+		return unlikely(vq->broken) ? -EIO : -ENOENT;
+	/* Ordered after the acquire load of avail->idx in vq_split_avail_count(). */
+	head = READ_ONCE(vq->avail->ring[vq->last_avail_idx & (vq->size - 1)]);
+	if (unlikely(head >= vq->size)) {
+		vq_mark_broken(vq, "avail head out of range");
+		return -EIO;
+	}
+	if (unlikely(inflight_test(vq, head))) {
+		vq_mark_broken(vq, "avail head already in flight");
+		return -EIO;
+	}
+	rc = chain_walk_split(vq->mem, &vq->mem_hint, vq->desc, vq->size, head, vq->indirect, c);
+	if (unlikely(rc == -EIO)) {
+		vq_mark_broken(vq, "invalid descriptor chain");
+		return -EIO;
+	}
+	inflight_set(vq, head);
+	vq->last_avail_idx++;
+	return rc; /* 0 or -E2BIG (consumed: the caller pushes it with len 0) */
+}
+
+void vq_split_rewind(struct vq *vq, const uint16_t *ids, uint16_t n)
+{
+	for (uint16_t i = 0; i < n; i++)
+		if (likely(ids[i] < vq->size))
+			inflight_clear(vq, ids[i]);
+	vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
+}
+
+void vq_split_push(struct vq *vq, uint16_t id, uint32_t len)
+{
+	struct vring_used_elem *e;
+
+	/* Device bugs only (ids come from pop): never let them overrun the shadow. */
+	if (unlikely(id >= vq->size || vq->shadow_count >= vq->size))
+		return;
+	inflight_clear(vq, id);
+	e = &vq->shadow_used[vq->shadow_count++];
+	e->id = id;
+	e->len = len;
+}
+
+void vq_split_flush(struct vq *vq)
+{
+	uint16_t n = vq->shadow_count, size = vq->size;
+	uint16_t start = vq->last_used_idx & (uint16_t)(size - 1);
+	uint16_t first = MIN(n, (uint16_t)(size - start));
+
+	if (!n)
+		return;
+	memcpy(&vq->used->ring[start], vq->shadow_used, first * sizeof(*vq->shadow_used));
+	if (n > first)
+		memcpy(&vq->used->ring[0], vq->shadow_used + first,
+		       (size_t)(n - first) * sizeof(*vq->shadow_used));
+	vq->last_used_idx = (uint16_t)(vq->last_used_idx + n);
+	vq->shadow_count = 0;
+	/* Release pairs with the guest's read barrier after it loads used->idx. */
+	store_release(&vq->used->idx, vq->last_used_idx);
+}
+
+bool vq_split_need_notify(struct vq *vq)
+{
+	/*
+	 * Full fence: our used->idx store must be visible before we read the
+	 * guest's used_event / flags. Pairs with the guest's full barrier
+	 * between writing used_event (or clearing NO_INTERRUPT) and re-reading
+	 * used->idx.
+	 */
+	fence_full();
+	if (vq->event_idx) {
+		uint16_t old = vq->signalled_used, new_idx = vq->last_used_idx;
+		bool valid = vq->signalled_used_valid;
+
+		vq->signalled_used = new_idx;
+		vq->signalled_used_valid = true;
+		if (unlikely(!valid))
+			return true;
+		return vring_need_event(READ_ONCE(*used_event_ptr(vq)), new_idx, old);
+	}
+	return !(READ_ONCE(vq->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT);
+}
+
+bool vq_split_set_notification(struct vq *vq, bool enable)
+{
+	if (vq->event_idx) {
+		if (enable)
+			WRITE_ONCE(*avail_event_ptr(vq), vq->last_avail_idx);
+	} else {
+		WRITE_ONCE(vq->used->flags, (uint16_t)(enable ? 0 : VRING_USED_F_NO_NOTIFY));
+	}
+	vq->notify_enabled = enable;
+	if (!enable)
+		return false;
+	/*
+	 * Full fence: the guest must see our request before we look for work.
+	 * Pairs with the guest's full barrier between its avail->idx store and
+	 * its read of used->flags / avail_event when deciding to kick.
+	 */
+	fence_full();
+	return READ_ONCE(vq->avail->idx) != vq->last_avail_idx;
+}

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test harness, guest side: guest RAM backed by memfd regions, a bump
+ * allocator for guest buffers, and a guest-side split virtqueue driver that
+ * writes descriptors/avail and reads used exactly as a virtio driver does.
+ * Owner: helper D2. Uses the Linux uapi ring layout only (no library code).
+ */
+#ifndef VHK_TEST_GRING_H
+#define VHK_TEST_GRING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/virtio_ring.h>
+
+#define GMEM_MAX_REGIONS 512
+
+/* Guest RAM: regions laid out back to back in GPA from gpa_base (gaps allowed). */
+struct gmem_region {
+	int fd;           /* memfd, owned by gmem */
+	uint64_t gpa;
+	uint64_t size;
+	uint8_t *hva;     /* frontend's mapping; also used as the "QVA" we send */
+};
+struct gmem {
+	uint32_t nregions;
+	struct gmem_region r[GMEM_MAX_REGIONS];
+	uint64_t alloc_gpa;   /* bump allocator cursor */
+	uint32_t alloc_region;
+};
+
+/* Create @nregions regions of @region_size bytes each, starting at GPA
+ * @gpa_base, separated by @gap bytes of unmapped GPA. Returns 0 or -errno. */
+int gmem_new(uint32_t nregions, uint64_t region_size, uint64_t gpa_base, uint64_t gap,
+	     struct gmem **ret);
+void gmem_free(struct gmem *m);
+/* Frontend pointer for [gpa, gpa+len) if inside one region, else NULL. */
+void *gmem_ptr(struct gmem *m, uint64_t gpa, uint64_t len);
+/* Allocate @len bytes aligned to @align inside one region; returns gpa or 0. */
+uint64_t gmem_alloc(struct gmem *m, uint64_t len, uint64_t align);
+/* Allocate so the buffer straddles the boundary between region i and i+1
+ * (requires gap 0); returns gpa or 0. For cross-region tests. */
+uint64_t gmem_alloc_straddle(struct gmem *m, uint32_t region, uint64_t len);
+/* Copy to/from guest memory at @gpa (may span adjacent regions). 0 or -EFAULT. */
+int gmem_write(struct gmem *m, uint64_t gpa, const void *src, uint64_t len);
+int gmem_read(struct gmem *m, uint64_t gpa, void *dst, uint64_t len);
+/* QVA (frontend user address) of a gpa, for SET_VRING_ADDR. */
+uint64_t gmem_qva(struct gmem *m, uint64_t gpa);
+
+/* One guest buffer: gpa + length. */
+struct gbuf {
+	uint64_t gpa;
+	uint32_t len;
+};
+
+struct gring {
+	struct gmem *mem;
+	uint16_t size;
+	bool event_idx;
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	struct vring_desc *desc;   /* frontend pointers */
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint16_t free_head, num_free;
+	uint16_t avail_idx;        /* shadow of avail->idx */
+	uint16_t last_used;        /* next used entry to read */
+	void **tokens;             /* per head */
+	uint16_t *chain_len;       /* descs used per head (0 for indirect = 1) */
+	uint64_t *indirect_gpa;    /* per head, indirect table or 0 */
+	int kick_fd;               /* eventfd, we write it (guest -> device) */
+	int call_fd;               /* eventfd, device writes it */
+	uint64_t kicks_sent;
+};
+
+/* Lay out a split ring of @size entries in guest memory (allocated from m). */
+int gring_new(struct gmem *m, uint16_t size, bool event_idx, struct gring **ret);
+void gring_free(struct gring *r);
+/*
+ * Post a chain: @nout device-readable buffers then @nin device-writable ones.
+ * With @indirect the chain goes into an indirect table (allocated in guest
+ * memory). Returns the head id or -ENOSPC / -errno. @token comes back from
+ * gring_get_used. Does not kick.
+ */
+int gring_add(struct gring *r, const struct gbuf *out, int nout, const struct gbuf *in, int nin,
+	      bool indirect, void *token);
+/* Publish avail idx (release) and kick if the device did not suppress it. */
+void gring_kick(struct gring *r);
+/* Unconditionally write the kick eventfd. */
+void gring_kick_force(struct gring *r);
+/* Next used entry: returns 1 and fills token/len, 0 if none. */
+int gring_get_used(struct gring *r, void **token, uint32_t *len);
+/* Ask the device for (or suppress) used notifications: flags or used_event. */
+void gring_set_interrupts(struct gring *r, bool enable);
+/* Raw access for hostile tests: write a descriptor / avail entry / avail idx directly. */
+void gring_raw_desc(struct gring *r, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
+		    uint16_t next);
+void gring_raw_avail(struct gring *r, uint16_t slot, uint16_t head);
+void gring_raw_avail_idx(struct gring *r, uint16_t idx);
+
+#endif
