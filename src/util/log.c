@@ -29,7 +29,7 @@ VHK_EXPORT void vhk_log_set_level(enum vhk_log_level level)
 	store_relaxed(&g_level, (int)level);
 }
 
-static void emit(int level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void emit(int level, const char *fmt, va_list ap)
 {
 	static const char *const names[] = {"ERR", "WARN", "INFO", "DEBUG"};
 	char line[512];

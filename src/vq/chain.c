@@ -207,7 +207,7 @@ int chain_walk_split(const struct mem_table *mem, uint32_t *hint, const struct v
 	c->out_len = c->in_len = 0;
 	if (unlikely(head >= size || !desc))
 		return -EIO;
-	rc = walk_table(&w, &t, head, indirect_ok);
+	rc = walk_table(&w, &t, (uint32_t)index_nospec(head, size), indirect_ok);
 	if (unlikely(rc))
 		return rc;
 	return unlikely(w.overflow) ? -E2BIG : 0;

@@ -9,13 +9,12 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <linux/vhost_types.h>
 
 #include "util/fd.h"
 #include "vq/vq.h"
 
-#define VQ_F_INDIRECT_DESC 28
-#define VQ_F_EVENT_IDX 29
-#define VQ_ADDR_F_LOG (1u << 0) /* VHOST_VRING_F_LOG */
+#define VQ_ADDR_F_LOG (1u << VHOST_VRING_F_LOG)
 
 /* Tell the CPU we are spinning. */
 static inline void cpu_relax(void)
@@ -194,8 +193,8 @@ int vq_start(struct vq *vq, const struct mem_table *mem, uint64_t features)
 	if (vq->base >> 16)
 		return -EINVAL;
 	vq->features = features;
-	vq->event_idx = features & (1ull << VQ_F_EVENT_IDX);
-	vq->indirect = features & (1ull << VQ_F_INDIRECT_DESC);
+	vq->event_idx = features & (1ull << VIRTIO_RING_F_EVENT_IDX);
+	vq->indirect = features & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
 	vq->mem = mem;
 	vq->mem_hint = 0;
 	rc = ring_translate(vq);

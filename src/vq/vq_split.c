@@ -105,6 +105,7 @@ int vq_split_pop(struct vq *vq, struct vq_chain *c)
 		vq_mark_broken(vq, "avail head out of range");
 		return -EIO;
 	}
+	head = (uint16_t)index_nospec(head, vq->size);
 	if (unlikely(inflight_test(vq, head))) {
 		vq_mark_broken(vq, "avail head already in flight");
 		return -EIO;

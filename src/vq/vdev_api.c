@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Public per-device queries and the notification helpers for apps that run
+ * their own datapath (declared and documented in vhostkit/vhk_dev.h).
+ * Every entry validates the vid (generation checked), the queue id and the
+ * pointers; stale handles get -ENODEV.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+#include "util/fd.h"
+#include "vq/vdev.h"
+
+/* Resolve (vid, qid) to an allocated vq; -ENODEV / -EINVAL / -EAGAIN (never set up). */
+static int lookup_vq(int vid, uint16_t qid, struct vq **ret)
+{
+	struct vdev *d = vdev_get(vid);
+
+	if (!d)
+		return -ENODEV;
+	if (qid >= VHK_MAX_VRINGS)
+		return -EINVAL;
+	*ret = vdev_vq(d, qid);
+	return *ret ? 0 : -EAGAIN;
+}
+
+VHK_EXPORT void *vhk_dev_get_ctx(int vid)
+{
+	struct vdev *d = vdev_get(vid);
+
+	return d ? d->app_ctx : NULL;
+}
+
+VHK_EXPORT int vhk_dev_get_features(int vid, uint64_t *ret_features)
+{
+	struct vdev *d = vdev_get(vid);
+
+	if (!d)
+		return -ENODEV;
+	if (!ret_features)
+		return -EINVAL;
+	*ret_features = d->features;
+	return 0;
+}
+
+VHK_EXPORT int vhk_dev_get_protocol_features(int vid, uint64_t *ret_protocol_features)
+{
+	struct vdev *d = vdev_get(vid);
+
+	if (!d)
+		return -ENODEV;
+	if (!ret_protocol_features)
+		return -EINVAL;
+	*ret_protocol_features = d->protocol_features;
+	return 0;
+}
+
+VHK_EXPORT int vhk_dev_get_mtu(int vid, uint16_t *ret_mtu)
+{
+	struct vdev *d = vdev_get(vid);
+
+	if (!d)
+		return -ENODEV;
+	if (!ret_mtu)
+		return -EINVAL;
+	if (!d->mtu_set)
+		return -ENOENT;
+	*ret_mtu = d->mtu;
+	return 0;
+}
+
+VHK_EXPORT int vhk_dev_get_path(int vid, char *buf, size_t len)
+{
+	struct vdev *d = vdev_get(vid);
+	size_t n;
+
+	if (!d)
+		return -ENODEV;
+	if (!buf)
+		return -EINVAL;
+	n = strnlen(d->path, sizeof(d->path) - 1);
+	if (len < n + 1)
+		return -ENOSPC;
+	memcpy(buf, d->path, n);
+	buf[n] = '\0';
+	return 0;
+}
+
+VHK_EXPORT int vhk_dev_get_vring_num(int vid)
+{
+	struct vdev *d = vdev_get(vid);
+
+	return d ? (int)d->nr_vrings : -ENODEV;
+}
+
+VHK_EXPORT int vhk_dev_get_vring(int vid, uint16_t qid, struct vhk_vring_info *info)
+{
+	struct vq *vq;
+	int rc;
+
+	if (!info)
+		return -EINVAL;
+	rc = lookup_vq(vid, qid, &vq);
+	if (rc == -EAGAIN) {
+		/* Never configured: report an empty, stopped ring. */
+		memset(info, 0, sizeof(*info));
+		info->kick_fd = info->call_fd = -1;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	memset(info, 0, sizeof(*info));
+	info->size = vq->num_set ? vq->size : 0;
+	info->packed = vq->packed;
+	info->started = vq->started;
+	info->enabled = vq->enabled;
+	info->broken = vq->broken;
+	info->desc = vq->desc;
+	info->avail = vq->avail;
+	info->used = vq->used;
+	info->kick_fd = vq->kick_fd;
+	info->call_fd = vq->call_fd;
+	info->last_avail_idx = vq->last_avail_idx;
+	info->last_used_idx = vq->last_used_idx;
+	return 0;
+}
+
+VHK_EXPORT int vhk_dev_set_guest_notification(int vid, uint16_t qid, bool enable)
+{
+	struct vq *vq;
+	int rc = lookup_vq(vid, qid, &vq);
+
+	if (rc)
+		return rc;
+	vq_quiesce(vq); /* short: wait for the datapath owner like the control side */
+	if (!vq->ready) {
+		rc = -EAGAIN;
+	} else {
+		(void)vq_set_notification(vq, enable);
+	}
+	vq_unquiesce(vq);
+	return rc;
+}
+
+VHK_EXPORT int vhk_dev_wait_kick(int vid, uint16_t qid, int timeout_ms)
+{
+	struct pollfd pfd;
+	struct vq *vq;
+	int rc = lookup_vq(vid, qid, &vq);
+
+	if (rc)
+		return rc;
+	pfd.fd = READ_ONCE(vq->kick_fd);
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	if (pfd.fd < 0)
+		return -EAGAIN;
+	rc = poll(&pfd, 1, timeout_ms);
+	if (rc < 0)
+		return errno == EINTR ? 0 : -errno;
+	if (rc == 0)
+		return 0;
+	if (!(pfd.revents & POLLIN))
+		return -EIO; /* POLLERR / POLLNVAL: the fd went away */
+	rc = fd_eventfd_drain(pfd.fd);
+	if (rc < 0)
+		return rc;
+	vq->stats.kicks++;
+	return 1;
+}
+
+VHK_EXPORT int vhk_dev_notify_guest(int vid, uint16_t qid)
+{
+	struct vq *vq;
+	int rc = lookup_vq(vid, qid, &vq);
+
+	if (rc == -EAGAIN)
+		return 0;
+	if (rc)
+		return rc;
+	vq_quiesce(vq);
+	rc = vq->ready && vq_notify(vq) ? 1 : 0;
+	vq_unquiesce(vq);
+	return rc;
+}

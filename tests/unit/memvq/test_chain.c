@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: MIT */
+/* The split chain walker, through vq_pop() on a hand-built ring: legal and hostile chains. */
+#include <stdlib.h>
+
+#include "memvq_util.h"
+
+#define MB 0x100000ull
+#define BUF 0x20000ull /* buffers live here (region 0) */
+#define F_N VRING_DESC_F_NEXT
+#define F_W VRING_DESC_F_WRITE
+#define F_I VRING_DESC_F_INDIRECT
+
+/* Test fixture: 2 regions of 1 MiB, a ring at 0x1000, vq started with @features. */
+/*
+ * Fixtures live in static storage: each case runs in its own forked child,
+ * and everything they own stays reachable (no leak reports under ASan).
+ */
+struct fx {
+	struct gmem g;
+	struct tring r;
+	struct vq vq;
+	struct vq_chain c;
+	int err_fd;
+};
+
+static struct fx *fx_alloc(void)
+{
+	static struct fx pool[16];
+	static unsigned used;
+
+	CHECK(used < ARRAY_SIZE(pool));
+	return &pool[used++];
+}
+
+static struct fx *fx_new(uint16_t size, uint64_t features)
+{
+	struct fx *f = fx_alloc();
+
+	gm_init(&f->g, 2 * MB, 2);
+	tr_init(&f->r, &f->g, size, 0x1000);
+	tr_start(&f->r, &f->vq, features);
+	f->err_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	CHECK(f->err_fd >= 0);
+	vq_set_err_fd(&f->vq, dup(f->err_fd));
+	return f;
+}
+
+/* Pop and expect a guest error: -EIO, ring broken, err fd signalled once. */
+static void expect_broken(struct fx *f)
+{
+	CHECK_EQ(vq_pop(&f->vq, &f->c), -EIO);
+	CHECK(f->vq.broken && !f->vq.ready);
+	CHECK_EQ(efd_count(f->err_fd), 1);
+	CHECK_EQ(f->vq.last_avail_idx, 0); /* not consumed */
+}
+
+static void t_simple_chain(void)
+{
+	struct fx *f = fx_new(256, 0);
+
+	tr_desc(&f->r, 5, BUF, 100, F_N, 9);
+	tr_desc(&f->r, 9, BUF + 0x1000, 200, F_N, 2);
+	tr_desc(&f->r, 2, BUF + 0x2000, 300, F_W, 0);
+	tr_avail(&f->r, 5);
+	CHECK_EQ(vq_avail_count(&f->vq), 1);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.id, 5);
+	CHECK_EQ(f->c.nout, 2);
+	CHECK_EQ(f->c.nin, 1);
+	CHECK_EQ(f->c.ndesc, 3);
+	CHECK_EQ(f->c.out_len, 300);
+	CHECK_EQ(f->c.in_len, 300);
+	CHECK(same_mem(f->c.iov[0].base, f->g.p + BUF) && f->c.iov[0].len == 100);
+	CHECK(same_mem(f->c.iov[1].base, f->g.p + BUF + 0x1000) && f->c.iov[1].len == 200);
+	CHECK(same_mem(f->c.iov[2].base, f->g.p + BUF + 0x2000) && f->c.iov[2].len == 300);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), -ENOENT);
+	CHECK(f->vq.ready);
+}
+
+static void t_buffer_crosses_regions(void)
+{
+	struct fx *f = fx_new(16, 0);
+
+	tr_desc(&f->r, 0, MB - 100, 300, F_W, 0);
+	tr_avail(&f->r, 0);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.nin, 2);
+	CHECK(same_mem(f->c.iov[0].base, f->g.p + MB - 100) && f->c.iov[0].len == 100);
+	CHECK(same_mem(f->c.iov[1].base, f->g.p + MB) && f->c.iov[1].len == 200);
+	CHECK_EQ(f->c.in_len, 300);
+}
+
+static void t_zero_length(void)
+{
+	struct fx *f = fx_new(16, 0);
+
+	tr_desc(&f->r, 0, BUF, 10, F_N, 1);
+	tr_desc(&f->r, 1, 0xdead00000000ull, 0, F_N, 2); /* no bytes: address unused */
+	tr_desc(&f->r, 2, BUF, 20, F_W, 0);
+	tr_avail(&f->r, 0);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.nout, 1);
+	CHECK_EQ(f->c.nin, 1);
+	CHECK_EQ(f->c.ndesc, 3);
+}
+
+static void t_full_length_chain(void)
+{
+	struct fx *f = fx_new(8, 0);
+
+	for (uint16_t i = 0; i < 8; i++)
+		tr_desc(&f->r, i, BUF + i * 64u, 64, i < 7 ? F_N : 0, (uint16_t)(i + 1));
+	tr_avail(&f->r, 0);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.nout, 8);
+}
+
+static void t_loop(void)
+{
+	struct fx *f = fx_new(8, 0);
+
+	tr_desc(&f->r, 0, BUF, 64, F_N, 1);
+	tr_desc(&f->r, 1, BUF, 64, F_N, 0);
+	tr_avail(&f->r, 0);
+	expect_broken(f);
+	/* A broken ring stays broken until restart. */
+	CHECK_EQ(vq_avail_count(&f->vq), 1);
+	CHECK(!vq_enter(&f->vq));
+}
+
+static void t_self_loop(void)
+{
+	struct fx *f = fx_new(8, 0);
+
+	tr_desc(&f->r, 3, BUF, 0, F_N, 3); /* zero-length self loop must not spin */
+	tr_avail(&f->r, 3);
+	expect_broken(f);
+}
+
+static void t_next_out_of_range(void)
+{
+	struct fx *f = fx_new(8, 0);
+
+	tr_desc(&f->r, 0, BUF, 64, F_N, 8);
+	tr_avail(&f->r, 0);
+	expect_broken(f);
+}
+
+static void t_unmapped(void)
+{
+	struct fx *f = fx_new(8, 0);
+
+	tr_desc(&f->r, 0, 3 * MB, 64, 0, 0);
+	tr_avail(&f->r, 0);
+	expect_broken(f);
+}
+
+static void t_partly_unmapped(void)
+{
+	struct fx *f = fx_new(8, 0);
+
+	tr_desc(&f->r, 0, 2 * MB - 0x100, 0x200, F_W, 0);
+	tr_avail(&f->r, 0);
+	expect_broken(f);
+}
+
+static void t_addr_wraps(void)
+{
+	struct fx *f = fx_new(8, 0);
+
+	tr_desc(&f->r, 0, UINT64_MAX - 10, 64, 0, 0);
+	tr_avail(&f->r, 0);
+	expect_broken(f);
+}
+
+static void t_readable_after_writable(void)
+{
+	struct fx *f = fx_new(8, 0);
+
+	tr_desc(&f->r, 0, BUF, 64, F_W | F_N, 1);
+	tr_desc(&f->r, 1, BUF, 64, 0, 0);
+	tr_avail(&f->r, 0);
+	expect_broken(f);
+}
+
+static void t_indirect_ok(void)
+{
+	struct fx *f = fx_new(8, GM_F_INDIRECT);
+	struct vring_desc *tab = gm_ptr(&f->g, 0x40001); /* odd address: no alignment rule */
+
+	memset(tab, 0, 4 * 16);
+	tab[0] = (struct vring_desc){BUF, 10, F_N, 2};
+	tab[2] = (struct vring_desc){BUF + 0x100, 20, F_N | F_W, 1};
+	tab[1] = (struct vring_desc){BUF + 0x200, 30, F_W, 0};
+	/* One chained readable descriptor, then the indirect one (WRITE ignored). */
+	tr_desc(&f->r, 4, BUF + 0x300, 5, F_N, 6);
+	tr_desc(&f->r, 6, 0x40001, 4 * 16, F_I | F_W, 0);
+	tr_avail(&f->r, 4);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.nout, 2);
+	CHECK_EQ(f->c.nin, 2);
+	CHECK_EQ(f->c.out_len, 15);
+	CHECK_EQ(f->c.in_len, 50);
+	CHECK(same_mem(f->c.iov[0].base, f->g.p + BUF + 0x300));
+	CHECK(same_mem(f->c.iov[1].base, f->g.p + BUF));
+	CHECK(same_mem(f->c.iov[2].base, f->g.p + BUF + 0x100) && f->c.iov[2].len == 20);
+	CHECK(same_mem(f->c.iov[3].base, f->g.p + BUF + 0x200) && f->c.iov[3].len == 30);
+}
+
+static void t_indirect_crosses_regions(void)
+{
+	/* Regions mapped from non-adjacent file offsets: the table is not contiguous. */
+	struct fx *f = fx_alloc();
+	struct mem_region r[2];
+
+	gm_create(&f->g, 4 * MB);
+	CHECK_EQ(gm_region(&f->g, 0, MB, 0, &r[0]), 0);
+	CHECK_EQ(gm_region(&f->g, MB, MB, 3 * MB, &r[1]), 0);
+	CHECK_EQ(mem_table_new(r, 2, &f->g.t), 0);
+	tr_init(&f->r, &f->g, 8, 0x1000);
+	tr_start(&f->r, &f->vq, GM_F_INDIRECT);
+	/* Table at MB - 24: entry 0 below, entry 1 straddles, entry 2 above (file 3MB+8). */
+	struct vring_desc d[3] = {{BUF, 11, F_N, 1}, {BUF + 64, 22, F_N, 2}, {BUF + 128, 33, F_W, 0}};
+	uint8_t *raw = (uint8_t *)d;
+	memcpy(f->g.p + MB - 24, raw, 24);
+	memcpy(f->g.p + 3 * MB, raw + 24, 24);
+	tr_desc(&f->r, 0, MB - 24, 48, F_I, 0);
+	tr_avail(&f->r, 0);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.nout, 2);
+	CHECK_EQ(f->c.nin, 1);
+	CHECK(same_mem(f->c.iov[1].base, f->g.p + BUF + 64) && f->c.iov[1].len == 22);
+	CHECK(same_mem(f->c.iov[2].base, f->g.p + BUF + 128) && f->c.iov[2].len == 33);
+}
+
+/* One indirect-pointing descriptor with @flags/@len, table content @tab. */
+static void indirect_bad(uint64_t features, uint16_t flags, uint32_t len,
+			 const struct vring_desc *tab, size_t n)
+{
+	struct fx *f = fx_new(8, features);
+
+	memcpy(gm_ptr(&f->g, 0x40000), tab, n * sizeof(*tab));
+	tr_desc(&f->r, 0, 0x40000, len, flags, 1);
+	tr_desc(&f->r, 1, BUF, 8, 0, 0);
+	tr_avail(&f->r, 0);
+	expect_broken(f);
+}
+
+static void t_indirect_hostile(void)
+{
+	struct vring_desc ok[2] = {{BUF, 8, 0, 0}, {BUF, 8, 0, 0}};
+	struct vring_desc nested[1] = {{0x40000, 16, F_I, 0}};
+	struct vring_desc loop[2] = {{BUF, 8, F_N, 1}, {BUF, 8, F_N, 0}};
+	struct vring_desc oob[2] = {{BUF, 8, F_N, 2}, {BUF, 8, 0, 0}};
+	struct vring_desc rw[2] = {{BUF, 8, F_W | F_N, 1}, {BUF, 8, 0, 0}};
+
+	indirect_bad(0, F_I, 16, ok, 2);                   /* not negotiated */
+	indirect_bad(GM_F_INDIRECT, F_I, 0, ok, 2);        /* len 0 */
+	indirect_bad(GM_F_INDIRECT, F_I, 17, ok, 2);       /* not a multiple of 16 */
+	indirect_bad(GM_F_INDIRECT, F_I | F_N, 16, ok, 2); /* INDIRECT + NEXT */
+	indirect_bad(GM_F_INDIRECT, F_I, 16, nested, 1);   /* nested */
+	indirect_bad(GM_F_INDIRECT, F_I, 32, loop, 2);     /* loop inside the table */
+	indirect_bad(GM_F_INDIRECT, F_I, 32, oob, 2);      /* next beyond the table */
+	indirect_bad(GM_F_INDIRECT, F_I, 32, rw, 2);       /* readable after writable */
+	indirect_bad(GM_F_INDIRECT, F_I, 32769 * 16, ok, 2); /* too many entries */
+}
+
+static void t_indirect_unmapped(void)
+{
+	struct fx *f = fx_new(8, GM_F_INDIRECT);
+
+	tr_desc(&f->r, 0, 2 * MB - 16, 32, F_I, 0); /* second entry beyond memory */
+	memset(gm_ptr(&f->g, 2 * MB - 16), 0, 16);
+	*(struct vring_desc *)gm_ptr(&f->g, 2 * MB - 16) = (struct vring_desc){BUF, 8, F_N, 1};
+	tr_avail(&f->r, 0);
+	expect_broken(f);
+}
+
+static void t_writable_then_indirect_readable(void)
+{
+	struct fx *f = fx_new(8, GM_F_INDIRECT);
+	struct vring_desc tab[1] = {{BUF, 8, 0, 0}};
+
+	memcpy(gm_ptr(&f->g, 0x40000), tab, sizeof(tab));
+	tr_desc(&f->r, 0, BUF, 8, F_W | F_N, 1);
+	tr_desc(&f->r, 1, 0x40000, 16, F_I, 0);
+	tr_avail(&f->r, 0);
+	expect_broken(f);
+}
+
+static void t_too_many_pieces(void)
+{
+	struct fx *f = fx_new(1024, 0);
+
+	/* 257 one-byte descriptors: valid, but more than VQ_MAX_IOV pieces. */
+	for (uint16_t i = 0; i < VQ_MAX_IOV + 1; i++)
+		tr_desc(&f->r, i, BUF + i, 1, i < VQ_MAX_IOV ? F_N : 0, (uint16_t)(i + 1));
+	tr_avail(&f->r, 0);
+	/* Exactly VQ_MAX_IOV pieces is fine. */
+	for (uint16_t i = 300; i < 300 + VQ_MAX_IOV; i++)
+		tr_desc(&f->r, i, BUF + i, 1, i < 300 + VQ_MAX_IOV - 1 ? F_N : 0, (uint16_t)(i + 1));
+	tr_avail(&f->r, 300);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), -E2BIG);
+	CHECK(f->vq.ready && !f->vq.broken);
+	CHECK_EQ(f->vq.last_avail_idx, 1); /* consumed */
+	vq_push(&f->vq, 0, 0);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.nout, VQ_MAX_IOV);
+	CHECK_EQ(f->c.id, 300);
+	vq_push(&f->vq, 300, 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(f->r.used->idx, 2);
+	CHECK_EQ(f->r.used->ring[0].id, 0);
+}
+
+static void t_total_length(void)
+{
+	/* A sparse 4 GiB + 4 KiB region so lengths near 2^32 translate. */
+	struct gmem g;
+	struct mem_region r;
+	struct vq_chain *c = malloc(sizeof(*c));
+	struct vring_desc tab[2] = {{0, 0xffffffffu, F_N, 1}, {0, 1, 0, 0}};
+	uint32_t hint = 0;
+
+	CHECK(c);
+	g.fd = memfd_create("big", MFD_CLOEXEC);
+	CHECK(g.fd >= 0 && ftruncate(g.fd, (off_t)(4 * 1024 * MB + 4096)) == 0);
+	g.p = NULL;
+	CHECK_EQ(gm_region(&g, 0, 4 * 1024 * MB + 4096, 0, &r), 0);
+	CHECK_EQ(mem_table_new(&r, 1, &g.t), 0);
+	/* Exactly 2^32 bytes: allowed. */
+	CHECK_EQ(chain_walk_split(g.t, &hint, tab, 2, 0, false, c), 0);
+	CHECK_EQ(c->out_len, 1ull << 32);
+	/* One byte more: rejected. */
+	tab[1].len = 2;
+	CHECK_EQ(chain_walk_split(g.t, &hint, tab, 2, 0, false, c), -EIO);
+	/* Head beyond the table. */
+	CHECK_EQ(chain_walk_split(g.t, &hint, tab, 2, 2, false, c), -EIO);
+	mem_table_free(g.t);
+	close(g.fd);
+	free(c);
+}
+
+TEST_MAIN(TEST(t_simple_chain), TEST(t_buffer_crosses_regions), TEST(t_zero_length),
+	  TEST(t_full_length_chain), TEST(t_loop), TEST(t_self_loop), TEST(t_next_out_of_range),
+	  TEST(t_unmapped), TEST(t_partly_unmapped), TEST(t_addr_wraps),
+	  TEST(t_readable_after_writable), TEST(t_indirect_ok), TEST(t_indirect_crosses_regions),
+	  TEST(t_indirect_hostile), TEST(t_indirect_unmapped),
+	  TEST(t_writable_then_indirect_readable),
+	  TEST(t_too_many_pieces), TEST(t_total_length))
