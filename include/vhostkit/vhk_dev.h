@@ -295,6 +295,10 @@ int vhk_dev_get_vring(int vid, uint16_t qid, struct vhk_vring_info *info);
  * Ask the guest to notify (kick) us on new buffers in vring @p qid
  * (interrupt mode), or stop asking (polling). After enabling, re-check the
  * ring before sleeping on the kick fd: buffers may have arrived already.
+ * With EVENT_IDX, enabling asks for a kick after the current position, so
+ * an interrupt-mode loop calls this again before every sleep (the classic
+ * "enable, re-check, sleep" sequence). With notifications disabled under
+ * EVENT_IDX the guest may still send one last kick.
  * @return 0; -ENODEV; -EINVAL bad qid; -EAGAIN ring not ready.
  */
 int vhk_dev_set_guest_notification(int vid, uint16_t qid, bool enable);

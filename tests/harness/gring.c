@@ -26,10 +26,10 @@
 /* Driver-private state kept outside guest memory, like Linux's desc_extra. */
 struct gring_priv {
 	struct gring pub;
-	uint16_t *next;      /* free list / chain links (shadow of desc.next) */
-	uint16_t *icap;      /* capacity of indirect_gpa[head], entries */
+	uint16_t *next;	     /* free list / chain links (shadow of desc.next) */
+	uint16_t *icap;	     /* capacity of indirect_gpa[head], entries */
 	uint16_t kicked_idx; /* avail idx at the last kick decision */
-	bool irq_on;         /* the driver wants used notifications */
+	bool irq_on;	     /* the driver wants used notifications */
 };
 
 static struct gring_priv *priv_of(struct gring *r)
@@ -479,4 +479,46 @@ void gring_raw_avail(struct gring *r, uint16_t slot, uint16_t head)
 void gring_raw_avail_idx(struct gring *r, uint16_t idx)
 {
 	__atomic_store_n(&r->avail->idx, idx, __ATOMIC_RELEASE);
+}
+
+/* ------------------------------------------------- additions for the tests */
+
+uint64_t gring_read_calls(struct gring *r)
+{
+	uint64_t v = 0;
+	if (read(r->call_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+		return 0;
+	return v;
+}
+
+bool gring_wait_call(struct gring *r, int timeout_ms)
+{
+	struct pollfd pfd = {.fd = r->call_fd, .events = POLLIN};
+	int n;
+	do
+		n = poll(&pfd, 1, timeout_ms);
+	while (n < 0 && errno == EINTR);
+	return n == 1 && (pfd.revents & POLLIN);
+}
+
+void gring_raw_used_event(struct gring *r, uint16_t v)
+{
+	__atomic_store_n(&r->avail->ring[r->size], v, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+uint16_t gring_used_flags(const struct gring *r)
+{
+	return __atomic_load_n(&r->used->flags, __ATOMIC_ACQUIRE);
+}
+
+uint16_t gring_avail_event(const struct gring *r)
+{
+	const uint16_t *evp = (const uint16_t *)(const void *)&r->used->ring[r->size];
+	return __atomic_load_n(evp, __ATOMIC_ACQUIRE);
+}
+
+uint16_t gring_used_idx(const struct gring *r)
+{
+	return __atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE);
 }

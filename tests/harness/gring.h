@@ -86,7 +86,8 @@ int gring_add(struct gring *r, const struct gbuf *out, int nout, const struct gb
 void gring_kick(struct gring *r);
 /* Unconditionally write the kick eventfd. */
 void gring_kick_force(struct gring *r);
-/* Next used entry: returns 1 and fills token/len, 0 if none. */
+/* Next used entry: returns 1 and fills token/len, 0 if none, -EIO if the
+ * device returned a head that was not outstanding. */
 int gring_get_used(struct gring *r, void **token, uint32_t *len);
 /* Ask the device for (or suppress) used notifications: flags or used_event. */
 void gring_set_interrupts(struct gring *r, bool enable);
@@ -95,5 +96,19 @@ void gring_raw_desc(struct gring *r, uint16_t i, uint64_t addr, uint32_t len, ui
 		    uint16_t next);
 void gring_raw_avail(struct gring *r, uint16_t slot, uint16_t head);
 void gring_raw_avail_idx(struct gring *r, uint16_t idx);
+
+/* ---- additions (helper D2) ---- */
+/* Publish avail idx (release) without kicking (polling-mode device). */
+void gring_publish(struct gring *r);
+/* Consume the call eventfd: device notifications since the last read (0 if none). */
+uint64_t gring_read_calls(struct gring *r);
+/* Wait up to @timeout_ms for the call eventfd to become readable (does not consume). */
+bool gring_wait_call(struct gring *r, int timeout_ms);
+/* Write used_event (EVENT_IDX) directly: ask for a call once entry @v is used. */
+void gring_raw_used_event(struct gring *r, uint16_t v);
+/* Device-written fields: used->flags, avail_event (used ring tail), used->idx. */
+uint16_t gring_used_flags(const struct gring *r);
+uint16_t gring_avail_event(const struct gring *r);
+uint16_t gring_used_idx(const struct gring *r);
 
 #endif
