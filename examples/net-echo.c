@@ -12,7 +12,9 @@
  * Uses only the public headers. One thread polls every queue pair of every
  * connected device; the control plane runs in the library's own thread.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
