@@ -34,6 +34,8 @@ int vuf_send(struct vuf *v, uint32_t req, uint32_t flags, const void *payload, u
 int vuf_send_raw(struct vuf *v, const void *buf, uint32_t len, const int *fds, int nfds);
 /* Receive one message; -ETIMEDOUT, -ECONNRESET on EOF. */
 int vuf_recv(struct vuf *v, struct vhost_user_msg *msg, int timeout_ms);
+/* Timeout vuf_request waits for a reply (default 5000 ms; <= 0 restores it). */
+void vuf_set_reply_timeout(int timeout_ms);
 /* True if the backend closed the connection (EOF within @timeout_ms). */
 bool vuf_peer_closed(struct vuf *v, int timeout_ms);
 

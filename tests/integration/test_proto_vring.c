@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Protocol tests, part 3: vring configuration. SET_VRING_NUM / ADDR / BASE,
+ * GET_VRING_BASE (stops the ring, returns the base), KICK / CALL / ERR with
+ * and without NOFD, and vring indices out of range in the full 32-bit field.
+ * The socket offers 2 queue pairs, so vrings 0..3 exist and 4 does not.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define NVRINGS 4
+#define QSIZE 256
+
+static const struct vhk_device_ops custom_ops = {.name = "it", .min_queues = 1};
+
+struct fx {
+	struct vuf *v;
+	int vid;
+	struct gmem *m;
+	struct gring *r;
+};
+
+/* Socket + negotiated frontend + guest memory and one ring; @mem sends the table. */
+static void fx_open(struct fx *f, bool mem)
+{
+	struct be_cfg cfg = {.ops = &custom_ops, .features = IT_F_CUSTOM,
+			     .protocol_features = IT_PF_DEFAULT, .pairs = NVRINGS / 2};
+	f->v = fe_open(be_start(&cfg), IT_F_CUSTOM, IT_PF_DEFAULT);
+	f->vid = ev_conn_vid();
+	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &f->m), 0);
+	CHECK_EQ(gring_new(f->m, QSIZE, true, &f->r), 0);
+	if (mem)
+		CHECK_EQ(vuf_set_mem_table(f->v, f->m), 0);
+}
+
+static void fx_close(struct fx *f)
+{
+	vuf_close(f->v);
+	gring_free(f->r);
+	gmem_free(f->m);
+}
+
+/* State of vring @q as the library reports it. */
+static struct vhk_vring_info vinfo(const struct fx *f, uint16_t q)
+{
+	struct vhk_vring_info info;
+	memset(&info, 0, sizeof(info));
+	CHECK_EQ(vhk_dev_get_vring(f->vid, q, &info), 0);
+	return info;
+}
+
+/* SET_VRING_ADDR payload for @index pointing at @r. */
+static struct vhost_user_vring_addr ring_addr(const struct fx *f, uint32_t index)
+{
+	struct vhost_user_vring_addr a = {
+		.index = index,
+		.desc_user_addr = gmem_qva(f->m, f->r->desc_gpa),
+		.used_user_addr = gmem_qva(f->m, f->r->used_gpa),
+		.avail_user_addr = gmem_qva(f->m, f->r->avail_gpa),
+	};
+	return a;
+}
+
+/* Ack'ed SET_VRING_{KICK,CALL,ERR} payload. */
+static void vring_fd_ack(struct fx *f, uint32_t req, uint64_t val, int fd)
+{
+	fe_ack(f->v, req, &val, 8, &fd, fd >= 0 ? 1 : 0);
+}
+
+/* Start vring @q manually with base @base (like vuf_start_vring). */
+static void start_ring(struct fx *f, uint32_t q, uint32_t base)
+{
+	CHECK_EQ(vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_NUM, q, QSIZE), 0);
+	CHECK_EQ(vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_BASE, q, base), 0);
+	CHECK_EQ(vuf_set_vring_addr(f->v, q, f->r), 0);
+	CHECK_EQ(vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_KICK, q, f->r->kick_fd), 0);
+	CHECK_EQ(vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_CALL, q, f->r->call_fd), 0);
+	CHECK_EQ(vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_ENABLE, q, 1), 0);
+}
+
+/* SET_VRING_NUM: 0, non powers of two and > 32768 are refused. */
+static void t_vring_num(void)
+{
+	struct fx f;
+	fx_open(&f, true);
+	uint32_t bad[] = {0, 3, 100, 255, 65536, 65535, 0x80000000u, 0xffffffffu, 0x10100};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		fe_nack_state(f.v, VHOST_USER_SET_VRING_NUM, 0, bad[i]);
+	CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_NUM, 0, 32768), 0);
+	CHECK_EQ(vinfo(&f, 0).size, 32768);
+	CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_NUM, 0, QSIZE), 0);
+	CHECK_EQ(vinfo(&f, 0).size, QSIZE);
+	/* Wrong payload size. */
+	struct vhost_user_vring_state s = {.index = 0, .num = 64};
+	fe_nack(f.v, VHOST_USER_SET_VRING_NUM, &s, 4, NULL, 0);
+	fe_nack(f.v, VHOST_USER_SET_VRING_NUM, &s, 0, NULL, 0);
+	CHECK_EQ(vinfo(&f, 0).size, QSIZE);
+	/* A higher vring first: state is allocated without holes. */
+	CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_NUM, 3, 64), 0);
+	CHECK_EQ(vhk_dev_get_vring_num(f.vid), 4);
+	CHECK_EQ(vinfo(&f, 3).size, 64);
+	fx_close(&f);
+}
+
+/* SET_VRING_ADDR: needs a memory table, known flags only, exact size. */
+static void t_vring_addr(void)
+{
+	struct fx f;
+	fx_open(&f, true);
+	CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_NUM, 0, QSIZE), 0);
+	struct vhost_user_vring_addr a = ring_addr(&f, 0);
+	uint32_t bad_flags[] = {2, 4, 0x80000000u, 0xffffffffu};
+	for (unsigned i = 0; i < 4; i++) {
+		a.flags = bad_flags[i];
+		fe_nack(f.v, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
+	}
+	a.flags = 0;
+	fe_nack(f.v, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a) - 1, NULL, 0);
+	fe_nack(f.v, VHOST_USER_SET_VRING_ADDR, &a, 8, NULL, 0);
+	fe_ack(f.v, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
+	/* Once started, the library's ring pointers alias the frontend's ring. */
+	CHECK_EQ(vuf_set_vring_fd(f.v, VHOST_USER_SET_VRING_KICK, 0, f.r->kick_fd), 0);
+	CHECK_EQ(vuf_set_vring_fd(f.v, VHOST_USER_SET_VRING_CALL, 0, f.r->call_fd), 0);
+	CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_ENABLE, 0, 1), 0);
+	CHECK(ev_wait_match(EV_NEW_DEV, f.vid, -1, -1, 3000, NULL));
+	struct vhk_vring_info info = vinfo(&f, 0);
+	CHECK(info.started && info.enabled && !info.packed);
+	CHECK(info.desc && info.avail && info.used);
+	f.r->desc[5].len = 0x1234abcd;
+	CHECK_EQ(((volatile struct vring_desc *)info.desc)[5].len, 0x1234abcd);
+	f.r->avail->ring[7] = 0x77;
+	CHECK_EQ(((volatile struct vring_avail *)info.avail)->ring[7], 0x77);
+	fx_close(&f);
+}
+
+/* SET_VRING_ADDR before any memory table is refused (invariants.md E). */
+static void t_vring_addr_no_mem(void)
+{
+	struct fx f;
+	fx_open(&f, false);
+	CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_NUM, 0, QSIZE), 0);
+	struct vhost_user_vring_addr a = ring_addr(&f, 0);
+	fe_nack(f.v, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
+	fx_close(&f);
+}
+
+/* SET_VRING_BASE refuses bits 16-31 (split); GET_VRING_BASE returns the base. */
+static void t_vring_base(void)
+{
+	struct fx f;
+	fx_open(&f, true);
+	CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_NUM, 1, QSIZE), 0);
+	uint32_t bad[] = {0x10000, 0x10007, 0x80000000u, 0xffff0000u, 0xffffffffu};
+	for (unsigned i = 0; i < 5; i++)
+		fe_nack_state(f.v, VHOST_USER_SET_VRING_BASE, 1, bad[i]);
+	CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_BASE, 1, 7), 0);
+	uint32_t base = 0;
+	CHECK_EQ(vuf_get_vring_base(f.v, 1, &base), 0);
+	CHECK_EQ(base, 7);
+	fx_close(&f);
+}
+
+/* GET_VRING_BASE on a running ring stops it and returns where it stopped. */
+static void t_get_vring_base_stops(void)
+{
+	struct fx f;
+	fx_open(&f, true);
+	/* The guest's ring is where a previous run left it: 7 entries consumed. */
+	f.r->avail->idx = 7;
+	f.r->used->idx = 7;
+	f.r->avail_idx = f.r->last_used = 7;
+	start_ring(&f, 0, 7);
+	CHECK(ev_wait_match(EV_NEW_DEV, f.vid, -1, -1, 3000, NULL));
+	struct vhk_vring_info info = vinfo(&f, 0);
+	CHECK(info.started && info.enabled);
+	CHECK_EQ(info.size, QSIZE);
+	CHECK_EQ(info.last_avail_idx, 7);
+	uint32_t base = 0;
+	CHECK_EQ(vuf_get_vring_base(f.v, 0, &base), 0);
+	CHECK_EQ(base, 7);
+	CHECK(!vinfo(&f, 0).started);
+	/* GET_VRING_BASE's num is reserved (0). */
+	struct vhost_user_vring_state s = {.index = 0, .num = 5};
+	CHECK_EQ(vuf_send(f.v, VHOST_USER_GET_VRING_BASE,
+			  VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, &s, 8, NULL, 0), 0);
+	if (fe_rejected(f.v, VHOST_USER_GET_VRING_BASE) != REJ_CLOSED) {
+		/* Restart from the returned base. */
+		CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_BASE, 0, base), 0);
+		CHECK_EQ(vuf_set_vring_fd(f.v, VHOST_USER_SET_VRING_KICK, 0, f.r->kick_fd), 0);
+		fe_usable(f.v);
+		CHECK(vinfo(&f, 0).started);
+		CHECK_EQ(vinfo(&f, 0).last_avail_idx, 7);
+	}
+	fx_close(&f);
+}
+
+/* Changing the size of a started ring is refused; after a stop it is allowed. */
+static void t_vring_resize_started(void)
+{
+	struct fx f;
+	fx_open(&f, true);
+	start_ring(&f, 0, 0);
+	CHECK(ev_wait_match(EV_NEW_DEV, f.vid, -1, -1, 3000, NULL));
+	fe_nack_state(f.v, VHOST_USER_SET_VRING_NUM, 0, QSIZE / 2);
+	CHECK_EQ(vinfo(&f, 0).size, QSIZE);
+	uint32_t base;
+	CHECK_EQ(vuf_get_vring_base(f.v, 0, &base), 0);
+	CHECK_EQ(base, 0);
+	CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_NUM, 0, QSIZE / 2), 0);
+	CHECK_EQ(vinfo(&f, 0).size, QSIZE / 2);
+	fx_close(&f);
+}
+
+/* KICK / CALL / ERR for one request type: fd count must match the NOFD bit. */
+static void vring_fd_cases(struct fx *f, uint32_t req)
+{
+	struct probe p1, p2;
+	uint64_t val = 1;
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	CHECK(efd >= 0);
+	vring_fd_ack(f, req, 1, efd);
+	vring_fd_ack(f, req, 1 | VHOST_USER_VRING_NOFD_MASK, -1);
+	/* NOFD with an fd, and no NOFD without one. */
+	probe_new(&p1);
+	val = 1 | VHOST_USER_VRING_NOFD_MASK;
+	fe_nack(f->v, req, &val, 8, &p1.wr, 1);
+	probe_sent(&p1);
+	CHECK(probe_closed(&p1, 2000));
+	probe_free(&p1);
+	val = 1;
+	fe_nack(f->v, req, &val, 8, NULL, 0);
+	/* Two fds, or a short payload with one. */
+	probe_new(&p1);
+	probe_new(&p2);
+	int two[2] = {p1.wr, p2.wr};
+	fe_nack(f->v, req, &val, 8, two, 2);
+	fe_nack(f->v, req, &val, 4, &p1.wr, 1);
+	probe_sent(&p1);
+	probe_sent(&p2);
+	CHECK(probe_closed(&p1, 2000) && probe_closed(&p2, 2000));
+	probe_free(&p1);
+	probe_free(&p2);
+	/* A replaced fd is closed by the library. */
+	probe_new(&p1);
+	vring_fd_ack(f, req, 1, p1.wr);
+	probe_sent(&p1);
+	CHECK(!probe_closed(&p1, 50));
+	vring_fd_ack(f, req, 1, efd);
+	CHECK(probe_closed(&p1, 2000));
+	probe_free(&p1);
+	close(efd);
+}
+
+/* SET_VRING_KICK / CALL / ERR with and without fds. */
+static void t_vring_fds(void)
+{
+	struct fx f;
+	fx_open(&f, true);
+	CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_NUM, 1, QSIZE), 0);
+	vring_fd_cases(&f, VHOST_USER_SET_VRING_KICK);
+	vring_fd_cases(&f, VHOST_USER_SET_VRING_CALL);
+	vring_fd_cases(&f, VHOST_USER_SET_VRING_ERR);
+	/* The library reports the current fds: -1 after NOFD. */
+	vring_fd_ack(&f, VHOST_USER_SET_VRING_CALL, 1 | VHOST_USER_VRING_NOFD_MASK, -1);
+	CHECK_EQ(vinfo(&f, 1).call_fd, -1);
+	vring_fd_ack(&f, VHOST_USER_SET_VRING_CALL, 1, f.r->call_fd);
+	CHECK(vinfo(&f, 1).call_fd >= 0);
+	vring_fd_ack(&f, VHOST_USER_SET_VRING_KICK, 1 | VHOST_USER_VRING_NOFD_MASK, -1);
+	CHECK_EQ(vinfo(&f, 1).kick_fd, -1);
+	fx_close(&f);
+}
+
+/* Out-of-range vring indices, including values >= 256 in the 32-bit field. */
+static void t_vring_index_range(void)
+{
+	static const uint32_t bad[] = {NVRINGS,     255,         256,        0x100 | 1,
+				       0x10000,     0x80000000u, 0xffffffffu};
+	struct fx f;
+	fx_open(&f, true);
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		fe_nack_state(f.v, VHOST_USER_SET_VRING_NUM, bad[i], QSIZE);
+		fe_nack_state(f.v, VHOST_USER_SET_VRING_BASE, bad[i], 0);
+		fe_nack_state(f.v, VHOST_USER_SET_VRING_ENABLE, bad[i], 1);
+		struct vhost_user_vring_addr a = ring_addr(&f, bad[i]);
+		fe_nack(f.v, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
+	}
+	/* KICK/CALL/ERR carry an 8-bit index: NVRINGS..255 do not exist. */
+	uint32_t fd_reqs[] = {VHOST_USER_SET_VRING_KICK, VHOST_USER_SET_VRING_CALL,
+			      VHOST_USER_SET_VRING_ERR};
+	for (unsigned i = 0; i < 3; i++) {
+		uint64_t idx[] = {NVRINGS, 255};
+		for (unsigned k = 0; k < 2; k++) {
+			struct probe p;
+			probe_new(&p);
+			fe_nack(f.v, fd_reqs[i], &idx[k], 8, &p.wr, 1);
+			probe_sent(&p);
+			CHECK(probe_closed(&p, 2000));
+			probe_free(&p);
+			uint64_t nofd = idx[k] | VHOST_USER_VRING_NOFD_MASK;
+			fe_nack(f.v, fd_reqs[i], &nofd, 8, NULL, 0);
+		}
+	}
+	CHECK(vhk_dev_get_vring_num(f.vid) <= NVRINGS);
+	struct vhk_vring_info info;
+	int rc = vhk_dev_get_vring(f.vid, NVRINGS, &info);
+	CHECK(rc == -EINVAL || (rc == 0 && info.size == 0)); /* never configured */
+	CHECK_EQ(vhk_dev_get_vring(f.vid, 0xffff, &info), -EINVAL);
+	/* The last valid index works. */
+	CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_NUM, NVRINGS - 1, QSIZE), 0);
+	CHECK_EQ(vinfo(&f, NVRINGS - 1).size, QSIZE);
+	/* GET_VRING_BASE out of range: refused (NACK or close), never answered as valid. */
+	struct vhost_user_vring_state s = {.index = 0x100, .num = 0};
+	CHECK_EQ(vuf_send(f.v, VHOST_USER_GET_VRING_BASE,
+			  VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, &s, 8, NULL, 0), 0);
+	if (fe_rejected(f.v, VHOST_USER_GET_VRING_BASE) != REJ_CLOSED) {
+		s.index = NVRINGS;
+		CHECK_EQ(vuf_send(f.v, VHOST_USER_GET_VRING_BASE,
+				  VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, &s, 8, NULL, 0), 0);
+		fe_rejected(f.v, VHOST_USER_GET_VRING_BASE);
+	}
+	fx_close(&f);
+}
+
+TEST_MAIN(TEST(t_vring_num), TEST(t_vring_addr), TEST(t_vring_addr_no_mem),
+	  TEST(t_vring_base), TEST(t_get_vring_base_stops),
+	  TEST(t_vring_resize_started), TEST(t_vring_fds), TEST(t_vring_index_range))
