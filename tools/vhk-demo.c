@@ -303,6 +303,11 @@ int main(int argc, char **argv)
 	       sent, verified, bad);
 	vuf_close(v);
 	vhk_unregister(path);
+	for (uint32_t q = 0; q < nq; q++) {
+		gring_free(pairs[q].rx);
+		gring_free(pairs[q].tx);
+	}
+	gmem_free(m);
 	rmdir(dir);
 	printf("%s\n", bad == 0 && verified > 0 ? "demo OK" : "demo FAILED");
 	return bad == 0 && verified > 0 ? 0 : 1;
@@ -310,6 +315,13 @@ int main(int argc, char **argv)
 fail:
 	fprintf(stderr, "demo setup failed: %s\n", strerror(rc < 0 ? -rc : EIO));
 	atomic_store(&g_stop, true);
+	if (v)
+		vuf_close(v);
 	vhk_unregister(path);
+	for (uint32_t q = 0; q < nq; q++) {
+		gring_free(pairs[q].rx);
+		gring_free(pairs[q].tx);
+	}
+	gmem_free(m);
 	return 1;
 }

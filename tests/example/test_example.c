@@ -106,6 +106,10 @@ static void echo_pairs(uint32_t nq, bool mrg)
 	}
 	vuf_close(v);
 	stop_echo(pid);
+	for (uint32_t q = 0; q < nq; q++) {
+		gring_free(rx[q]);
+		gring_free(tx[q]);
+	}
 	gmem_free(m);
 	unlink(path);
 	rmdir(dir);

@@ -186,12 +186,15 @@ static void t_readable_after_writable(void)
 static void t_indirect_ok(void)
 {
 	struct fx *f = fx_new(8, GM_F_INDIRECT);
-	struct vring_desc *tab = gm_ptr(&f->g, 0x40001); /* odd address: no alignment rule */
+	/* Odd address: indirect tables have no alignment rule. Build the table
+	 * aligned, then copy it byte-wise into place. */
+	uint8_t *tab = gm_ptr(&f->g, 0x40001);
+	struct vring_desc t[4] = {{0}};
 
-	memset(tab, 0, 4 * 16);
-	tab[0] = (struct vring_desc){BUF, 10, F_N, 2};
-	tab[2] = (struct vring_desc){BUF + 0x100, 20, F_N | F_W, 1};
-	tab[1] = (struct vring_desc){BUF + 0x200, 30, F_W, 0};
+	t[0] = (struct vring_desc){BUF, 10, F_N, 2};
+	t[2] = (struct vring_desc){BUF + 0x100, 20, F_N | F_W, 1};
+	t[1] = (struct vring_desc){BUF + 0x200, 30, F_W, 0};
+	memcpy(tab, t, sizeof(t));
 	/* One chained readable descriptor, then the indirect one (WRITE ignored). */
 	tr_desc(&f->r, 4, BUF + 0x300, 5, F_N, 6);
 	tr_desc(&f->r, 6, 0x40001, 4 * 16, F_I | F_W, 0);
