@@ -86,7 +86,8 @@ uint16_t vhk_net_dequeue_burst(int vid, uint16_t qid, struct vhk_pool *pool,
 /**
  * Number of descriptor chains the guest has made available in vring @p qid
  * and the device has not consumed (rte_vhost_avail_entries).
- * @return count; -ENODEV; -EINVAL bad qid; -EAGAIN ring not ready.
+ * @return count; -ENODEV; -EINVAL bad qid; -EAGAIN ring not ready, or
+ *         another thread is running a burst on this vring right now.
  */
 int vhk_net_free_entries(int vid, uint16_t qid);
 
@@ -94,8 +95,8 @@ int vhk_net_free_entries(int vid, uint16_t qid);
 struct vhk_net_stats {
 	uint64_t packets; /**< packets moved */
 	uint64_t bytes;   /**< bytes moved (without virtio-net header) */
-	uint64_t drops;   /**< enqueue: packets that did not fit; dequeue: dropped */
-	uint64_t errors;  /**< malformed chains or headers */
+	uint64_t drops;   /**< enqueue: packets offered but not enqueued (ring full) */
+	uint64_t errors;  /**< malformed chains or headers (the packet is dropped) */
 	uint64_t kicks;   /**< guest kicks consumed by vhk_dev_wait_kick() */
 	uint64_t calls;   /**< guest interrupts written to the call fd */
 };

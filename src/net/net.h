@@ -12,7 +12,9 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "vhostkit/vhk_dev.h"
 #include "vhostkit/vhk_net.h"
@@ -21,7 +23,7 @@
 
 /* Header sizes: legacy without MRG_RXBUF, and VERSION_1 or MRG_RXBUF. */
 #define NET_HDR_LEGACY_LEN 10u
-#define NET_HDR_MRG_LEN 12u
+#define NET_HDR_MRG_LEN	   12u
 
 /* Largest packet taken from a transmit chain (bounds the buffers used). */
 #define NET_TX_MAX_PKT_LEN (256u * 1024u)
@@ -53,10 +55,41 @@ static inline uint32_t net_hdr_len(uint64_t features)
 	return (features & m) ? NET_HDR_MRG_LEN : NET_HDR_LEGACY_LEN;
 }
 
+/* The wire layout is this struct in little-endian: checked at build time. */
+_Static_assert(sizeof(struct net_hdr) == NET_HDR_MRG_LEN, "net_hdr layout");
+_Static_assert(offsetof(struct net_hdr, csum_offset) == 8, "net_hdr layout");
+
+/* Slow, portable (big-endian host) forms of the two helpers below. */
+void net_hdr_encode_swap(const struct net_hdr *h, uint8_t *buf, uint32_t len);
+void net_hdr_decode_swap(const uint8_t *buf, uint32_t len, struct net_hdr *h);
+
 /* Serialise @h into @buf (@len = 10 or 12 bytes, little-endian wire format). */
-void net_hdr_encode(const struct net_hdr *h, uint8_t *buf, uint32_t len);
+static inline void net_hdr_encode(const struct net_hdr *h, uint8_t *buf, uint32_t len)
+{
+	if (__BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__) {
+		net_hdr_encode_swap(h, buf, len);
+		return;
+	}
+	if (len >= NET_HDR_MRG_LEN)
+		memcpy(buf, h, NET_HDR_MRG_LEN);
+	else
+		memcpy(buf, h, NET_HDR_LEGACY_LEN);
+}
+
 /* Parse @len (10 or 12) bytes at @buf into @h (a private copy). */
-void net_hdr_decode(const uint8_t *buf, uint32_t len, struct net_hdr *h);
+static inline void net_hdr_decode(const uint8_t *buf, uint32_t len, struct net_hdr *h)
+{
+	if (__BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__) {
+		net_hdr_decode_swap(buf, len, h);
+		return;
+	}
+	if (len >= NET_HDR_MRG_LEN) {
+		memcpy(h, buf, NET_HDR_MRG_LEN);
+	} else {
+		memcpy(h, buf, NET_HDR_LEGACY_LEN);
+		h->num_buffers = 0;
+	}
+}
 
 /*
  * Validate a header received from the guest (transmit) for a packet of

@@ -1,3 +1,188 @@
 /* SPDX-License-Identifier: MIT */
-/* placeholder: being implemented */
-typedef int vhk_placeholder_t;
+/*
+ * The virtio-net device: its operations table (registered on a socket with
+ * vhk_net_attach()), per-device state (pending RARP announcement) and the
+ * per-vring queries (statistics, available entries).
+ *
+ * Per-device state lives in a static array indexed by the device slot. Like
+ * the vdev slots themselves it is never freed, so a datapath thread racing
+ * with device teardown reads valid (if stale) memory, never freed memory.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "net/net.h"
+#include "vq/vdev.h"
+#include "vq/vq.h"
+
+#define NET_MTU_MIN 68u
+
+static struct net_priv g_net_priv[VDEV_MAX_SLOTS];
+
+struct net_priv *net_priv_of_slot(uint32_t slot)
+{
+	return &g_net_priv[index_nospec(slot, VDEV_MAX_SLOTS)];
+}
+
+/* dev_init: reset the per-device state and hang it on the vdev. */
+static int net_dev_init(int vid)
+{
+	struct vdev *d = vdev_get(vid);
+
+	if (!d)
+		return -ENODEV;
+	struct net_priv *np = net_priv_of_slot(d->slot);
+	atomic_store_explicit(&np->rarp_pending, false, memory_order_relaxed);
+	memset(np->mac, 0, sizeof(np->mac));
+	d->dev_priv = np;
+	return 0;
+}
+
+/* dev_fini: forget any pending announcement (the state itself stays). */
+static void net_dev_fini(int vid)
+{
+	struct vdev *d = vdev_get(vid);
+
+	if (!d)
+		return;
+	atomic_store_explicit(&net_priv_of_slot(d->slot)->rarp_pending, false,
+			      memory_order_relaxed);
+	d->dev_priv = NULL;
+}
+
+/* SEND_RARP: remember the MAC; the next dequeue burst announces it. */
+static int net_send_rarp(int vid, const uint8_t mac[6])
+{
+	struct vdev *d = vdev_get(vid);
+
+	if (!d)
+		return -ENODEV;
+	if (!mac)
+		return -EINVAL;
+	struct net_priv *np = net_priv_of_slot(d->slot);
+	memcpy(np->mac, mac, sizeof(np->mac));
+	/* Pairs with the acquire exchange in the dequeue path. */
+	atomic_store_explicit(&np->rarp_pending, true, memory_order_release);
+	return 0;
+}
+
+/* NET_SET_MTU: 68 (the IPv4 minimum) up to 65535 (the u16 range). */
+static int net_set_mtu(int vid, uint16_t mtu)
+{
+	if (!vdev_get(vid))
+		return -ENODEV;
+	return mtu >= NET_MTU_MIN ? 0 : -EINVAL;
+}
+
+/* queue_start / queue_stop: the datapath is synchronous, nothing to do. */
+static int net_queue_start(int vid, uint16_t qid)
+{
+	return vdev_get(vid) ? 0 : -ENODEV;
+}
+
+static int net_queue_stop(int vid, uint16_t qid)
+{
+	return 0;
+}
+
+static const struct vhk_device_ops g_net_ops = {
+    .name = "net",
+    .min_queues = 2,
+    .config_size = 0,
+    .queue_start = net_queue_start,
+    .queue_stop = net_queue_stop,
+    .send_rarp = net_send_rarp,
+    .set_mtu = net_set_mtu,
+    .dev_init = net_dev_init,
+    .dev_fini = net_dev_fini,
+};
+
+const struct vhk_device_ops *net_device_ops(void)
+{
+	return &g_net_ops;
+}
+
+VHK_EXPORT int vhk_net_attach(const char *path)
+{
+	const uint64_t pf = (1ull << VHK_PF_MQ) | (1ull << VHK_PF_RARP) | (1ull << VHK_PF_NET_MTU);
+	uint64_t cur = 0;
+	int ret;
+
+	if (!path)
+		return -EINVAL;
+	ret = vhk_device_ops_register(path, &g_net_ops);
+	if (ret < 0)
+		return ret;
+	ret = vhk_enable_features(path, VHK_NET_DEFAULT_FEATURES);
+	if (ret < 0)
+		return ret;
+	ret = vhk_get_protocol_features(path, &cur);
+	if (ret < 0)
+		return ret;
+	return vhk_set_protocol_features(path, cur | pf);
+}
+
+/* Look up vring @qid of @vid; -ENODEV / -EINVAL. *ret_vq may be NULL (never configured). */
+static int lookup_vq(int vid, uint16_t qid, struct vq **ret_vq)
+{
+	struct vdev *d = vdev_get(vid);
+
+	if (!d)
+		return -ENODEV;
+	if (qid >= VHK_MAX_VRINGS)
+		return -EINVAL;
+	*ret_vq = vdev_vq(d, qid);
+	return 0;
+}
+
+VHK_EXPORT int vhk_net_get_stats(int vid, uint16_t qid, struct vhk_net_stats *stats)
+{
+	struct vq *vq;
+	int ret;
+
+	if (!stats)
+		return -EINVAL;
+	ret = lookup_vq(vid, qid, &vq);
+	if (ret < 0)
+		return ret;
+	memset(stats, 0, sizeof(*stats));
+	if (!vq)
+		return 0;
+	stats->packets = load_relaxed(&vq->stats.packets);
+	stats->bytes = load_relaxed(&vq->stats.bytes);
+	stats->drops = load_relaxed(&vq->stats.drops);
+	stats->errors = load_relaxed(&vq->stats.errors);
+	stats->kicks = load_relaxed(&vq->stats.kicks);
+	stats->calls = load_relaxed(&vq->stats.calls);
+	return 0;
+}
+
+VHK_EXPORT int vhk_net_reset_stats(int vid, uint16_t qid)
+{
+	struct vq *vq;
+	int ret = lookup_vq(vid, qid, &vq);
+
+	if (ret < 0 || !vq)
+		return ret;
+	store_relaxed(&vq->stats.packets, 0);
+	store_relaxed(&vq->stats.bytes, 0);
+	store_relaxed(&vq->stats.drops, 0);
+	store_relaxed(&vq->stats.errors, 0);
+	store_relaxed(&vq->stats.kicks, 0);
+	store_relaxed(&vq->stats.calls, 0);
+	return 0;
+}
+
+VHK_EXPORT int vhk_net_free_entries(int vid, uint16_t qid)
+{
+	struct vq *vq;
+	int ret = lookup_vq(vid, qid, &vq);
+
+	if (ret < 0)
+		return ret;
+	if (!vq || !vq_enter(vq))
+		return -EAGAIN;
+	ret = vq_avail_count(vq);
+	vq_leave(vq);
+	return ret;
+}

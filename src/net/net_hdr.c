@@ -33,7 +33,7 @@ static inline uint16_t get_le16(const uint8_t *p)
 	return le16toh(v);
 }
 
-void net_hdr_encode(const struct net_hdr *h, uint8_t *buf, uint32_t len)
+void net_hdr_encode_swap(const struct net_hdr *h, uint8_t *buf, uint32_t len)
 {
 	buf[0] = h->flags;
 	buf[1] = h->gso_type;
@@ -45,7 +45,7 @@ void net_hdr_encode(const struct net_hdr *h, uint8_t *buf, uint32_t len)
 		put_le16(buf + 10, h->num_buffers);
 }
 
-void net_hdr_decode(const uint8_t *buf, uint32_t len, struct net_hdr *h)
+void net_hdr_decode_swap(const uint8_t *buf, uint32_t len, struct net_hdr *h)
 {
 	h->flags = buf[0];
 	h->gso_type = buf[1];
@@ -112,12 +112,16 @@ int net_hdr_validate_tx(const struct net_hdr *h, uint32_t pkt_len, uint64_t feat
 
 void net_hdr_to_offload(const struct net_hdr *h, struct vhk_pkt_offload *ol)
 {
+	const bool csum = h->flags & VHK_PKT_OL_NEEDS_CSUM;
+	const bool gso = h->gso_type != VHK_PKT_GSO_NONE;
+
+	/* Only fields that carry meaning for the flags set are kept. */
 	ol->flags = h->flags;
 	ol->gso_type = h->gso_type;
 	ol->hdr_len = h->hdr_len;
-	ol->gso_size = h->gso_size;
-	ol->csum_start = h->csum_start;
-	ol->csum_offset = h->csum_offset;
+	ol->gso_size = gso ? h->gso_size : 0;
+	ol->csum_start = csum ? h->csum_start : 0;
+	ol->csum_offset = csum ? h->csum_offset : 0;
 }
 
 /* GSO part of a receive header; 0 or -EINVAL. */
@@ -146,7 +150,8 @@ int net_hdr_from_pkt(const struct vhk_pkt *p, uint64_t features, struct net_hdr 
 	memset(h, 0, sizeof(*h));
 	if (ol->flags & ~OL_FLAGS_KNOWN)
 		return -EINVAL;
-	if (ol->gso_type != VHK_PKT_GSO_NONE && rx_gso(p, features, h) < 0)
+	/* GUEST_TSO4/TSO6/UFO depend on GUEST_CSUM: no GSO for a guest without it. */
+	if (ol->gso_type != VHK_PKT_GSO_NONE && (!guest_csum || rx_gso(p, features, h) < 0))
 		return -EINVAL;
 	if (ol->flags & VHK_PKT_OL_NEEDS_CSUM) {
 		uint32_t off = (uint32_t)ol->csum_start + ol->csum_offset;
@@ -157,7 +162,6 @@ int net_hdr_from_pkt(const struct vhk_pkt *p, uint64_t features, struct net_hdr 
 			h->csum_start = ol->csum_start;
 			h->csum_offset = ol->csum_offset;
 		} else {
-			/* Unreachable with GSO: GUEST_TSO* need GUEST_CSUM. */
 			*sw_csum = net_csum_pkt(p, ol->csum_start);
 			*sw_csum_off = off;
 			ret = 1;

@@ -1,3 +1,343 @@
 /* SPDX-License-Identifier: MIT */
-/* placeholder: being implemented */
-typedef int vhk_placeholder_t;
+/*
+ * Enqueue: host packets into the guest's receive vrings (even qids).
+ *
+ * Per packet: pop one descriptor chain (several with MRG_RXBUF), write the
+ * virtio-net header and copy the packet data into the chain's writable
+ * pieces, then record each chain as used with the bytes written. Used
+ * entries are published and the guest notified once per burst.
+ *
+ * Security model: chains come translated and bounded from vq_pop(); every
+ * write stays inside the pieces it returned. Chains the guest built wrongly
+ * (readable parts, too short for the header) are returned used with length
+ * 0 and counted as errors. A packet that does not fit is handed back to the
+ * caller with its chains rewound, never partially delivered. Guest-writable
+ * buffers are never read.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "net/net.h"
+#include "vq/vdev.h"
+#include "vq/vq.h"
+
+/* Write cursor over the writable pieces of one chain. */
+struct dst_cur {
+	const struct vq_iov *iov;
+	const struct vq_iov *end;
+	uint8_t *p;
+	uint32_t left;
+};
+
+/* Read cursor over a packet chain, limited to pkt_len bytes. */
+struct src_cur {
+	const struct vhk_pkt *seg;
+	const uint8_t *p;
+	uint32_t left;	    /* bytes left in this segment */
+	uint32_t remaining; /* bytes of the packet not yet copied */
+	uint32_t pos;	    /* offset of p in the packet */
+};
+
+/* Two checksum bytes to store at packet offset @off while copying. */
+struct csum_patch {
+	uint32_t off;
+	uint8_t bytes[2];
+};
+
+/* Burst-wide constants and scratch, hoisted out of the packet loop. */
+struct rx_burst {
+	struct vq *vq;
+	uint64_t features;
+	uint32_t hdr_len;
+	uint32_t max_bufs; /* 1, or NET_RX_MAX_BUFS with MRG_RXBUF */
+	uint32_t pushed;   /* used entries recorded in this burst */
+	uint64_t errors;
+	uint8_t hdr_plain[NET_HDR_MRG_LEN]; /* header of a packet without offloads */
+	uint16_t ids[NET_RX_MAX_BUFS];
+	uint32_t lens[NET_RX_MAX_BUFS];
+	struct vq_chain chain;
+};
+
+/* Point @d at the writable pieces of @c. */
+static inline void dst_init(struct dst_cur *d, const struct vq_chain *c)
+{
+	d->iov = &c->iov[c->nout];
+	d->end = d->iov + c->nin;
+	d->p = d->iov->base;
+	d->left = d->iov->len;
+}
+
+/* Move to the next non-empty piece; false when the chain is full. */
+static inline bool dst_next(struct dst_cur *d)
+{
+	while (++d->iov < d->end) {
+		if (d->iov->len) {
+			d->p = d->iov->base;
+			d->left = d->iov->len;
+			return true;
+		}
+	}
+	d->left = 0;
+	return false;
+}
+
+/*
+ * Write the @len-byte header; @nb receives where num_buffers (bytes 10 and
+ * 11) landed. The chain holds at least @len writable bytes (checked).
+ */
+static void dst_write_hdr(struct dst_cur *d, const uint8_t *hdr, uint32_t len, uint8_t *nb[2])
+{
+	if (likely(d->left >= len)) {
+		/* Constant sizes: the compiler turns these into two moves. */
+		if (len == NET_HDR_MRG_LEN)
+			memcpy(d->p, hdr, NET_HDR_MRG_LEN);
+		else
+			memcpy(d->p, hdr, NET_HDR_LEGACY_LEN);
+		nb[0] = d->p + 10;
+		nb[1] = d->p + 11;
+		d->p += len;
+		d->left -= len;
+		return;
+	}
+	for (uint32_t i = 0; i < len; i++) {
+		if (d->left == 0 && !dst_next(d))
+			return; /* not reached: the chain was checked to hold len */
+		if (i >= 10)
+			nb[i - 10] = d->p;
+		*d->p++ = hdr[i];
+		d->left--;
+	}
+}
+
+/* Store the patch bytes that fall inside [pos, pos + n) at @dst. */
+static void csum_patch_apply(const struct csum_patch *pt, uint32_t pos, uint8_t *dst, uint32_t n)
+{
+	for (uint32_t i = 0; i < 2; i++) {
+		uint32_t o = pt->off + i;
+		if (o >= pos && o - pos < n)
+			dst[o - pos] = pt->bytes[i];
+	}
+}
+
+/* Copy packet bytes until the chain or the packet ends; returns bytes written. */
+static uint32_t copy_data(struct dst_cur *d, struct src_cur *s, const struct csum_patch *pt)
+{
+	uint32_t written = 0;
+
+	while (s->remaining) {
+		if (unlikely(s->left == 0)) {
+			s->seg = s->seg->next;
+			if (unlikely(!s->seg)) {
+				s->remaining = 0; /* chain shorter than pkt_len */
+				break;
+			}
+			s->p = vhk_pkt_data(s->seg);
+			s->left = MIN(s->seg->data_len, s->remaining);
+			continue;
+		}
+		if (unlikely(d->left == 0) && !dst_next(d))
+			break;
+		uint32_t n = MIN(s->left, d->left);
+		memcpy(d->p, s->p, n);
+		if (unlikely(pt != NULL))
+			csum_patch_apply(pt, s->pos, d->p, n);
+		d->p += n;
+		d->left -= n;
+		s->p += n;
+		s->left -= n;
+		s->pos += n;
+		s->remaining -= n;
+		written += n;
+	}
+	return written;
+}
+
+/* Return a malformed chain used and empty. */
+static void chain_reject(struct rx_burst *b, uint16_t id)
+{
+	vq_push(b->vq, id, 0);
+	b->pushed++;
+	b->errors++;
+}
+
+/*
+ * The chains popped for an unfinished packet go back: rewound if they are
+ * the last popped, else (a rejected chain was pushed in between) consumed
+ * used with length 0.
+ */
+static void give_back(struct rx_burst *b, uint32_t nbufs, bool interleaved)
+{
+	if (!interleaved) {
+		vq_rewind(b->vq, b->ids, (uint16_t)nbufs);
+		return;
+	}
+	for (uint32_t i = 0; i < nbufs; i++)
+		vq_push(b->vq, b->ids[i], 0);
+	b->pushed += nbufs;
+}
+
+/*
+ * Place one packet. @hdr is its header (num_buffers = 1 when 12 bytes).
+ * Returns 0, -ENOSPC (does not fit: chains given back), -EIO (ring broken).
+ */
+static int rx_one(struct rx_burst *b, const struct vhk_pkt *p, const uint8_t *hdr,
+		  const struct csum_patch *pt)
+{
+	struct vq_chain *c = &b->chain;
+	struct src_cur s = {p, vhk_pkt_data(p), MIN(p->data_len, p->pkt_len), p->pkt_len, 0};
+	const uint64_t need = (uint64_t)b->hdr_len + p->pkt_len;
+	uint8_t *nb[2] = {NULL, NULL};
+	uint32_t nbufs = 0;
+	bool interleaved = false;
+
+	for (;;) {
+		int r = vq_pop(b->vq, c);
+		if (unlikely(r < 0)) {
+			if (r == -E2BIG) {
+				chain_reject(b, c->id);
+				interleaved |= nbufs != 0;
+				continue;
+			}
+			if (r == -ENOENT)
+				goto err_no_space;
+			return -EIO;
+		}
+		if (unlikely(c->nout || c->in_len == 0 || (nbufs == 0 && c->in_len < b->hdr_len))) {
+			chain_reject(b, c->id);
+			interleaved |= nbufs != 0;
+			continue;
+		}
+		b->ids[nbufs] = c->id;
+		if (b->max_bufs == 1 && c->in_len < need) {
+			nbufs++;
+			goto err_no_space;
+		}
+		struct dst_cur d;
+		dst_init(&d, c);
+		if (d.left == 0)
+			dst_next(&d);
+		uint32_t len = 0;
+		if (nbufs == 0) {
+			dst_write_hdr(&d, hdr, b->hdr_len, nb);
+			len = b->hdr_len;
+		}
+		len += copy_data(&d, &s, pt);
+		b->lens[nbufs++] = len;
+		if (s.remaining == 0)
+			break;
+		if (nbufs == b->max_bufs)
+			goto err_no_space;
+	}
+
+	if (nbufs > 1 && nb[0] && nb[1]) {
+		/* num_buffers, little-endian; the guest reads it after used->idx. */
+		*nb[0] = (uint8_t)nbufs;
+		*nb[1] = (uint8_t)(nbufs >> 8);
+	}
+	for (uint32_t i = 0; i < nbufs; i++)
+		vq_push(b->vq, b->ids[i], b->lens[i]);
+	b->pushed += nbufs;
+	return 0;
+
+err_no_space:
+	give_back(b, nbufs, interleaved);
+	return -ENOSPC;
+}
+
+/* Header for a packet with offload metadata; -EINVAL if the guest cannot take it. */
+static cold_path int rx_offload_hdr(struct rx_burst *b, const struct vhk_pkt *p, uint8_t *hdr,
+				    struct csum_patch *pt, bool *use_patch)
+{
+	struct net_hdr h;
+	uint16_t csum = 0;
+	uint32_t off = 0;
+	int r = net_hdr_from_pkt(p, b->features, &h, &csum, &off);
+
+	if (r < 0)
+		return r;
+	h.num_buffers = 1;
+	net_hdr_encode(&h, hdr, b->hdr_len);
+	*use_patch = r == 1;
+	if (r == 1) {
+		pt->off = off;
+		memcpy(pt->bytes, &csum, 2);
+	}
+	return 0;
+}
+
+/* Fill the burst constants from the ring's negotiated features. */
+static void burst_init(struct rx_burst *b, struct vq *vq)
+{
+	struct net_hdr h = {.num_buffers = 1};
+
+	b->vq = vq;
+	b->features = vq->features;
+	b->hdr_len = net_hdr_len(b->features);
+	b->max_bufs = (b->features & (1ull << VHK_NET_F_MRG_RXBUF)) ? NET_RX_MAX_BUFS : 1;
+	b->pushed = 0;
+	b->errors = 0;
+	net_hdr_encode(&h, b->hdr_plain, NET_HDR_MRG_LEN);
+}
+
+/* Add @n to a statistics counter read by other threads. */
+static inline void stat_add(uint64_t *ctr, uint64_t n)
+{
+	store_relaxed(ctr, load_relaxed(ctr) + n);
+}
+
+/* The packet loop; returns packets enqueued. */
+static uint16_t rx_burst(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t count)
+{
+	uint64_t bytes = 0;
+	uint16_t n;
+
+	for (n = 0; n < count; n++) {
+		const struct vhk_pkt *p = pkts[n];
+		const uint8_t *hdr = b->hdr_plain;
+		uint8_t hdr_ol[NET_HDR_MRG_LEN];
+		struct csum_patch patch;
+		bool use_patch = false;
+
+		if (unlikely(!p))
+			break;
+		if (unlikely(p->ol.flags | p->ol.gso_type)) {
+			if (rx_offload_hdr(b, p, hdr_ol, &patch, &use_patch) < 0) {
+				b->errors++;
+				break;
+			}
+			hdr = hdr_ol;
+		}
+		if (rx_one(b, p, hdr, use_patch ? &patch : NULL) < 0)
+			break;
+		bytes += p->pkt_len;
+	}
+	struct vq_stats *st = &b->vq->stats;
+	stat_add(&st->packets, n);
+	stat_add(&st->bytes, bytes);
+	stat_add(&st->drops, (uint64_t)(count - n));
+	if (b->errors)
+		stat_add(&st->errors, b->errors);
+	return n;
+}
+
+VHK_EXPORT uint16_t vhk_net_enqueue_burst(int vid, uint16_t qid, struct vhk_pkt **pkts,
+					  uint16_t count)
+{
+	struct rx_burst b;
+
+	if (unlikely(!pkts || count == 0 || (qid & 1)))
+		return 0;
+	struct vdev *d = vdev_get(vid);
+	if (unlikely(!d))
+		return 0;
+	struct vq *vq = vdev_vq(d, qid);
+	if (unlikely(!vq || !vq_enter(vq)))
+		return 0;
+
+	burst_init(&b, vq);
+	uint16_t n = rx_burst(&b, pkts, count);
+	if (b.pushed)
+		vq_flush(vq);
+	vq_leave(vq);
+	return n;
+}

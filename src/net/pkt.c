@@ -24,7 +24,7 @@
 #include "util/compiler.h"
 #include "util/log.h"
 
-#define CACHE_LINE 64u
+#define CACHE_LINE   64u
 #define POOL_MAX_BUF (1u << 20)
 /* Segments collected before returning them to their pool in one call. */
 #define FREE_BATCH 64u
@@ -38,8 +38,8 @@ struct vhk_pool {
 	uint32_t elt_size;
 	atomic_flag lock;
 	size_t map_len;
-	uint8_t *elts;            /* element 0 */
-	struct vhk_pkt **stack;   /* free stack, nfree valid entries */
+	uint8_t *elts;		/* element 0 */
+	struct vhk_pkt **stack; /* free stack, nfree valid entries */
 };
 
 /* Spin-wait hint for the pool lock. */
@@ -125,8 +125,8 @@ VHK_EXPORT int vhk_pool_create(uint32_t count, uint32_t data_room, uint32_t head
 	pool->elt_size = (uint32_t)elt;
 	atomic_flag_clear(&pool->lock);
 	pool->map_len = total;
-	pool->stack = (struct vhk_pkt **)(void *)((uint8_t *)base +
-						   align_up(sizeof(*pool), CACHE_LINE));
+	pool->stack =
+	    (struct vhk_pkt **)(void *)((uint8_t *)base + align_up(sizeof(*pool), CACHE_LINE));
 	pool->elts = (uint8_t *)base + hdr;
 
 	/* Push in reverse so that the first allocations walk memory upwards. */
