@@ -32,9 +32,15 @@ for layer in "${!allowed[@]}"; do
         done < <(sed -n 's/^#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$f")
     done
 done
+# Apps and examples: public headers (<vhostkit/...>) and their own local
+# headers ("x.h" in the same directory) only; nothing from src/ or tests/.
 for f in $(find examples apps -name '*.c' -o -name '*.h' 2>/dev/null); do
-    if grep -nE '^#[[:space:]]*include[[:space:]]*"' "$f"; then
-        echo "apps/examples must include only <vhostkit/...>: $f"
+    if grep -nE '^#[[:space:]]*include[[:space:]]*"[^"]*/' "$f"; then
+        echo "apps/examples must include only <vhostkit/...> and local headers: $f"
+        bad=1
+    fi
+    if grep -nE '^#[[:space:]]*include[[:space:]]*<(util|transport|mem|vq|net|proto)/' "$f"; then
+        echo "apps/examples must not include library internals: $f"
         bad=1
     fi
 done

@@ -12,7 +12,9 @@
  *  - Socket-level functions are serialised by one internal control-plane
  *    mutex and may be called from any thread, including from callbacks.
  *  - Callbacks (struct vhk_callbacks, struct vhk_device_ops) run on the
- *    control thread (or inside vhk_loop_dispatch() in app-driven mode).
+ *    control thread (or inside vhk_loop_dispatch() in app-driven mode),
+ *    except the destroy callbacks run by vhk_unregister(), which run on the
+ *    thread that calls it.
  */
 #ifndef VHOSTKIT_VHK_DEV_H
 #define VHOSTKIT_VHK_DEV_H
@@ -87,9 +89,12 @@ struct vhk_callbacks {
 	 */
 	int (*new_device)(int vid);
 	/**
-	 * The device stops being usable (disconnect, reset, new memory layout
-	 * the app must re-learn, unregister). The app must stop calling
-	 * datapath functions on @p vid before returning.
+	 * The device stops being usable (disconnect, reset, unregister, or a
+	 * memory-table change: SET_MEM_TABLE, ADD_MEM_REG and REM_MEM_REG on a
+	 * running device run destroy_device, then new_device again once the
+	 * rings are back, so an app with its own datapath re-learns the
+	 * layout). The app must stop calling datapath functions on @p vid
+	 * before returning.
 	 */
 	void (*destroy_device)(int vid);
 	/** Queue @p queue_id became usable (enable=1) or stopped (enable=0). */
@@ -166,7 +171,9 @@ int vhk_socket_set_perm(const char *path, mode_t mode, uid_t owner, gid_t group)
  * (running destroy_device / destroy_connection for each) and remove the
  * socket file it created. Safe while datapath threads run traffic on its
  * devices: their calls return 0 packets once the device is gone.
- * May be called from a callback. @return 0; -ENOENT unknown path.
+ * May be called from a callback. The destroy callbacks of the closed
+ * connections run on the calling thread, before this returns.
+ * @return 0; -ENOENT unknown path.
  */
 int vhk_unregister(const char *path);
 

@@ -1,3 +1,324 @@
 /* SPDX-License-Identifier: MIT */
-/* placeholder: being implemented */
-typedef int vhk_placeholder_t;
+/*
+ * Connection input and the one table-driven dispatcher.
+ *
+ * Security model: everything read from the socket is hostile. The receive
+ * state machine validates the 12-byte header (version, flags, size cap)
+ * before it reads the payload, reads exactly `size` more bytes
+ * and at most VHOST_USER_MAX_FDS fds, and never blocks: a peer that stalls
+ * mid-message leaves its partial message buffered while other connections
+ * are served. The dispatcher then checks the message against its row in
+ * msg_table.def (payload size, fd count, gating feature, vring index)
+ * before any handler runs; unknown request codes are refused there too. Handlers never touch the
+ * socket; every reply is built here. Every received fd is closed after the handler returns unless
+ * the handler took it (set its slot to -1). Framing errors close the connection; message-level
+ * errors are answered (NACK or empty reply) and the connection stays usable.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "proto/conn.h"
+#include "util/fd.h"
+#include "util/log.h"
+
+#define HDR_SIZE	 sizeof(struct vhost_user_header)
+#define REPLY_TIMEOUT_MS 1000
+#define MSGS_PER_WAKEUP	 32
+
+enum fd_rule { FD_NONE, FD_ONE, FD_VRING, FD_NREGIONS, FD_OPT };
+enum reply_kind { R_NONE, R_U64, R_PAYLOAD };
+enum gate_kind { G_NONE, G_OFFERED, G_NEGOTIATED, G_PF };
+enum vring_kind { V_NONE, V_STATE, V_ADDR, V_FDIDX };
+enum state_need { S_ANY, S_MEM };
+
+struct msg_desc {
+	const char *name;
+	msg_handler_fn fn;
+	uint32_t size;
+	int (*size_fn)(const struct vhost_user_msg *msg);
+	uint8_t fds, reply, gate, gate_bit, vring, state;
+};
+
+static const struct msg_desc msg_table[VHOST_USER_MAX] = {
+#define MSG(id, h, sz, szfn, fdr, rep, g, gbit, vr, st)                                            \
+	[VHOST_USER_##id] = {#id, h, sz, szfn, fdr, rep, g, gbit, vr, st},
+#define MSG_UNIMPL(id) [VHOST_USER_##id] = {.name = #id},
+#include "proto/msg_table.def"
+#undef MSG
+#undef MSG_UNIMPL
+};
+
+/* Compile-time checks of the table against the wire structs. */
+#define MSG(id, h, sz, szfn, fdr, rep, g, gbit, vr, st)                                            \
+	static_assert((sz) <= VHOST_USER_MAX_PAYLOAD && VHOST_USER_##id < VHOST_USER_MAX, #id);
+#define MSG_UNIMPL(id) static_assert(VHOST_USER_##id < VHOST_USER_MAX, #id);
+#include "proto/msg_table.def"
+#undef MSG
+#undef MSG_UNIMPL
+static_assert(sizeof(struct vhost_user_vring_addr) == 40, "SET_VRING_ADDR row");
+static_assert(sizeof(struct vhost_user_mem_reg) == 40, "ADD/REM_MEM_REG rows");
+
+const char *msg_name(uint32_t req)
+{
+	if (req < VHOST_USER_MAX && msg_table[req].name)
+		return msg_table[req].name;
+	return "UNKNOWN";
+}
+
+/* Framing check of a complete header, before any payload is read. */
+static int check_header(const struct vhost_user_header *h)
+{
+	if ((h->flags & VHOST_USER_VERSION_MASK) != VHOST_USER_VERSION)
+		return -EPROTO;
+	if (h->flags & (VHOST_USER_REPLY_MASK | ~VHOST_USER_FLAGS_KNOWN))
+		return -EPROTO;
+	/* An unknown request code is not a framing error: it is refused later. */
+	if (h->size > VHOST_USER_MAX_PAYLOAD)
+		return -EMSGSIZE;
+	return 0;
+}
+
+/*
+ * Read as much of the current message as the socket holds. Returns 1 when
+ * a whole message is buffered, 0 when more bytes are needed, negative
+ * errno when the connection must close.
+ */
+static int rx_step(struct conn *c)
+{
+	for (;;) {
+		size_t total = HDR_SIZE + (c->rx_got >= HDR_SIZE ? c->rx.hdr.size : 0);
+		if (c->rx_got >= HDR_SIZE && c->rx_got == total)
+			return 1;
+		ssize_t r = fdmsg_recv(c->fd, (uint8_t *)&c->rx + c->rx_got, total - c->rx_got,
+				       c->rx_fds, &c->rx_nfds, VHOST_USER_MAX_FDS);
+		if (r == -EAGAIN)
+			return 0;
+		if (r == 0)
+			return c->rx_got ? -EPIPE : -ECONNRESET;
+		if (r < 0)
+			return (int)r;
+		c->rx_got += (size_t)r;
+		if (c->rx_got == HDR_SIZE) {
+			int rc = check_header(&c->rx.hdr);
+			if (rc < 0)
+				return rc;
+		}
+	}
+}
+
+/* Number of fds the message must carry under rule @rule. */
+static size_t fds_expected(const struct vhost_user_msg *msg, uint8_t rule, size_t got)
+{
+	switch (rule) {
+	case FD_ONE:
+		return 1;
+	case FD_VRING:
+		return (msg->payload.u64 & VHOST_USER_VRING_NOFD_MASK) ? 0 : 1;
+	case FD_NREGIONS:
+		return msg->payload.memory.nregions;
+	case FD_OPT:
+		return got <= 1 ? got : 1;
+	default:
+		return 0;
+	}
+}
+
+/* Vring index a message names (full 32-bit field); -1 when it names none. */
+static int64_t vring_index(const struct vhost_user_msg *msg, uint8_t kind)
+{
+	switch (kind) {
+	case V_STATE:
+		return msg->payload.state.index;
+	case V_ADDR:
+		return msg->payload.addr.index;
+	case V_FDIDX:
+		if (msg->payload.u64 &
+		    ~(uint64_t)(VHOST_USER_VRING_IDX_MASK | VHOST_USER_VRING_NOFD_MASK))
+			return INT64_MAX; /* reserved bits set */
+		return (int64_t)(msg->payload.u64 & VHOST_USER_VRING_IDX_MASK);
+	default:
+		return -1;
+	}
+}
+
+/* Check a message against its table row. 0 or negative errno. */
+static int validate(struct conn *c, const struct msg_desc *d, const struct msg_ctx *m)
+{
+	const struct vhost_user_msg *msg = m->msg;
+	uint64_t have = 0;
+
+	if (!d->fn)
+		return -ENOSYS;
+	if (d->gate == G_OFFERED)
+		have = c->offered;
+	else if (d->gate == G_NEGOTIATED)
+		have = c->dev->features;
+	else if (d->gate == G_PF)
+		have = c->dev->protocol_features;
+	if (d->gate != G_NONE && !(have & (1ull << d->gate_bit)))
+		return -ENOTSUP;
+	if (d->size_fn ? d->size_fn(msg) < 0 : msg->hdr.size != d->size)
+		return -EINVAL;
+	if (m->nfds != fds_expected(msg, d->fds, m->nfds))
+		return -EBADF;
+	if (vring_index(msg, d->vring) >= 2 * (int64_t)c->max_qp)
+		return -ERANGE;
+	if (d->state == S_MEM && !c->dev->mem)
+		return -ENOENT;
+	return 0;
+}
+
+/* Build and send the reply of the current message, given its result @rc. */
+static void send_reply(struct conn *c, int rc)
+{
+	const struct msg_desc *d = c->cur;
+	struct vhost_user_msg *r = &c->reply;
+	bool ack = (c->cur_flags & VHOST_USER_NEED_REPLY_MASK) &&
+		   (c->dev->protocol_features & (1ull << VHK_PF_REPLY_ACK));
+
+	if (rc < 0 && rc != -ENOSYS) /* ENOSYS was logged with the request */
+		log_err_rl("vhost-user %s on vid %d failed: %s (%d)", d->name ? d->name : "?",
+			   c->vid, strerror(-rc), rc);
+	if (d->reply == R_NONE && !ack)
+		return;
+	r->hdr.flags = VHOST_USER_VERSION | VHOST_USER_REPLY_MASK;
+	if (d->reply == R_NONE) {
+		r->hdr.size = sizeof(uint64_t);
+		r->payload.u64 = rc < 0 ? (uint64_t)-rc : 0;
+	} else if (rc < 0) {
+		r->hdr.size = 0; /* the spec's answer for a failed GET_CONFIG, for all */
+	} else if (d->reply == R_U64) {
+		r->hdr.size = sizeof(uint64_t);
+	}
+	if (r->hdr.size > VHOST_USER_MAX_PAYLOAD)
+		r->hdr.size = 0;
+	rc = fdmsg_send(c->fd, r, HDR_SIZE + r->hdr.size, NULL, 0, REPLY_TIMEOUT_MS);
+	if (rc < 0)
+		conn_close(c, "cannot send reply");
+}
+
+/*
+ * Finish the current message: settle rings and device, run the message's
+ * deferred step, reply, and read on. Re-entered on op completion.
+ */
+static void msg_complete(struct conn *c)
+{
+	if (!conn_settle(c)) {
+		if (!c->dead)
+			conn_suspend(c);
+		return;
+	}
+	int rc = c->cur_rc;
+	if (rc == 0 && c->ops_err)
+		rc = c->ops_err;
+	if (rc == 0 && c->finish)
+		rc = c->finish(c);
+	c->finish = NULL;
+	if (c->cur)
+		send_reply(c, rc);
+	c->cur = NULL;
+	if (!c->dead && c->suspended)
+		conn_resume(c);
+}
+
+/* Validate and run the buffered message, then reply. */
+static void dispatch_one(struct conn *c)
+{
+	static const struct msg_desc unknown = {.name = "UNKNOWN"};
+	uint32_t req = c->rx.hdr.request;
+	const struct msg_desc *d = &unknown;
+	struct msg_ctx m = {&c->rx, c->rx_fds, c->rx_nfds, &c->reply};
+	int rc;
+
+	if (req > VHOST_USER_NONE && req < VHOST_USER_MAX)
+		d = &msg_table[index_nospec(req, VHOST_USER_MAX)];
+	c->rx_got = 0;
+	memset(&c->reply, 0, sizeof(c->reply));
+	c->reply.hdr.request = req;
+	c->cur = d;
+	c->cur_flags = c->rx.hdr.flags;
+	c->finish = NULL;
+	c->ops_err = 0;
+	rc = validate(c, d, &m);
+	if (rc == 0)
+		rc = d->fn(c, &m);
+	else if (rc == -ENOSYS)
+		log_warn("vid %d: %s (%u) not supported", c->vid, msg_name(req), req);
+	fd_close_all(c->rx_fds, c->rx_nfds);
+	c->rx_nfds = 0;
+	if (c->dead)
+		return;
+	c->cur_rc = rc;
+	msg_complete(c);
+}
+
+void conn_input(void *ctx, int fd, uint32_t events)
+{
+	struct conn *c = ctx;
+
+	proto_lock();
+	for (int n = 0; n < MSGS_PER_WAKEUP && !c->dead && !c->suspended; n++) {
+		int rc = rx_step(c);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			conn_close(c, rc == -ECONNRESET ? "peer closed"
+				      : rc == -EPIPE	? "short message"
+							: "bad message framing");
+			break;
+		}
+		dispatch_one(c);
+	}
+	proto_unlock();
+}
+
+int conn_op_result(struct conn *c, int rc)
+{
+	if (rc == VHK_OP_PENDING)
+		return 0; /* stays outstanding until vhk_dev_op_complete() */
+	if (c->ops_outstanding)
+		c->ops_outstanding--;
+	return rc;
+}
+
+void conn_op_done(struct conn *c, int rc)
+{
+	if (c->ops_posted)
+		c->ops_posted--;
+	if (c->dead || !c->ops_outstanding)
+		return;
+	c->ops_outstanding--;
+	if (rc < 0 && c->op_start_ring >= 0)
+		conn_ring_start_failed(c, (uint32_t)c->op_start_ring, rc);
+	else if (rc < 0 && !c->ops_err)
+		c->ops_err = rc;
+	if (c->ops_outstanding)
+		return;
+	c->op_start_ring = -1;
+	if (c->cur) {
+		msg_complete(c);
+	} else if (conn_settle(c) && c->suspended) {
+		conn_resume(c);
+	}
+}
+
+void conn_suspend(struct conn *c)
+{
+	if (c->suspended)
+		return;
+	loop_watch_del(proto_loop(), c->watch);
+	c->watch = NULL;
+	c->suspended = true;
+}
+
+void conn_resume(struct conn *c)
+{
+	if (!c->suspended || c->dead)
+		return;
+	if (loop_watch_add(proto_loop(), c->fd, EPOLLIN, conn_input, c, &c->watch) < 0) {
+		conn_close(c, "cannot watch socket");
+		return;
+	}
+	c->suspended = false;
+}

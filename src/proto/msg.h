@@ -113,12 +113,14 @@ struct vhost_user_mem_region {
 } __attribute__((packed));
 static_assert(sizeof(struct vhost_user_mem_region) == 32, "mem region");
 
+/* SET_MEM_TABLE: an 8-byte header, then nregions (at most 8) regions. */
+#define VHOST_USER_MEMORY_HDR_SIZE 8u
 struct vhost_user_memory {
 	uint32_t nregions;
 	uint32_t padding;
-	struct vhost_user_mem_region regions[];
+	struct vhost_user_mem_region regions[VHOST_MEMORY_BASELINE_NREGIONS];
 } __attribute__((packed));
-static_assert(sizeof(struct vhost_user_memory) == 8, "memory");
+static_assert(sizeof(struct vhost_user_memory) == 8 + 8 * 32, "memory");
 
 struct vhost_user_mem_reg {
 	uint64_t padding;
@@ -138,9 +140,9 @@ struct vhost_user_config {
 	uint32_t offset;
 	uint32_t size;
 	uint32_t flags;
-	uint8_t region[];
+	uint8_t region[VHOST_USER_MAX_CONFIG_SIZE];
 } __attribute__((packed));
-static_assert(sizeof(struct vhost_user_config) == 12, "config");
+static_assert(sizeof(struct vhost_user_config) == 12 + VHOST_USER_MAX_CONFIG_SIZE, "config");
 #define VHOST_SET_CONFIG_TYPE_FRONTEND 0u
 #define VHOST_SET_CONFIG_TYPE_MIGRATION 1u
 

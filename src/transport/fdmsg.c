@@ -58,10 +58,10 @@ ssize_t fdmsg_recv(int fd, void *buf, size_t len, int *fds, size_t *nfds, size_t
 	union cmsg_buf cbuf;
 	struct iovec iov = {.iov_base = buf, .iov_len = len};
 	struct msghdr mh = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = cbuf.buf,
-		.msg_controllen = sizeof(cbuf.buf),
+	    .msg_iov = &iov,
+	    .msg_iovlen = 1,
+	    .msg_control = cbuf.buf,
+	    .msg_controllen = sizeof(cbuf.buf),
 	};
 	ssize_t r;
 

@@ -34,7 +34,9 @@ int uds_connect(const char *path);
 /*
  * recvmsg() up to @len bytes into @buf from non-blocking @fd, harvesting up
  * to @max_fds fds into @fds (with MSG_CMSG_CLOEXEC) and adding their count
- * to *@nfds. Received fds beyond @max_fds, or on MSG_CTRUNC, are closed
+ * to *@nfds. New fds are stored from fds[*nfds] on; @max_fds is the
+ * capacity of the whole array, so repeated calls for one message
+ * accumulate. Received fds beyond @max_fds, or on MSG_CTRUNC, are closed
  * and reported as -EPROTO (the ones stored are still the caller's to
  * close). Returns bytes read (0 = EOF), -EAGAIN, -EPROTO, -errno.
  */

@@ -424,7 +424,7 @@ int vuf_set_mem_table(struct vuf *v, const struct gmem *m)
 		msg.payload.memory.regions[i] = wire_region(&m->r[i]);
 		fds[i] = m->r[i].fd;
 	}
-	uint32_t size = (uint32_t)(sizeof(struct vhost_user_memory) +
+	uint32_t size = (uint32_t)(VHOST_USER_MEMORY_HDR_SIZE +
 				   m->nregions * sizeof(struct vhost_user_mem_region));
 	return vuf_request(v, VHOST_USER_SET_MEM_TABLE, &msg.payload, size, fds, (int)m->nregions,
 			   NULL);

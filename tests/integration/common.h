@@ -33,7 +33,7 @@ struct mt_hdr {
 	uint32_t nregions;
 	uint32_t padding;
 } __attribute__((packed));
-static_assert(sizeof(struct mt_hdr) == sizeof(struct vhost_user_memory), "mt_hdr");
+static_assert(sizeof(struct mt_hdr) == VHOST_USER_MEMORY_HDR_SIZE, "mt_hdr");
 
 /* How to configure the socket under test before vhk_start(). */
 struct be_cfg {

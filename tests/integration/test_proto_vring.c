@@ -183,18 +183,21 @@ static void t_get_vring_base_stops(void)
 	CHECK_EQ(vuf_get_vring_base(f.v, 0, &base), 0);
 	CHECK_EQ(base, 7);
 	CHECK(!vinfo(&f, 0).started);
-	/* GET_VRING_BASE's num is reserved (0). */
+	/*
+	 * GET_VRING_BASE's num is reserved. DPDK virtio-user leaves stack garbage
+	 * there, so the library must ignore it and answer normally.
+	 */
+	CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_BASE, 0, base), 0);
+	CHECK_EQ(vuf_set_vring_fd(f.v, VHOST_USER_SET_VRING_KICK, 0, f.r->kick_fd), 0);
+	CHECK(vinfo(&f, 0).started);
 	struct vhost_user_vring_state s = {.index = 0, .num = 5};
-	CHECK_EQ(vuf_send(f.v, VHOST_USER_GET_VRING_BASE,
-			  VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, &s, 8, NULL, 0), 0);
-	if (fe_rejected(f.v, VHOST_USER_GET_VRING_BASE) != REJ_CLOSED) {
-		/* Restart from the returned base. */
-		CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_BASE, 0, base), 0);
-		CHECK_EQ(vuf_set_vring_fd(f.v, VHOST_USER_SET_VRING_KICK, 0, f.r->kick_fd), 0);
-		fe_usable(f.v);
-		CHECK(vinfo(&f, 0).started);
-		CHECK_EQ(vinfo(&f, 0).last_avail_idx, 7);
-	}
+	struct vhost_user_msg rep;
+	CHECK_EQ(vuf_request(f.v, VHOST_USER_GET_VRING_BASE, &s, 8, NULL, 0, &rep), 0);
+	CHECK_EQ(rep.hdr.size, 8);
+	CHECK_EQ(rep.payload.state.index, 0);
+	CHECK_EQ(rep.payload.state.num, 7);
+	CHECK(!vinfo(&f, 0).started);
+	fe_usable(f.v);
 	fx_close(&f);
 }
 

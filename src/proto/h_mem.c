@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Memory table messages: SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG,
+ * GET_MAX_MEM_SLOTS. Region validation and mapping live in mem/; here the
+ * fds change hands (each is taken out of the message before
+ * mem_region_map(), which always consumes it) and a new table is
+ * installed with the device's users told first (destroy_device).
+ */
+#include <errno.h>
+
+#include "proto/conn.h"
+#include "util/log.h"
+
+int msg_size_mem_table(const struct vhost_user_msg *msg)
+{
+	uint32_t n;
+
+	if (msg->hdr.size < VHOST_USER_MEMORY_HDR_SIZE)
+		return -EINVAL;
+	n = msg->payload.memory.nregions;
+	if (n == 0 || n > VHOST_MEMORY_BASELINE_NREGIONS)
+		return -EINVAL;
+	if (msg->hdr.size !=
+	    VHOST_USER_MEMORY_HDR_SIZE + n * sizeof(struct vhost_user_mem_region))
+		return -EINVAL;
+	return 0;
+}
+
+/* Wire region to mem's description. */
+static struct mem_region_desc region_desc(const struct vhost_user_mem_region *r)
+{
+	struct mem_region_desc d = {
+	    .gpa = r->guest_phys_addr,
+	    .size = r->memory_size,
+	    .qva = r->userspace_addr,
+	    .mmap_offset = r->mmap_offset,
+	};
+	return d;
+}
+
+/*
+ * Install @t as the device's memory. A running device is destroyed first
+ * (its users must re-learn the layout); rings that no longer translate
+ * were stopped by vdev_set_mem() and wait for a new kick.
+ */
+static void install_mem(struct conn *c, struct mem_table *t)
+{
+	conn_destroy_device(c);
+	vdev_set_mem(c->dev, t);
+	for (uint32_t q = 0; q < conn_nvrings(c); q++) {
+		struct ring *r = &c->rings[q];
+		struct vq *vq = vdev_vq(c->dev, q);
+		if (r->vq_started && vq && !vq->started) {
+			r->vq_started = false;
+			r->failed = true;
+		} else if (!r->vq_started) {
+			r->failed = false; /* retry a start the old table could not map */
+		}
+	}
+}
+
+int h_set_mem_table(struct conn *c, struct msg_ctx *m)
+{
+	const struct vhost_user_memory *mm = &m->msg->payload.memory;
+	struct mem_region regs[VHOST_MEMORY_BASELINE_NREGIONS];
+	uint32_t n = mm->nregions, mapped = 0;
+	struct mem_table *t;
+	int rc;
+
+	if (mm->padding != 0)
+		return -EINVAL;
+	for (; mapped < n; mapped++) {
+		struct mem_region_desc d = region_desc(&mm->regions[mapped]);
+		int fd = m->fds[mapped];
+		m->fds[mapped] = -1; /* consumed by mem_region_map() either way */
+		rc = mem_region_map(&d, fd, &regs[mapped]);
+		if (rc < 0)
+			goto err_put;
+	}
+	rc = mem_table_new(regs, n, &t);
+	if (rc < 0)
+		goto err_put;
+	if (c->dead) {
+		mem_table_free(t);
+		return -ENOTCONN;
+	}
+	install_mem(c, t);
+	return 0;
+
+err_put:
+	while (mapped > 0)
+		mem_region_put(&regs[--mapped]);
+	return rc;
+}
+
+int h_get_max_mem_slots(struct conn *c, struct msg_ctx *m)
+{
+	m->reply->payload.u64 = VHK_MAX_MEM_REGIONS;
+	return 0;
+}
+
+int h_add_mem_reg(struct conn *c, struct msg_ctx *m)
+{
+	struct mem_region_desc d = region_desc(&m->msg->payload.mem_reg.region);
+	struct mem_region r;
+	struct mem_table *t;
+	int fd = m->fds[0];
+	int rc;
+
+	m->fds[0] = -1;
+	rc = mem_region_map(&d, fd, &r);
+	if (rc < 0)
+		return rc;
+	if (c->dev->mem)
+		rc = mem_table_add(c->dev->mem, &r, &t);
+	else
+		rc = mem_table_new(&r, 1, &t);
+	if (rc < 0) {
+		mem_region_put(&r);
+		return rc;
+	}
+	install_mem(c, t);
+	return 0;
+}
+
+int h_rem_mem_reg(struct conn *c, struct msg_ctx *m)
+{
+	const struct vhost_user_mem_region *r = &m->msg->payload.mem_reg.region;
+	struct mem_table *t;
+	int rc;
+
+	/* An fd the front-end may attach is closed unused by the dispatcher. */
+	rc = mem_table_remove(c->dev->mem, r->guest_phys_addr, r->userspace_addr, r->memory_size,
+			      &t);
+	if (rc < 0)
+		return rc;
+	install_mem(c, t);
+	return 0;
+}
