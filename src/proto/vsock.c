@@ -243,21 +243,33 @@ VHK_EXPORT int vhk_disable_features(const char *path, uint64_t features)
 	return 0;
 }
 
-VHK_EXPORT int vhk_get_features(const char *path, uint64_t *ret_features)
+/* Read one offered setting of @path under the control-plane lock. */
+enum vsock_setting { SETTING_FEATURES, SETTING_PROTOCOL_FEATURES, SETTING_QUEUE_PAIRS };
+
+static int get_setting(const char *path, enum vsock_setting which, uint64_t *ret)
 {
 	struct vsock *vs;
 	int rc = 0;
 
-	if (!ret_features)
-		return -EINVAL;
 	proto_lock();
 	vs = find(path);
-	if (vs)
-		*ret_features = vs->features;
-	else
+	if (!vs)
 		rc = -ENOENT;
+	else if (which == SETTING_FEATURES)
+		*ret = vs->features;
+	else if (which == SETTING_PROTOCOL_FEATURES)
+		*ret = vsock_offered_pf(vs);
+	else
+		*ret = vs->max_qp;
 	proto_unlock();
 	return rc;
+}
+
+VHK_EXPORT int vhk_get_features(const char *path, uint64_t *ret_features)
+{
+	if (!ret_features)
+		return -EINVAL;
+	return get_setting(path, SETTING_FEATURES, ret_features);
 }
 
 VHK_EXPORT int vhk_set_protocol_features(const char *path, uint64_t protocol_features)
@@ -278,19 +290,9 @@ VHK_EXPORT int vhk_set_protocol_features(const char *path, uint64_t protocol_fea
 
 VHK_EXPORT int vhk_get_protocol_features(const char *path, uint64_t *ret_protocol_features)
 {
-	struct vsock *vs;
-	int rc = 0;
-
 	if (!ret_protocol_features)
 		return -EINVAL;
-	proto_lock();
-	vs = find(path);
-	if (vs)
-		*ret_protocol_features = vsock_offered_pf(vs);
-	else
-		rc = -ENOENT;
-	proto_unlock();
-	return rc;
+	return get_setting(path, SETTING_PROTOCOL_FEATURES, ret_protocol_features);
 }
 
 VHK_EXPORT int vhk_set_max_queue_pairs(const char *path, uint32_t pairs)
@@ -314,18 +316,14 @@ VHK_EXPORT int vhk_set_max_queue_pairs(const char *path, uint32_t pairs)
 
 VHK_EXPORT int vhk_get_max_queue_pairs(const char *path, uint32_t *ret_pairs)
 {
-	struct vsock *vs;
-	int rc = 0;
+	uint64_t v;
+	int rc;
 
 	if (!ret_pairs)
 		return -EINVAL;
-	proto_lock();
-	vs = find(path);
-	if (vs)
-		*ret_pairs = vs->max_qp;
-	else
-		rc = -ENOENT;
-	proto_unlock();
+	rc = get_setting(path, SETTING_QUEUE_PAIRS, &v);
+	if (rc == 0)
+		*ret_pairs = (uint32_t)v;
 	return rc;
 }
 
