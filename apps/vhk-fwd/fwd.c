@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The forwarding thread of vhk-fwd: one thread polls every queue pair of
+ * every device in the device list, in the mode chosen on the command line.
+ *
+ * Queue pair q of a device is vring 2q (the guest's receive queue, where we
+ * enqueue: "tx") and vring 2q+1 (the guest's transmit queue, where we
+ * dequeue: "rx"). Enqueue copies into guest memory, so every packet is freed
+ * by us afterwards, sent or not.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fwd.h"
+
+#define POOL_COUNT 8192
+#define POOL_ROOM 2048
+#define POOL_HEADROOM 128
+#define QUIET_RETRY 1024   /* iterations between tries to silence a pair's kicks */
+#define IDLE_CHECK 256     /* empty iterations between clock reads */
+#define IDLE_NAP_AFTER 1e-3 /* seconds without packets before napping */
+#define IDLE_NAP_NS 50000
+
+/* What the forwarding thread remembers about one device slot. */
+struct fwd_slot {
+	int seen;                                /* vid + 1 last seen, 0 = empty */
+	bool tx_first_done[VHK_MAX_QUEUE_PAIRS]; /* --tx-first burst sent */
+	bool quiet[VHK_MAX_QUEUE_PAIRS];         /* guest kicks disabled (we poll) */
+};
+
+struct fwd_ctx {
+	struct fwd_opts o;
+	struct fwd_stats *st;
+	struct vhk_pool *pool;
+	uint8_t tmpl[FWD_MAX_PKT_LEN]; /* txonly / --tx-first frame */
+	pthread_t thread;
+	atomic_bool stop;
+	/* forwarding thread only */
+	uint64_t iter;
+	struct fwd_slot slot[FWD_MAX_DEVS];
+};
+
+static void count(_Atomic uint64_t *c, uint64_t n)
+{
+	if (n)
+		atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+/* Sum of pkt_len of @n packets. */
+static uint64_t bytes_of(struct vhk_pkt **pkts, uint16_t n)
+{
+	uint64_t b = 0;
+
+	for (uint16_t i = 0; i < n; i++)
+		b += pkts[i]->pkt_len;
+	return b;
+}
+
+/* Enqueue @n packets to vring @qid, count sent and dropped, free them all. */
+static uint16_t send_and_free(struct fwd_ctx *c, int vid, uint16_t qid, struct vhk_pkt **pkts,
+			      uint16_t n)
+{
+	uint16_t sent = n ? vhk_net_enqueue_burst(vid, qid, pkts, n) : 0;
+
+	count(&c->st->tx_packets, sent);
+	count(&c->st->tx_bytes, bytes_of(pkts, sent));
+	count(&c->st->dropped, (uint64_t)(n - sent));
+	vhk_pkt_free_bulk(pkts, n);
+	return sent;
+}
+
+/* Receive a burst from vring @qid and count it. */
+static uint16_t receive(struct fwd_ctx *c, int vid, uint16_t qid, struct vhk_pkt **pkts)
+{
+	uint16_t n = vhk_net_dequeue_burst(vid, qid, c->pool, pkts, (uint16_t)c->o.burst);
+
+	count(&c->st->rx_packets, n);
+	count(&c->st->rx_bytes, bytes_of(pkts, n));
+	return n;
+}
+
+/* txonly: copy the template into a fresh burst and enqueue it on pair @q. */
+static uint16_t tx_burst(struct fwd_ctx *c, int vid, uint16_t q)
+{
+	struct vhk_pkt *pkts[FWD_MAX_BURST];
+	uint32_t len = c->o.pkt_len;
+
+	/* A queue the guest has not set up (yet) is skipped, not "dropped". */
+	if (vhk_net_free_entries(vid, (uint16_t)(2 * q)) < 0)
+		return 0;
+	if (vhk_pkt_alloc_bulk(c->pool, pkts, c->o.burst) < 0)
+		return 0;
+	for (uint32_t i = 0; i < c->o.burst; i++) {
+		uint8_t *d = vhk_pkt_append(pkts[i], len);
+		if (!d) { /* cannot happen: the pool's data room holds pkt_len */
+			vhk_pkt_free_bulk(pkts, c->o.burst);
+			return 0;
+		}
+		memcpy(d, c->tmpl, len);
+	}
+	return send_and_free(c, vid, (uint16_t)(2 * q), pkts, (uint16_t)c->o.burst);
+}
+
+/* --tx-first: one txonly burst per queue once the guest has receive buffers. */
+static void tx_first(struct fwd_ctx *c, struct fwd_slot *s, int vid, uint16_t q)
+{
+	if (s->tx_first_done[q] || vhk_net_free_entries(vid, (uint16_t)(2 * q)) <= 0)
+		return;
+	tx_burst(c, vid, q);
+	s->tx_first_done[q] = true;
+}
+
+/*
+ * We poll, so the guest need not kick: ask it not to (saves a VM exit per
+ * kick). Retried now and then until both vrings of the pair are ready.
+ */
+static void quiet_pair(struct fwd_ctx *c, struct fwd_slot *s, int vid, uint16_t q)
+{
+	if (s->quiet[q] || c->iter % QUIET_RETRY)
+		return;
+	if (vhk_dev_set_guest_notification(vid, (uint16_t)(2 * q), false) == 0 &&
+	    vhk_dev_set_guest_notification(vid, (uint16_t)(2 * q + 1), false) == 0)
+		s->quiet[q] = true;
+}
+
+/* io / mac / rxonly / echo: dequeue from pair @q and act on the burst. */
+static uint16_t rx_burst(struct fwd_ctx *c, int vid, uint16_t q)
+{
+	struct vhk_pkt *pkts[FWD_MAX_BURST], *out[FWD_MAX_BURST];
+	uint16_t n = receive(c, vid, (uint16_t)(2 * q + 1), pkts), k = 0;
+
+	if (!n)
+		return 0;
+	switch (c->o.mode) {
+	case FWD_RXONLY:
+		vhk_pkt_free_bulk(pkts, n);
+		break;
+	case FWD_MAC:
+		for (uint16_t i = 0; i < n; i++)
+			pkt_mac_rewrite(pkts[i], c->o.mac); /* frames under 12 bytes stay as they are */
+		/* fall through */
+	case FWD_IO:
+		send_and_free(c, vid, (uint16_t)(2 * q), pkts, n);
+		break;
+	case FWD_ECHO:
+		for (uint16_t i = 0; i < n; i++) {
+			if (pkt_echo_answer(pkts[i], c->o.mac) == 0) {
+				out[k++] = pkts[i];
+			} else {
+				count(&c->st->dropped, 1);
+				vhk_pkt_free(pkts[i]);
+			}
+		}
+		send_and_free(c, vid, (uint16_t)(2 * q), out, k);
+		break;
+	case FWD_TXONLY:
+		break;
+	}
+	return n;
+}
+
+/*
+ * Poll every queue pair of device @vid (slot state @s); returns packets moved.
+ * Busy cycles are counted per queue poll that moved packets (as testpmd's
+ * --record-core-cycles counts per stream).
+ */
+static uint32_t poll_device(struct fwd_ctx *c, struct fwd_slot *s, int vid)
+{
+	uint32_t total = 0;
+
+	for (uint16_t q = 0; q < c->o.queues; q++) {
+		uint64_t t0 = stats_cycles();
+		uint16_t moved;
+
+		quiet_pair(c, s, vid, q);
+		if (c->o.tx_first)
+			tx_first(c, s, vid, q);
+		if (c->o.mode == FWD_TXONLY)
+			moved = tx_burst(c, vid, q);
+		else
+			moved = rx_burst(c, vid, q);
+		if (moved)
+			count(&c->st->busy_cycles, stats_cycles() - t0);
+		total += moved;
+	}
+	return total;
+}
+
+/* One pass over the device list; returns packets moved, *any: a device exists. */
+static uint32_t poll_all(struct fwd_ctx *c, bool *any)
+{
+	uint32_t moved = 0;
+
+	*any = false;
+	for (unsigned i = 0; i < FWD_MAX_DEVS; i++) {
+		struct fwd_slot *s = &c->slot[i];
+		int v1 = dev_slot_vid(i);
+		if (v1 != s->seen) {
+			memset(s, 0, sizeof(*s));
+			s->seen = v1;
+		}
+		if (!v1)
+			continue;
+		*any = true;
+		moved += poll_device(c, s, v1 - 1);
+	}
+	return moved;
+}
+
+/*
+ * Thread body: poll until told to stop. Busy-polls while packets flow (like
+ * testpmd); after IDLE_NAP_AFTER without any packet, or with no device at
+ * all, it naps IDLE_NAP_NS between passes so an idle forwarder leaves the
+ * CPU to others (a shared machine, the guest's vCPUs).
+ */
+static void *fwd_thread(void *arg)
+{
+	struct fwd_ctx *c = arg;
+	uint64_t idle = 0;
+	double idle_since = 0;
+
+	while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
+		uint64_t g = dev_iter_begin();
+		bool any;
+		uint32_t moved = poll_all(c, &any);
+		dev_iter_end(g);
+		c->iter++;
+		if (moved) {
+			idle = 0;
+			continue;
+		}
+		if (idle++ % IDLE_CHECK)
+			continue;
+		double now = stats_now();
+		if (idle == 1)
+			idle_since = now;
+		if (!any || now - idle_since >= IDLE_NAP_AFTER) {
+			struct timespec ts = {0, IDLE_NAP_NS};
+			nanosleep(&ts, NULL);
+			idle--; /* check again next pass: stay napping while idle */
+		}
+	}
+	dev_fwd_exit();
+	return NULL;
+}
+
+int fwd_start(const struct fwd_opts *o, struct fwd_stats *st, struct fwd_ctx **ret)
+{
+	uint32_t room = o->pkt_len > POOL_ROOM ? o->pkt_len : POOL_ROOM;
+	struct fwd_ctx *c = calloc(1, sizeof(*c));
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	c->o = *o;
+	c->st = st;
+	pkt_build_udp(c->tmpl, o->pkt_len, o->mac);
+	rc = vhk_pool_create(POOL_COUNT, room, POOL_HEADROOM, 0, &c->pool);
+	if (rc < 0)
+		goto err_free_ctx;
+	rc = -pthread_create(&c->thread, NULL, fwd_thread, c);
+	if (rc < 0)
+		goto err_free_pool;
+	*ret = c;
+	return 0;
+
+err_free_pool:
+	vhk_pool_free(c->pool);
+err_free_ctx:
+	free(c);
+	return rc;
+}
+
+void fwd_stop(struct fwd_ctx *c)
+{
+	if (!c)
+		return;
+	atomic_store(&c->stop, true);
+	pthread_join(c->thread, NULL);
+	vhk_pool_free(c->pool);
+	free(c);
+}
