@@ -177,9 +177,15 @@ int vhk_socket_set_perm(const char *path, mode_t mode, uid_t owner, gid_t group)
  */
 int vhk_unregister(const char *path);
 
-/** Replace the virtio feature set offered by @p path. @return 0; -ENOENT; -EBUSY started. */
+/**
+ * Replace the virtio feature set offered by @p path. Transport bits (24..41)
+ * the library does not implement (e.g. LOG_ALL, IOMMU_PLATFORM, RING_PACKED
+ * until supported, NOTIFY_ON_EMPTY) are refused rather than offered.
+ * @return 0; -ENOENT; -EBUSY started; -ENOTSUP unimplemented transport bit.
+ */
 int vhk_set_features(const char *path, uint64_t features);
-/** Add bits to the offered feature set. @return 0; -ENOENT; -EBUSY started. */
+/** Add bits to the offered feature set (same rules as vhk_set_features()).
+ * @return 0; -ENOENT; -EBUSY started; -ENOTSUP unimplemented transport bit. */
 int vhk_enable_features(const char *path, uint64_t features);
 /** Remove bits from the offered feature set. @return 0; -ENOENT; -EBUSY started. */
 int vhk_disable_features(const char *path, uint64_t features);

@@ -48,7 +48,7 @@ extern "C" {
 	 (1ull << VHK_NET_F_GUEST_UFO) | (1ull << VHK_NET_F_HOST_TSO4) |                       \
 	 (1ull << VHK_NET_F_HOST_TSO6) | (1ull << VHK_NET_F_HOST_UFO) |                        \
 	 (1ull << VHK_NET_F_MRG_RXBUF) | (1ull << VHK_NET_F_MQ) |                              \
-	 (1ull << 24 /* NOTIFY_ON_EMPTY */) | (1ull << 27 /* ANY_LAYOUT */) |                  \
+	 (1ull << 27 /* ANY_LAYOUT */) |                  \
 	 (1ull << 28 /* INDIRECT_DESC */) | (1ull << 29 /* EVENT_IDX */) |                     \
 	 (1ull << 30 /* PROTOCOL_FEATURES */) | (1ull << 32 /* VERSION_1 */))
 

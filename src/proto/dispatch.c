@@ -142,6 +142,22 @@ static int64_t vring_index(const struct vhost_user_msg *msg, uint8_t kind)
 	}
 }
 
+/*
+ * After validation, rewrite the vring index in place through index_nospec()
+ * so that handlers indexing per-vring arrays with it cannot be steered out
+ * of bounds speculatively (Spectre v1).
+ */
+static void mask_vring_index(struct vhost_user_msg *msg, uint8_t kind, uint32_t limit)
+{
+	if (kind == V_STATE)
+		msg->payload.state.index = (uint32_t)index_nospec(msg->payload.state.index, limit);
+	else if (kind == V_ADDR)
+		msg->payload.addr.index = (uint32_t)index_nospec(msg->payload.addr.index, limit);
+	else if (kind == V_FDIDX)
+		msg->payload.u64 = (msg->payload.u64 & ~(uint64_t)VHOST_USER_VRING_IDX_MASK) |
+				   index_nospec(msg->payload.u64 & VHOST_USER_VRING_IDX_MASK, limit);
+}
+
 /* Check a message against its table row. 0 or negative errno. */
 static int validate(struct conn *c, const struct msg_desc *d, const struct msg_ctx *m)
 {
@@ -241,8 +257,10 @@ static void dispatch_one(struct conn *c)
 	c->finish = NULL;
 	c->ops_err = 0;
 	rc = validate(c, d, &m);
-	if (rc == 0)
+	if (rc == 0) {
+		mask_vring_index(m.msg, d->vring, conn_nvrings(c));
 		rc = d->fn(c, &m);
+	}
 	else if (rc == -ENOSYS)
 		log_warn("vid %d: %s (%u) not supported", c->vid, msg_name(req), req);
 	fd_close_all(c->rx_fds, c->rx_nfds);

@@ -207,11 +207,30 @@ VHK_EXPORT int vhk_unregister(const char *path)
 	return 0;
 }
 
+/*
+ * Transport feature bits (24..41) the core implements. Offering any other bit
+ * of that range would promise the guest something the library does not do
+ * (LOG_ALL without a dirty log, IOMMU_PLATFORM without an IOTLB, ...), so it
+ * is refused. Device bits (0..23, 42..63) are the device's business.
+ */
+#define TRANSPORT_BITS (((1ull << 42) - 1) & ~((1ull << 24) - 1))
+#define TRANSPORT_SUPPORTED                                                                    \
+	((1ull << VHK_F_ANY_LAYOUT) | (1ull << VHK_F_INDIRECT_DESC) | (1ull << VHK_F_EVENT_IDX) | \
+	 (1ull << VHK_F_PROTOCOL_FEATURES) | (1ull << VHK_F_VERSION_1))
+
+static bool features_supported(uint64_t features)
+{
+	return !(features & TRANSPORT_BITS & ~(uint64_t)TRANSPORT_SUPPORTED);
+}
+
 VHK_EXPORT int vhk_set_features(const char *path, uint64_t features)
 {
 	struct vsock *vs;
-	int rc = config_begin(path, &vs);
+	int rc;
 
+	if (!features_supported(features))
+		return -ENOTSUP;
+	rc = config_begin(path, &vs);
 	if (rc < 0)
 		return rc;
 	vs->features = features;
@@ -222,8 +241,11 @@ VHK_EXPORT int vhk_set_features(const char *path, uint64_t features)
 VHK_EXPORT int vhk_enable_features(const char *path, uint64_t features)
 {
 	struct vsock *vs;
-	int rc = config_begin(path, &vs);
+	int rc;
 
+	if (!features_supported(features))
+		return -ENOTSUP;
+	rc = config_begin(path, &vs);
 	if (rc < 0)
 		return rc;
 	vs->features |= features;

@@ -223,6 +223,35 @@ static void t_endian_inband_refused(void)
 	rmdir(dir);
 }
 
+/*
+ * Transport feature bits the library does not implement cannot be offered:
+ * offering LOG_ALL without a dirty log would let a migration silently copy
+ * stale guest memory. Device bits pass through untouched.
+ */
+static void t_unimplemented_features_refused(void)
+{
+	static const int bits[] = {VHK_F_NOTIFY_ON_EMPTY, VHK_F_LOG_ALL, VHK_F_IOMMU_PLATFORM,
+				   38 /* NOTIFICATION_DATA */, 40 /* RING_RESET */};
+	char dir[] = "/tmp/vhk-inv-XXXXXX", path[64];
+	uint64_t f = 0;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/s", dir);
+	CHECK_EQ(vhk_register(path, 0), 0);
+	CHECK_EQ(vhk_net_attach(path), 0);
+	for (unsigned i = 0; i < sizeof(bits) / sizeof(bits[0]); i++) {
+		CHECK_EQ(vhk_enable_features(path, BIT(bits[i])), -ENOTSUP);
+		CHECK_EQ(vhk_set_features(path, BIT(VHK_F_VERSION_1) | BIT(bits[i])), -ENOTSUP);
+	}
+	CHECK_EQ(vhk_get_features(path, &f), 0);
+	CHECK_EQ(f, VHK_NET_DEFAULT_FEATURES);
+	CHECK((f & BIT(VHK_F_NOTIFY_ON_EMPTY)) == 0);
+	/* Device-specific bits (net 0..23, 42..63) are the device's business. */
+	CHECK_EQ(vhk_enable_features(path, BIT(VHK_NET_F_CTRL_VQ) | BIT(50)), 0);
+	CHECK_EQ(vhk_unregister(path), 0);
+	rmdir(dir);
+}
+
 /* RESET_OWNER on a running device, checks, then restart the ring. */
 static void reset_owner_round(struct inv *f)
 {
@@ -597,4 +626,4 @@ TEST_MAIN(TEST(t_ctrunc_fds), TEST(t_received_fds_cloexec), TEST(t_fd_replace_ch
 	  TEST(t_endian_inband_refused), TEST(t_reset_owner_keeps_state),
 	  TEST(t_guest_memory_dontdump), TEST(t_mem_table_padding), TEST(t_ring_alignment),
 	  TEST(t_rem_ring_region), TEST(t_used_idx_reread), TEST(t_config_reply_zeroed),
-	  TEST(t_api_bad_handles))
+	  TEST(t_api_bad_handles), TEST(t_unimplemented_features_refused))
