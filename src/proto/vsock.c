@@ -216,7 +216,8 @@ VHK_EXPORT int vhk_unregister(const char *path)
 #define TRANSPORT_BITS (((1ull << 42) - 1) & ~((1ull << 24) - 1))
 #define TRANSPORT_SUPPORTED                                                                    \
 	((1ull << VHK_F_ANY_LAYOUT) | (1ull << VHK_F_INDIRECT_DESC) | (1ull << VHK_F_EVENT_IDX) | \
-	 (1ull << VHK_F_PROTOCOL_FEATURES) | (1ull << VHK_F_VERSION_1))
+	 (1ull << VHK_F_PROTOCOL_FEATURES) | (1ull << VHK_F_VERSION_1) |                        \
+	 (1ull << VHK_F_RING_PACKED))
 
 static bool features_supported(uint64_t features)
 {

@@ -138,6 +138,7 @@ struct vq *vdev_vq_get_or_alloc(struct vdev *d, uint32_t qid)
 		if (!vq)
 			return NULL;
 		vq_init(vq, qid);
+		vq->features = d->features; /* SET_VRING_NUM needs the layout */
 		/* Release: a datapath lookup sees an initialised vq. */
 		atomic_store_explicit(&d->vqs[qid], vq, memory_order_release);
 	}

@@ -10,11 +10,18 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <linux/vhost_types.h>
+#include <linux/virtio_config.h>
 
 #include "util/fd.h"
 #include "vq/vq.h"
 
 #define VQ_ADDR_F_LOG (1u << VHOST_VRING_F_LOG)
+
+/* The layout the negotiated features ask for (known before the ring starts). */
+static inline bool cfg_packed(const struct vq *vq)
+{
+	return vq->features & (1ull << VIRTIO_F_RING_PACKED);
+}
 
 /* Tell the CPU we are spinning. */
 static inline void cpu_relax(void)
@@ -50,9 +57,14 @@ static void vq_clear_state(struct vq *vq)
 	vq->started = vq->enabled = vq->broken = false;
 	vq->num_set = vq->addr_set = false;
 	vq->base = 0;
+	vq->base_set = false;
 	vq->addr = (struct vq_addr){0};
 	vq->features = 0;
 	vq->broken_logged = false;
+	vq->pdesc = NULL;
+	vq->drv_event = vq->dev_event = NULL;
+	vq->avail_wrap = vq->used_wrap = vq->signalled_used_wrap = true;
+	vq->pk_state = NULL;
 }
 
 void vq_init(struct vq *vq, uint32_t index)
@@ -72,6 +84,7 @@ void vq_reset(struct vq *vq)
 	fd_close(&vq->err_fd);
 	free(vq->shadow_used);
 	free(vq->inflight);
+	free(vq->pk_state);
 	/* busy is held by the caller; dev_priv belongs to the device. */
 	vq_clear_state(vq);
 	vq->index = index;
@@ -92,33 +105,38 @@ int vq_set_num(struct vq *vq, uint32_t num)
 {
 	struct vring_used_elem *shadow;
 	uint64_t *inflight;
+	uint32_t *pk_state;
 
-	if (num == 0 || num > VQ_MAX_SIZE || (!vq->packed && (num & (num - 1))))
+	if (num == 0 || num > VQ_MAX_SIZE || (!cfg_packed(vq) && (num & (num - 1))))
 		return -EINVAL;
 	if (vq->started)
 		return -EBUSY;
 	shadow = calloc(num, sizeof(*shadow));
 	inflight = calloc((num + 63) / 64, sizeof(*inflight));
-	if (!shadow || !inflight) {
+	pk_state = calloc(num, sizeof(*pk_state));
+	if (!shadow || !inflight || !pk_state) {
 		free(shadow);
 		free(inflight);
+		free(pk_state);
 		return -ENOMEM;
 	}
 	free(vq->shadow_used);
 	free(vq->inflight);
+	free(vq->pk_state);
 	vq->shadow_used = shadow;
 	vq->inflight = inflight;
+	vq->pk_state = pk_state;
 	vq->shadow_count = 0;
 	vq->size = (uint16_t)num; /* 32768 fits */
 	vq->num_set = true;
 	return 0;
 }
 
-/* Translate the ring for the current layout (split only for now). */
+/* Translate the ring for the current layout. */
 static int ring_translate(struct vq *vq)
 {
 	if (unlikely(vq->packed))
-		return -ENOTSUP;
+		return vq_packed_start(vq);
 	return vq_split_start(vq);
 }
 
@@ -141,17 +159,20 @@ int vq_set_addr(struct vq *vq, const struct vq_addr *a)
 
 int vq_set_base(struct vq *vq, uint32_t base)
 {
-	if (!vq->packed && (base >> 16))
+	if (!cfg_packed(vq) && (base >> 16))
 		return -EINVAL;
 	if (vq->started)
 		return -EBUSY;
 	vq->base = base;
+	vq->base_set = true;
 	return 0;
 }
 
 uint32_t vq_get_base(const struct vq *vq)
 {
-	return vq->started ? vq->last_avail_idx : vq->base;
+	if (!vq->started)
+		return vq->base;
+	return vq->packed ? vq_packed_base(vq) : vq->last_avail_idx;
 }
 
 void vq_set_kick_fd(struct vq *vq, int fd)
@@ -178,6 +199,32 @@ static void update_ready(struct vq *vq)
 }
 
 /*
+ * Packed base: avail position and wrap in bits 0..15, used in 16..31, both
+ * positions < size. A frontend that sends only the low half (DPDK's
+ * virtio-user does) stopped with nothing in flight: used = avail then.
+ * Without any SET_VRING_BASE the ring starts fresh (positions 0, wrap 1).
+ */
+static int packed_apply_base(struct vq *vq)
+{
+	if (!vq->base_set)
+		vq->base = 0x80008000u;
+	uint16_t avail = vq->base & 0x7fff, used = (vq->base >> 16) & 0x7fff;
+	bool avail_wrap = vq->base & 0x8000, used_wrap = vq->base & 0x80000000u;
+
+	if (!(vq->base >> 16)) {
+		used = avail;
+		used_wrap = avail_wrap;
+	}
+	if (avail >= vq->size || used >= vq->size)
+		return -EINVAL;
+	vq->last_avail_idx = vq->shadow_avail_idx = avail;
+	vq->avail_wrap = avail_wrap;
+	vq->last_used_idx = used;
+	vq->used_wrap = used_wrap;
+	return 0;
+}
+
+/*
  * The split base is a free-running 16-bit avail index (GET_VRING_BASE
  * returns last_avail_idx, which exceeds the ring size after one lap), so
  * any 16-bit value is valid; vq_set_base() rejected the upper bits.
@@ -188,21 +235,24 @@ int vq_start(struct vq *vq, const struct mem_table *mem, uint64_t features)
 
 	if (!vq->num_set || !vq->addr_set || !mem)
 		return -EINVAL;
-	if (unlikely(vq->packed))
-		return -ENOTSUP;
-	if (vq->base >> 16)
-		return -EINVAL;
 	vq->features = features;
+	vq->packed = cfg_packed(vq);
+	if (!vq->packed && ((vq->base >> 16) || (vq->size & (vq->size - 1))))
+		return -EINVAL;
 	vq->event_idx = features & (1ull << VIRTIO_RING_F_EVENT_IDX);
 	vq->indirect = features & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
 	vq->mem = mem;
 	vq->mem_hint = 0;
+	if (vq->packed && packed_apply_base(vq))
+		return -EINVAL;
 	rc = ring_translate(vq);
 	if (rc)
 		return rc;
-	vq->last_avail_idx = vq->shadow_avail_idx = (uint16_t)vq->base;
-	/* Never trust a cached value across a driver reset: read it from the guest. */
-	vq->last_used_idx = READ_ONCE(vq->used->idx);
+	if (!vq->packed) {
+		vq->last_avail_idx = vq->shadow_avail_idx = (uint16_t)vq->base;
+		/* Never trust a cached value across a driver reset: read it from the guest. */
+		vq->last_used_idx = READ_ONCE(vq->used->idx);
+	}
 	vq->signalled_used_valid = false;
 	vq->shadow_count = 0;
 	for (uint32_t i = 0; i < (vq->size + 63u) / 64; i++)
@@ -219,7 +269,8 @@ void vq_stop(struct vq *vq)
 	vq->ready = false;
 	if (!vq->started)
 		return;
-	vq->base = vq->last_avail_idx;
+	vq->base = vq->packed ? vq_packed_base(vq) : vq->last_avail_idx;
+	vq->base_set = true;
 	vq->started = false;
 	vq->shadow_count = 0;
 }
@@ -249,44 +300,51 @@ int vq_remap(struct vq *vq, const struct mem_table *mem)
 uint16_t vq_avail_count(struct vq *vq)
 {
 	if (unlikely(vq->packed))
-		return 0;
+		return vq_packed_avail_count(vq);
 	return vq_split_avail_count(vq);
 }
 
 int vq_pop(struct vq *vq, struct vq_chain *c)
 {
 	if (unlikely(vq->packed))
-		return -ENOTSUP;
+		return vq_packed_pop(vq, c);
 	return vq_split_pop(vq, c);
 }
 
 void vq_rewind(struct vq *vq, const uint16_t *ids, uint16_t n)
 {
-	if (unlikely(vq->packed))
+	if (unlikely(vq->packed)) {
+		vq_packed_rewind(vq, ids, n);
 		return;
+	}
 	vq_split_rewind(vq, ids, n);
 }
 
 void vq_push(struct vq *vq, uint16_t id, uint32_t len)
 {
-	if (unlikely(vq->packed))
+	if (unlikely(vq->packed)) {
+		vq_packed_push(vq, id, len);
 		return;
+	}
 	vq_split_push(vq, id, len);
 }
 
 void vq_flush(struct vq *vq)
 {
-	if (unlikely(vq->packed) || !vq->shadow_count)
+	if (!vq->shadow_count)
 		return;
-	vq_split_flush(vq);
+	if (unlikely(vq->packed))
+		vq_packed_flush(vq);
+	else
+		vq_split_flush(vq);
 	vq_notify(vq);
 }
 
 bool vq_notify(struct vq *vq)
 {
-	if (unlikely(vq->packed))
-		return false;
-	if (!vq_split_need_notify(vq) || vq->call_fd < 0)
+	bool need = unlikely(vq->packed) ? vq_packed_need_notify(vq) : vq_split_need_notify(vq);
+
+	if (!need || vq->call_fd < 0)
 		return false;
 	if (fd_eventfd_write(vq->call_fd) < 0)
 		return false;
@@ -297,7 +355,7 @@ bool vq_notify(struct vq *vq)
 bool vq_set_notification(struct vq *vq, bool enable)
 {
 	if (unlikely(vq->packed))
-		return false;
+		return vq_packed_set_notification(vq, enable);
 	return vq_split_set_notification(vq, enable);
 }
 

@@ -5,8 +5,8 @@
  * the datapath (pop a translated descriptor chain, push a used entry, flush
  * and notify once per burst).
  *
- * Includes: util, mem. The ring formats live in vq_split.c (and, later,
- * vq_packed.c); the bounded descriptor-chain walker in chain.c.
+ * Includes: util, mem. The ring formats live in vq_split.c and vq_packed.c;
+ * the bounded descriptor-chain walkers in chain.c and chain_packed.c.
  *
  * Concurrency: one datapath thread at a time owns a vq between vq_enter()
  * and vq_leave() (an uncontended exchange per burst; a second thread gets
@@ -86,6 +86,19 @@ struct vq {
 	struct vq_stats stats;
 	void *dev_priv;        /* for the device (net: per-queue state) */
 
+	/* ---- packed ring (VIRTIO_F_RING_PACKED), datapath-owned like the above ---- */
+	struct vring_packed_desc *pdesc;           /* descriptor ring, size entries */
+	struct vring_packed_desc_event *drv_event; /* driver event suppression (guest-written) */
+	struct vring_packed_desc_event *dev_event; /* device event suppression (we write) */
+	bool avail_wrap;        /* wrap counter of last_avail_idx */
+	bool used_wrap;         /* wrap counter of last_used_idx */
+	bool signalled_used_wrap;
+	/*
+	 * Per buffer id, for chains in flight: bits 0..15 descriptors taken,
+	 * bits 16..30 ring position of the chain, bit 31 its wrap counter.
+	 */
+	uint32_t *pk_state;
+
 	/* ---- control-owned ---- */
 	uint32_t index;
 	int kick_fd;
@@ -95,6 +108,7 @@ struct vq {
 	bool broken;           /* guest error; cleared by reset/reconfiguration */
 	bool num_set, addr_set;
 	uint32_t base;         /* SET_VRING_BASE value, applied at start */
+	bool base_set;         /* base came from SET_VRING_BASE or a stop (packed default) */
 	struct vq_addr addr;
 	uint64_t features;     /* negotiated virtio features */
 	bool broken_logged;     /* one log line per breakage */
@@ -111,13 +125,20 @@ void vq_reset(struct vq *vq);
 void vq_quiesce(struct vq *vq);
 void vq_unquiesce(struct vq *vq);
 
-/* SET_VRING_NUM: 1..32768, power of two for split. -EINVAL, -EBUSY (started), -ENOMEM. */
+/*
+ * SET_VRING_NUM: 1..32768, power of two for split (any size for packed).
+ * -EINVAL, -EBUSY (started), -ENOMEM.
+ */
 int vq_set_num(struct vq *vq, uint32_t num);
 /* SET_VRING_ADDR: stores the addresses; flags other than VHOST_VRING_F_LOG -> -EINVAL. */
 int vq_set_addr(struct vq *vq, const struct vq_addr *a);
-/* SET_VRING_BASE: split needs bits 16..31 zero (-EINVAL); -EBUSY when started. */
+/*
+ * SET_VRING_BASE: split needs bits 16..31 zero (-EINVAL); packed: bits 0..14
+ * avail index, 15 avail wrap, 16..30 used index, 31 used wrap (indices are
+ * checked against the size at vq_start). -EBUSY when started.
+ */
 int vq_set_base(struct vq *vq, uint32_t base);
-/* GET_VRING_BASE value (split: last_avail_idx). */
+/* GET_VRING_BASE value (split: last_avail_idx; packed: the encoding above). */
 uint32_t vq_get_base(const struct vq *vq);
 /* Replace the kick / call / err fd (-1 = none / polling); the old one is closed. */
 void vq_set_kick_fd(struct vq *vq, int fd);
@@ -197,6 +218,27 @@ void vq_split_push(struct vq *vq, uint16_t id, uint32_t len);
 void vq_split_flush(struct vq *vq);
 bool vq_split_need_notify(struct vq *vq);
 bool vq_split_set_notification(struct vq *vq, bool enable);
+
+/* Packed format (vq_packed.c, chain_packed.c). */
+int vq_packed_start(struct vq *vq);
+uint32_t vq_packed_base(const struct vq *vq);
+uint16_t vq_packed_avail_count(struct vq *vq);
+int vq_packed_pop(struct vq *vq, struct vq_chain *c);
+void vq_packed_rewind(struct vq *vq, const uint16_t *ids, uint16_t n);
+void vq_packed_push(struct vq *vq, uint16_t id, uint32_t len);
+void vq_packed_flush(struct vq *vq);
+bool vq_packed_need_notify(struct vq *vq);
+bool vq_packed_set_notification(struct vq *vq, bool enable);
+
+/*
+ * Walk the packed chain whose first descriptor is at ring position @head
+ * (< @size) with wrap counter @wrap. Returns -ENOENT if that descriptor is
+ * not available, else fills @c (id = buffer id < size, ndesc = ring slots)
+ * and returns 0, -EIO (guest error) or -E2BIG (too many pieces; consumed).
+ */
+int chain_walk_packed(const struct mem_table *mem, uint32_t *hint,
+		      const struct vring_packed_desc *ring, uint16_t size, uint16_t head, bool wrap,
+		      bool indirect_ok, struct vq_chain *c);
 
 /*
  * Walk the split chain starting at @head of the descriptor table @desc of

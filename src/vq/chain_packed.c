@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The bounded packed-ring descriptor chain walker.
+ *
+ * Security model: the descriptor ring and every indirect table are written
+ * by the guest, possibly while we read them. Rules enforced here:
+ *  - a ring descriptor is taken only when its AVAIL flag equals the wrap
+ *    counter expected at its position and its USED flag differs; the flags
+ *    are loaded with acquire ordering before addr/len/id are copied;
+ *  - fetch once: every descriptor is copied to a local (laundered so the
+ *    compiler cannot re-read guest memory) and only the copy is used; the
+ *    flags used are the ones the availability check saw;
+ *  - a chain takes at most size ring slots (TTL); the position wraps at the
+ *    ring size flipping the expected wrap counter, and every descriptor of
+ *    the chain must be available (the driver publishes the head last);
+ *  - the buffer id comes from the last descriptor and must be < size;
+ *  - INDIRECT only when negotiated, only as a chain of one descriptor (never
+ *    inside a NEXT list, never with NEXT), len a non-zero multiple of 16 and
+ *    at most 32768 entries, checked before anything is read from the table;
+ *    inside the table only WRITE counts (NEXT and id are ignored, INDIRECT
+ *    is a nested table and refused);
+ *  - a table crossing regions is read entry by entry through its gpa;
+ *  - lengths summed in 64 bits, at most 2^32; writable after readable;
+ *  - buffers translated through mem_gpa_to_hva() piece by piece (a buffer
+ *    crossing regions becomes several iovs); an unmapped byte is -EIO.
+ * No allocation, no syscall and no lock happens here.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "vq/vq.h"
+
+#define PK_INDIRECT_MAX 32768u
+#define PK_CHAIN_MAX_LEN (1ull << 32)
+#define PK_F_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
+#define PK_F_USED (1u << VRING_PACKED_DESC_F_USED)
+
+/* Walk state. */
+struct pwalk {
+	const struct mem_table *mem;
+	uint32_t *hint;
+	struct vq_chain *c;
+	uint64_t total;
+	bool seen_write;
+	bool overflow;
+};
+
+/* Make the local copy opaque so the compiler never re-reads guest memory for it. */
+static inline void pdesc_launder(struct vring_packed_desc *d)
+{
+	__asm__ volatile("" : "+m"(*d));
+}
+
+/* Is a descriptor with @flags available for the wrap counter @wrap? */
+static inline bool pk_avail(uint16_t flags, bool wrap)
+{
+	return !!(flags & PK_F_AVAIL) == wrap && !!(flags & PK_F_USED) != wrap;
+}
+
+/* Append one translated piece; past VQ_MAX_IOV only remember the overflow. */
+static inline void pk_add_piece(struct pwalk *w, uint8_t *p, uint64_t l, bool write)
+{
+	struct vq_chain *c = w->c;
+	uint32_t n = c->nout + c->nin;
+
+	if (unlikely(n >= VQ_MAX_IOV)) {
+		w->overflow = true;
+		return;
+	}
+	c->iov[n].base = p;
+	c->iov[n].len = (uint32_t)l;
+	if (write)
+		c->nin++;
+	else
+		c->nout++;
+}
+
+/* Validate and translate one buffer [addr, addr + len). */
+static int pk_add_buffer(struct pwalk *w, uint64_t addr, uint32_t len, bool write)
+{
+	uint64_t end;
+
+	if (write)
+		w->seen_write = true;
+	else if (unlikely(w->seen_write))
+		return -EIO; /* readable after writable */
+	w->total += len;
+	if (unlikely(w->total > PK_CHAIN_MAX_LEN))
+		return -EIO;
+	if (write)
+		w->c->in_len += len;
+	else
+		w->c->out_len += len;
+	if (len == 0)
+		return 0;
+	if (unlikely(add_overflows(addr, (uint64_t)len - 1, &end)))
+		return -EIO;
+	for (uint64_t left = len; left;) {
+		uint64_t l = left;
+		uint8_t *p = mem_gpa_to_hva(w->mem, addr, &l, w->hint);
+		if (unlikely(!p))
+			return -EIO;
+		pk_add_piece(w, p, l, write);
+		addr += l;
+		left -= l;
+	}
+	return 0;
+}
+
+/* Copy entry @i of an indirect table that crosses regions, piece by piece. */
+static cold_path int pk_fetch_gpa(const struct pwalk *w, uint64_t gpa,
+				  struct vring_packed_desc *d)
+{
+	uint8_t *dst = (uint8_t *)d;
+	uint64_t left = sizeof(*d);
+
+	while (left) {
+		uint64_t l = left;
+		const void *p = mem_gpa_to_hva(w->mem, gpa, &l, w->hint);
+		if (!p)
+			return -EIO;
+		memcpy(dst, p, l);
+		dst += l;
+		gpa += l;
+		left -= l;
+	}
+	pdesc_launder(d);
+	return 0;
+}
+
+/* The ring descriptor @d (a chain of one) points at an indirect table: walk it. */
+static int pk_walk_indirect(struct pwalk *w, const struct vring_packed_desc *d)
+{
+	const struct vring_packed_desc *host;
+	struct vring_packed_desc e;
+	uint64_t end, gpa = d->addr;
+	uint32_t n, len = d->len;
+
+	if (unlikely(len == 0 || len % sizeof(e) || len / sizeof(e) > PK_INDIRECT_MAX))
+		return -EIO;
+	if (unlikely(add_overflows(gpa, (uint64_t)len - 1, &end)))
+		return -EIO;
+	n = len / (uint32_t)sizeof(e);
+	host = mem_gpa_range(w->mem, gpa, len);
+	for (uint32_t i = 0; i < n; i++) {
+		if (likely(host)) {
+			memcpy(&e, &host[i], sizeof(e));
+			pdesc_launder(&e);
+		} else if (unlikely(pk_fetch_gpa(w, gpa + (uint64_t)i * sizeof(e), &e))) {
+			return -EIO;
+		}
+		if (unlikely(e.flags & VRING_DESC_F_INDIRECT))
+			return -EIO; /* nested table */
+		int rc = pk_add_buffer(w, e.addr, e.len, e.flags & VRING_DESC_F_WRITE);
+		if (unlikely(rc))
+			return rc;
+	}
+	return 0;
+}
+
+/* Copy ring descriptor @pos if available for @wrap; its checked flags in d->flags. */
+static inline bool pk_fetch_ring(const struct vring_packed_desc *ring, uint16_t pos, bool wrap,
+				 struct vring_packed_desc *d)
+{
+	/* Acquire pairs with the driver's release (or wmb) before its flags store. */
+	uint16_t flags = load_acquire(&ring[pos].flags);
+
+	if (!pk_avail(flags, wrap))
+		return false;
+	memcpy(d, &ring[pos], sizeof(*d));
+	pdesc_launder(d);
+	d->flags = flags;
+	return true;
+}
+
+int chain_walk_packed(const struct mem_table *mem, uint32_t *hint,
+		      const struct vring_packed_desc *ring, uint16_t size, uint16_t head, bool wrap,
+		      bool indirect_ok, struct vq_chain *c)
+{
+	struct pwalk w = {.mem = mem, .hint = hint, .c = c};
+	struct vring_packed_desc d;
+	uint32_t pos = head;
+	int rc;
+
+	c->id = 0;
+	c->ndesc = 0;
+	c->nout = c->nin = 0;
+	c->out_len = c->in_len = 0;
+	if (unlikely(!ring || head >= size))
+		return -EIO;
+	pos = (uint32_t)index_nospec(pos, size);
+	if (!pk_fetch_ring(ring, (uint16_t)pos, wrap, &d))
+		return -ENOENT;
+	for (;;) {
+		c->ndesc++;
+		if (unlikely(d.flags & VRING_DESC_F_INDIRECT)) {
+			if (unlikely(!indirect_ok || c->ndesc != 1 || (d.flags & VRING_DESC_F_NEXT)))
+				return -EIO;
+			rc = pk_walk_indirect(&w, &d);
+		} else {
+			rc = pk_add_buffer(&w, d.addr, d.len, d.flags & VRING_DESC_F_WRITE);
+		}
+		if (unlikely(rc))
+			return rc;
+		if (!(d.flags & VRING_DESC_F_NEXT))
+			break;
+		if (unlikely(c->ndesc >= size))
+			return -EIO; /* longer than the ring: a loop through stale entries */
+		if (++pos == size) {
+			pos = 0;
+			wrap = !wrap;
+		}
+		pos = (uint32_t)index_nospec(pos, size);
+		if (unlikely(!pk_fetch_ring(ring, (uint16_t)pos, wrap, &d)))
+			return -EIO; /* the head was published before the rest of its chain */
+	}
+	if (unlikely(d.id >= size))
+		return -EIO;
+	c->id = d.id;
+	return unlikely(w.overflow) ? -E2BIG : 0;
+}

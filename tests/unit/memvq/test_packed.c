@@ -1,0 +1,569 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Packed virtqueue: chain walk, wrap counters, used write-back, rewind,
+ * event suppression, base encoding and the hostile cases of the packed
+ * walker (ids, TTL, indirect rules, unmapped buffers).
+ */
+#include <stdlib.h>
+
+#include "util/fd.h"
+#include "memvq_util.h"
+
+#define MB 0x100000ull
+#define BUF 0x20000ull
+#define F_PACKED (1ull << 34)
+#define PF_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
+#define PF_USED (1u << VRING_PACKED_DESC_F_USED)
+#define FRESH_BASE 0x80008000u
+
+/* A packed ring in guest memory, driven from the guest side. */
+struct pr {
+	struct gmem *g;
+	uint16_t size;
+	uint64_t desc_gpa, drv_gpa, dev_gpa;
+	struct vring_packed_desc *desc;
+	struct vring_packed_desc_event *drv, *dev;
+	uint16_t pos, upos; /* next avail slot, next used slot */
+	bool wrap, uwrap;
+	uint16_t clen[64]; /* chain length per id (for used skipping) */
+};
+
+struct fx {
+	struct gmem g;
+	struct pr r;
+	struct vq vq;
+	struct vq_chain c;
+	int err_fd, call_fd;
+};
+
+/* Static storage: each case runs in its own child; nothing leaks under ASan. */
+static struct fx *fx_alloc(void)
+{
+	static struct fx pool[16];
+	static unsigned used;
+
+	CHECK(used < ARRAY_SIZE(pool));
+	return &pool[used++];
+}
+
+/* One buffer of a chain. */
+struct tb {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags; /* WRITE / INDIRECT */
+};
+
+/* Lay out the ring at @gpa: descriptors, driver event, device event. */
+static void pr_init(struct pr *r, struct gmem *g, uint16_t size, uint64_t gpa)
+{
+	r->g = g;
+	r->size = size;
+	r->desc_gpa = gpa;
+	r->drv_gpa = gpa + 16ull * size;
+	r->dev_gpa = r->drv_gpa + 4;
+	r->desc = gm_ptr(g, r->desc_gpa);
+	r->drv = gm_ptr(g, r->drv_gpa);
+	r->dev = gm_ptr(g, r->dev_gpa);
+	memset(r->desc, 0, 16ull * size + 8);
+	r->pos = r->upos = 0;
+	r->wrap = r->uwrap = true;
+}
+
+/* Availability bits for wrap counter @w. */
+static uint16_t avail_bits(bool w)
+{
+	return w ? PF_AVAIL : PF_USED;
+}
+
+/* Post a chain of @n buffers with buffer id @id (every descriptor carries it); head last. */
+static void pr_chain(struct pr *r, const struct tb *b, int n, uint16_t id)
+{
+	uint16_t hpos = r->pos;
+	bool hwrap = r->wrap;
+	uint16_t hflags = 0;
+
+	for (int i = 0; i < n; i++) {
+		uint16_t fl = (uint16_t)(b[i].flags | (i + 1 < n ? VRING_DESC_F_NEXT : 0) |
+					 avail_bits(r->wrap));
+		struct vring_packed_desc *d = &r->desc[r->pos];
+		d->addr = b[i].addr;
+		d->len = b[i].len;
+		d->id = id;
+		if (i == 0)
+			hflags = fl;
+		else
+			__atomic_store_n(&d->flags, fl, __ATOMIC_RELEASE);
+		if (++r->pos == r->size) {
+			r->pos = 0;
+			r->wrap = !r->wrap;
+		}
+	}
+	if (id < 64)
+		r->clen[id] = (uint16_t)n;
+	__atomic_store_n(&r->desc[hpos].flags, hflags, __ATOMIC_RELEASE);
+	(void)hwrap;
+}
+
+/* One used entry: 1 and id/len, or 0 if none. */
+static int pr_used(struct pr *r, uint16_t *id, uint32_t *len)
+{
+	uint16_t f = __atomic_load_n(&r->desc[r->upos].flags, __ATOMIC_ACQUIRE);
+
+	if (!!(f & PF_AVAIL) != r->uwrap || !!(f & PF_USED) != r->uwrap)
+		return 0;
+	*id = r->desc[r->upos].id;
+	*len = r->desc[r->upos].len;
+	CHECK(*id < 64 && r->clen[*id]);
+	uint32_t p = r->upos + r->clen[*id];
+	if (p >= r->size) {
+		p -= r->size;
+		r->uwrap = !r->uwrap;
+	}
+	r->upos = (uint16_t)p;
+	return 1;
+}
+
+/* Configure and start @vq on @r with @features | PACKED and @base. */
+static int pr_start(struct pr *r, struct vq *vq, uint64_t features, uint32_t base)
+{
+	struct vq_addr a = {0, r->desc_gpa + GM_QVA_OFF, r->drv_gpa + GM_QVA_OFF,
+			    r->dev_gpa + GM_QVA_OFF, 0};
+
+	vq->features = features | F_PACKED; /* as vdev_set_features() does */
+	CHECK_EQ(vq_set_num(vq, r->size), 0);
+	CHECK_EQ(vq_set_addr(vq, &a), 0);
+	CHECK_EQ(vq_set_base(vq, base), 0);
+	int rc = vq_start(vq, r->g->t, features | F_PACKED);
+	vq_set_enabled(vq, true);
+	return rc;
+}
+
+/* 2 regions of 1 MiB, ring of @size at 0x1000, default base, call + err eventfds. */
+static struct fx *fx_new(uint16_t size, uint64_t features)
+{
+	struct fx *f = fx_alloc();
+
+	gm_init(&f->g, 2 * MB, 2);
+	pr_init(&f->r, &f->g, size, 0x1000);
+	vq_init(&f->vq, 0);
+	CHECK_EQ(pr_start(&f->r, &f->vq, features, 0x80008000u), 0);
+	CHECK(f->vq.ready && f->vq.packed);
+	f->err_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	f->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	CHECK(f->err_fd >= 0 && f->call_fd >= 0);
+	vq_set_err_fd(&f->vq, dup(f->err_fd));
+	vq_set_call_fd(&f->vq, dup(f->call_fd));
+	return f;
+}
+
+/* The ring must now be broken, with one err signal. */
+static void check_broken(struct fx *f)
+{
+	CHECK(f->vq.broken && !f->vq.ready);
+	CHECK_EQ(efd_count(f->err_fd), 1);
+	CHECK(!vq_enter(&f->vq));
+}
+
+static void t_pop_push_exact(void)
+{
+	struct fx *f = fx_new(5, 0); /* not a power of two: fine for packed */
+	struct tb b[3] = {{BUF, 100, 0}, {BUF + 0x1000, 50, VRING_DESC_F_WRITE},
+			  {BUF + 0x2000, 70, VRING_DESC_F_WRITE}};
+	uint16_t id;
+	uint32_t len;
+
+	CHECK_EQ(vq_pop(&f->vq, &f->c), -ENOENT);
+	CHECK_EQ(vq_avail_count(&f->vq), 0);
+	pr_chain(&f->r, b, 3, 4);
+	pr_chain(&f->r, b, 1, 1);
+	CHECK_EQ(vq_avail_count(&f->vq), 2);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.id, 4);
+	CHECK_EQ(f->c.ndesc, 3);
+	CHECK_EQ(f->c.nout, 1);
+	CHECK_EQ(f->c.nin, 2);
+	CHECK_EQ(f->c.out_len, 100);
+	CHECK_EQ(f->c.in_len, 120);
+	CHECK(f->c.iov[0].base == mem_gpa_range(f->g.t, BUF, 100));
+	CHECK(f->c.iov[2].base == mem_gpa_range(f->g.t, BUF + 0x2000, 70));
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.id, 1);
+	CHECK_EQ(f->vq.last_avail_idx, 4);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), -ENOENT);
+	/* Out of order: id 1 first. Nothing visible before the flush. */
+	vq_push(&f->vq, 1, 0);
+	vq_push(&f->vq, 4, 99);
+	CHECK_EQ(pr_used(&f->r, &id, &len), 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(id, 1);
+	CHECK_EQ(len, 0);
+	CHECK(!(f->r.desc[0].flags & VRING_DESC_F_WRITE));
+	CHECK_EQ(pr_used(&f->r, &id, &len), 1); /* at slot 1: 1 slot skipped for id 1 */
+	CHECK_EQ(id, 4);
+	CHECK_EQ(len, 99);
+	CHECK(f->r.desc[1].flags & VRING_DESC_F_WRITE);
+	CHECK_EQ(pr_used(&f->r, &id, &len), 0);
+	CHECK_EQ(f->vq.last_used_idx, 4);
+	CHECK_EQ(efd_count(f->call_fd), 1); /* first flush always notifies */
+}
+
+/* Many laps with chains of 1..3 descriptors: wrap counters on both sides. */
+static void t_wrap_laps(void)
+{
+	struct fx *f = fx_new(7, 0);
+	uint16_t id;
+	uint32_t len;
+
+	for (uint32_t round = 0; round < 60; round++) {
+		int n = 1 + (int)(round % 3);
+		struct tb b[3] = {{BUF, 10, 0}, {BUF + 64, 20, 0}, {BUF + 128, 30, VRING_DESC_F_WRITE}};
+		uint16_t want = (uint16_t)(round % 5);
+		pr_chain(&f->r, b + (3 - n), n, want);
+		CHECK_EQ(vq_avail_count(&f->vq), 1);
+		CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+		CHECK_EQ(f->c.id, want);
+		CHECK_EQ(f->c.ndesc, n);
+		CHECK_EQ(f->c.nin, 1);
+		vq_push(&f->vq, f->c.id, round);
+		vq_flush(&f->vq);
+		CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+		CHECK_EQ(id, want);
+		CHECK_EQ(len, round);
+		CHECK_EQ(f->vq.last_avail_idx, f->r.pos);
+		CHECK_EQ(f->vq.avail_wrap, f->r.wrap);
+		CHECK_EQ(f->vq.used_wrap, f->r.uwrap);
+	}
+	CHECK(!f->vq.broken);
+}
+
+/* A batch of several entries becomes visible in one flush; rewind gives chains back. */
+static void t_batch_and_rewind(void)
+{
+	struct fx *f = fx_new(8, 0);
+	struct tb b[2] = {{BUF, 10, VRING_DESC_F_WRITE}, {BUF + 64, 20, VRING_DESC_F_WRITE}};
+	uint16_t ids[2], id;
+	uint32_t len;
+
+	pr_chain(&f->r, b, 2, 7);
+	pr_chain(&f->r, b, 1, 3);
+	pr_chain(&f->r, b, 2, 5);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	ids[0] = f->c.id;
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	ids[1] = f->c.id;
+	CHECK_EQ(f->vq.last_avail_idx, 5);
+	vq_rewind(&f->vq, ids, 2); /* 3 and 5 back */
+	CHECK_EQ(f->vq.last_avail_idx, 2);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.id, 3);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.id, 5);
+	vq_push(&f->vq, 7, 1);
+	vq_push(&f->vq, 3, 2);
+	vq_push(&f->vq, 5, 3);
+	vq_flush(&f->vq);
+	for (uint32_t i = 0; i < 3; i++) {
+		CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+		CHECK_EQ(len, i + 1);
+	}
+	CHECK_EQ(f->vq.last_used_idx, 5);
+}
+
+/* Indirect tables: plain, straddling two regions (legal), buffer crossing regions. */
+static void t_indirect(void)
+{
+	struct fx *f = fx_new(4, GM_F_INDIRECT);
+	struct vring_packed_desc *t = gm_ptr(&f->g, 0x8000);
+	uint64_t cross = MB - 16; /* 2 entries straddling the region boundary */
+	struct vring_packed_desc *t2 = gm_ptr(&f->g, cross);
+
+	t[0] = (struct vring_packed_desc){BUF, 12, 0, 0};
+	t[1] = (struct vring_packed_desc){BUF + 64, 100, 0, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT};
+	t[2] = (struct vring_packed_desc){MB - 40, 80, 0, VRING_DESC_F_WRITE}; /* crosses */
+	struct tb b = {0x8000, 48, VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE};
+	pr_chain(&f->r, &b, 1, 2);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.id, 2);
+	CHECK_EQ(f->c.ndesc, 1);
+	CHECK_EQ(f->c.nout, 1);
+	CHECK_EQ(f->c.nin, 3); /* 100 + (40 + 40) */
+	CHECK_EQ(f->c.iov[2].len, 40);
+	CHECK_EQ(f->c.iov[3].len, 40);
+	CHECK_EQ(f->c.in_len, 180);
+
+	t2[0] = (struct vring_packed_desc){BUF, 8, 0, 0};
+	t2[1] = (struct vring_packed_desc){BUF + 8, 8, 0, VRING_DESC_F_WRITE};
+	b = (struct tb){cross, 32, VRING_DESC_F_INDIRECT};
+	pr_chain(&f->r, &b, 1, 0);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.nout, 1);
+	CHECK_EQ(f->c.nin, 1);
+	CHECK_EQ(f->c.in_len, 8);
+	CHECK(!f->vq.broken);
+}
+
+/* A batch where one descriptor is unmapped with length 0: valid, nothing translated. */
+static void t_zero_len_unmapped(void)
+{
+	struct fx *f = fx_new(8, 0);
+	struct tb b[3] = {{BUF, 10, 0}, {0x7fff00000000ull, 0, 0}, {BUF + 64, 10, VRING_DESC_F_WRITE}};
+
+	pr_chain(&f->r, b, 1, 0);
+	pr_chain(&f->r, b, 3, 1);
+	pr_chain(&f->r, b + 1, 1, 2);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.nout, 1);
+	CHECK_EQ(f->c.nin, 1);
+	CHECK_EQ(f->c.out_len, 10);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.nout + f->c.nin, 0);
+	CHECK(!f->vq.broken);
+	/* The same address with a length is a guest error. */
+	b[1].len = 1;
+	pr_chain(&f->r, b + 1, 1, 3);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), -EIO);
+	check_broken(f);
+}
+
+/* Post @b as a one-off chain and expect the ring to break. */
+static void expect_broken(uint64_t features, const struct tb *b, int n, uint16_t id)
+{
+	struct fx *f = fx_new(8, features);
+
+	pr_chain(&f->r, b, n, id);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), -EIO);
+	check_broken(f);
+}
+
+static void t_hostile_chains(void)
+{
+	struct tb one = {BUF, 10, 0};
+	struct tb ind = {0x8000, 32, VRING_DESC_F_INDIRECT};
+	struct tb rw[2] = {{BUF, 10, VRING_DESC_F_WRITE}, {BUF + 64, 10, 0}};
+	struct tb indnext[2] = {{BUF, 10, 0}, {0x8000, 32, VRING_DESC_F_INDIRECT}};
+
+	expect_broken(0, &one, 1, 8);		   /* id == N */
+	expect_broken(0, &one, 1, 0xffff);	   /* id >> N */
+	expect_broken(0, &ind, 1, 0);		   /* indirect not negotiated */
+	expect_broken(0, rw, 2, 0);		   /* readable after writable */
+	expect_broken(GM_F_INDIRECT, indnext, 2, 0); /* indirect inside a NEXT list */
+	ind.flags |= VRING_DESC_F_NEXT;
+	expect_broken(GM_F_INDIRECT, &ind, 1, 0); /* INDIRECT | NEXT (alone: the walker refuses) */
+	ind = (struct tb){0x8000, 0, VRING_DESC_F_INDIRECT};
+	expect_broken(GM_F_INDIRECT, &ind, 1, 0); /* len 0 */
+	ind.len = 17;
+	expect_broken(GM_F_INDIRECT, &ind, 1, 0); /* not a multiple of 16 */
+	ind.len = 16 * 32769;
+	expect_broken(GM_F_INDIRECT, &ind, 1, 0); /* too many entries */
+	ind = (struct tb){2 * MB - 16, 32, VRING_DESC_F_INDIRECT};
+	expect_broken(GM_F_INDIRECT, &ind, 1, 0); /* table runs past the end of memory */
+}
+
+static void t_nested_indirect(void)
+{
+	struct fx *f = fx_new(8, GM_F_INDIRECT);
+	struct vring_packed_desc *t = gm_ptr(&f->g, 0x8000);
+	struct tb ind = {0x8000, 32, VRING_DESC_F_INDIRECT};
+
+	t[0] = (struct vring_packed_desc){BUF, 12, 0, 0};
+	t[1] = (struct vring_packed_desc){0x9000, 16, 0, VRING_DESC_F_INDIRECT};
+	pr_chain(&f->r, &ind, 1, 0);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), -EIO);
+	check_broken(f);
+}
+
+/* Every slot available with NEXT: a chain as long as the ring never ends. */
+static void t_chain_longer_than_ring(void)
+{
+	struct fx *f = fx_new(8, 0);
+	struct tb b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (struct tb){BUF, 1, 0};
+	pr_chain(&f->r, b, 8, 0);
+	/* The last one had no NEXT: a chain of exactly N is legal. */
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.ndesc, 8);
+	CHECK_EQ(f->vq.last_avail_idx, 0);
+	CHECK(!f->vq.avail_wrap);
+	/* Now every descriptor of the next lap says NEXT: loop-like, > N. */
+	for (int i = 0; i < 8; i++)
+		f->r.desc[i].flags = (uint16_t)(VRING_DESC_F_NEXT | avail_bits(false));
+	CHECK_EQ(vq_pop(&f->vq, &f->c), -EIO);
+	check_broken(f);
+}
+
+/* The head is published but a following descriptor is not: broken, not a stale read. */
+static void t_rest_not_available(void)
+{
+	struct fx *f = fx_new(8, 0);
+	struct tb b[2] = {{BUF, 1, 0}, {BUF, 1, 0}};
+
+	pr_chain(&f->r, b, 2, 0);
+	f->r.desc[1].flags = 0; /* not available in lap 1 */
+	CHECK_EQ(vq_pop(&f->vq, &f->c), -EIO);
+	check_broken(f);
+}
+
+static void t_id_in_flight_twice(void)
+{
+	struct fx *f = fx_new(8, 0);
+	struct tb b = {BUF, 1, 0};
+
+	pr_chain(&f->r, &b, 1, 3);
+	pr_chain(&f->r, &b, 1, 3);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), -EIO);
+	check_broken(f);
+}
+
+/* Base: indices >= size refused at start; stop/restart resumes exactly. */
+static void t_base(void)
+{
+	struct fx *f = fx_alloc();
+	struct tb b = {BUF, 1, VRING_DESC_F_WRITE};
+	uint16_t id;
+	uint32_t len;
+
+	gm_init(&f->g, 2 * MB, 2);
+	pr_init(&f->r, &f->g, 6, 0x1000);
+	vq_init(&f->vq, 0);
+	CHECK_EQ(pr_start(&f->r, &f->vq, 0, 6), -EINVAL);		/* avail idx == size */
+	CHECK_EQ(pr_start(&f->r, &f->vq, 0, 1u | 7u << 16), -EINVAL); /* used idx > size */
+	CHECK_EQ(pr_start(&f->r, &f->vq, 0, 0x7fffu), -EINVAL);
+	/* Split rejects the upper half, packed takes it. */
+	CHECK_EQ(vq_set_base(&f->vq, 0x80008000u), 0);
+	f->vq.features = 0;
+	CHECK_EQ(vq_set_base(&f->vq, 0x80008000u), -EINVAL);
+	CHECK_EQ(vq_set_num(&f->vq, 6), -EINVAL); /* split: power of two */
+
+	CHECK_EQ(pr_start(&f->r, &f->vq, 0, 0x80008000u), 0);
+	for (int i = 0; i < 10; i++) { /* past one lap */
+		pr_chain(&f->r, &b, 1, (uint16_t)i % 6);
+		CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+		vq_push(&f->vq, f->c.id, 1);
+		vq_flush(&f->vq);
+		CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	}
+	pr_chain(&f->r, &b, 1, 1);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0); /* in flight: avail 5, used 4 (lap 2: wrap 0) */
+	CHECK_EQ(vq_get_base(&f->vq), 5u | 4u << 16);
+	vq_stop(&f->vq);
+	CHECK_EQ(vq_get_base(&f->vq), 5u | 4u << 16);
+	/* Restart from the reported base: the next chain lands at slot 5 of lap 2. */
+	CHECK_EQ(pr_start(&f->r, &f->vq, 0, vq_get_base(&f->vq)), 0);
+	pr_chain(&f->r, &b, 1, 2);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.id, 2);
+	vq_push(&f->vq, 2, 9);
+	vq_flush(&f->vq);
+	CHECK_EQ(f->r.desc[4].id, 2); /* used slot continues at 4 */
+	CHECK_EQ(f->r.desc[4].len, 9);
+	CHECK_EQ(vq_get_base(&f->vq), 0x8000u | 5u << 16);
+	/* Low half only (DPDK virtio-user): used follows avail. */
+	vq_stop(&f->vq);
+	CHECK_EQ(pr_start(&f->r, &f->vq, 0, 0x8003u), 0);
+	CHECK_EQ(f->vq.last_used_idx, 3);
+	CHECK(f->vq.used_wrap);
+}
+
+/* No SET_VRING_BASE at all: the ring starts fresh (positions 0, wrap counters 1). */
+static void t_base_default(void)
+{
+	struct fx *f = fx_alloc();
+	struct vq_addr a;
+	struct tb b = {BUF, 1, VRING_DESC_F_WRITE};
+
+	gm_init(&f->g, 2 * MB, 2);
+	pr_init(&f->r, &f->g, 3, 0x1000);
+	a = (struct vq_addr){0, f->r.desc_gpa + GM_QVA_OFF, f->r.drv_gpa + GM_QVA_OFF,
+			     f->r.dev_gpa + GM_QVA_OFF, 0};
+	vq_init(&f->vq, 0);
+	f->vq.features = F_PACKED;
+	CHECK_EQ(vq_set_num(&f->vq, 3), 0);
+	CHECK_EQ(vq_set_addr(&f->vq, &a), 0);
+	CHECK_EQ(vq_start(&f->vq, f->g.t, F_PACKED), 0);
+	vq_set_enabled(&f->vq, true);
+	CHECK_EQ(vq_get_base(&f->vq), FRESH_BASE);
+	pr_chain(&f->r, &b, 1, 2);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.id, 2);
+	vq_reset(&f->vq);
+}
+
+/* Notifications: driver flags, EVENT_IDX descriptor events, our device event structure. */
+static void t_notify(void)
+{
+	struct fx *f = fx_new(8, 0);
+	struct tb b = {BUF, 1, VRING_DESC_F_WRITE};
+
+	f->r.drv->flags = VRING_PACKED_EVENT_FLAG_DISABLE;
+	pr_chain(&f->r, &b, 1, 0);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	vq_push(&f->vq, 0, 1);
+	vq_flush(&f->vq);
+	CHECK_EQ(efd_count(f->call_fd), 0);
+	f->r.drv->flags = VRING_PACKED_EVENT_FLAG_ENABLE;
+	pr_chain(&f->r, &b, 1, 0);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	vq_push(&f->vq, 0, 1);
+	vq_flush(&f->vq);
+	CHECK_EQ(efd_count(f->call_fd), 1);
+
+	CHECK(!vq_set_notification(&f->vq, false));
+	CHECK_EQ(f->r.dev->flags, VRING_PACKED_EVENT_FLAG_DISABLE);
+	CHECK(!vq_set_notification(&f->vq, true));
+	CHECK_EQ(f->r.dev->flags, VRING_PACKED_EVENT_FLAG_ENABLE);
+	pr_chain(&f->r, &b, 1, 0);
+	CHECK(vq_set_notification(&f->vq, true)); /* work already there */
+}
+
+static void t_notify_event_idx(void)
+{
+	struct fx *f = fx_new(4, GM_F_EVENT_IDX);
+	struct tb b = {BUF, 1, VRING_DESC_F_WRITE};
+	uint16_t id;
+	uint32_t len;
+
+	/* Our device event: DESC at our next avail position (with its wrap bit). */
+	CHECK(!vq_set_notification(&f->vq, true));
+	CHECK_EQ(f->r.dev->flags, VRING_PACKED_EVENT_FLAG_DESC);
+	CHECK_EQ(f->r.dev->off_wrap, 0x8000);
+	/* First flush notifies; then only when the event slot is passed. */
+	f->r.drv->flags = VRING_PACKED_EVENT_FLAG_DESC;
+	f->r.drv->off_wrap = 0x8000 | 2; /* slot 2, lap 1 */
+	uint64_t calls = 0;
+	for (int i = 0; i < 6; i++) {
+		pr_chain(&f->r, &b, 1, 0);
+		CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+		vq_push(&f->vq, 0, 1);
+		vq_flush(&f->vq);
+		CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+		uint64_t n = efd_count(f->call_fd);
+		/* used slots 0,1,2,3 (lap 1), 0,1 (lap 2): calls after slot 0 (first) and 2 */
+		CHECK_EQ(n, (uint64_t)(i == 0 || i == 2));
+		calls += n;
+	}
+	f->r.drv->off_wrap = 1; /* slot 1 of lap 2 (wrap 0) was just used: passed */
+	pr_chain(&f->r, &b, 1, 0);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	vq_push(&f->vq, 0, 1);
+	vq_flush(&f->vq);
+	CHECK_EQ(efd_count(f->call_fd), 0);
+	f->r.drv->off_wrap = 3; /* slot 3 of lap 2: the entry the next flush writes */
+	CHECK_EQ(calls, 2);
+	pr_chain(&f->r, &b, 1, 0);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	vq_push(&f->vq, 0, 1);
+	vq_flush(&f->vq);
+	CHECK_EQ(efd_count(f->call_fd), 1);
+	CHECK_EQ(f->vq.stats.calls, 3);
+}
+
+TEST_MAIN(TEST(t_pop_push_exact), TEST(t_wrap_laps), TEST(t_batch_and_rewind), TEST(t_indirect),
+	  TEST(t_zero_len_unmapped), TEST(t_hostile_chains), TEST(t_nested_indirect),
+	  TEST(t_chain_longer_than_ring), TEST(t_rest_not_available), TEST(t_id_in_flight_twice),
+	  TEST(t_base), TEST(t_base_default), TEST(t_notify), TEST(t_notify_event_idx))
