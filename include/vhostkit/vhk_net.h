@@ -50,7 +50,8 @@ extern "C" {
 	 (1ull << VHK_NET_F_MRG_RXBUF) | (1ull << VHK_NET_F_MQ) |                              \
 	 (1ull << 27 /* ANY_LAYOUT */) |                  \
 	 (1ull << 28 /* INDIRECT_DESC */) | (1ull << 29 /* EVENT_IDX */) |                     \
-	 (1ull << 30 /* PROTOCOL_FEATURES */) | (1ull << 32 /* VERSION_1 */))
+	 (1ull << 30 /* PROTOCOL_FEATURES */) | (1ull << 32 /* VERSION_1 */) |                 \
+	 (1ull << 34 /* RING_PACKED */))
 
 /**
  * Make @p path (already vhk_register()ed, not started) serve a virtio-net

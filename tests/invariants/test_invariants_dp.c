@@ -24,9 +24,13 @@
 #define BUFSZ  2048u
 #define MEMSZ  (1u << 20)
 
-/* Net features without MRG_RXBUF (one chain per packet) and EVENT_IDX (every flush calls). */
+/*
+ * Net features without MRG_RXBUF (one chain per packet) and EVENT_IDX (every
+ * flush calls), on split rings (this file drives split rings with gring).
+ */
 #define NETF                                                                               \
-	(VHK_NET_DEFAULT_FEATURES & ~(BIT(VHK_NET_F_MRG_RXBUF) | BIT(VHK_F_EVENT_IDX)))
+	(VHK_NET_DEFAULT_FEATURES &                                                        \
+	 ~(BIT(VHK_NET_F_MRG_RXBUF) | BIT(VHK_F_EVENT_IDX) | BIT(VHK_F_RING_PACKED)))
 
 /* Net device up on one pair: vring 0 guest RX, vring 1 guest TX. */
 static void net_up(struct inv *f, uint64_t features, uint16_t qsize)
