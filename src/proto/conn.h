@@ -86,6 +86,13 @@ struct conn {
 	struct vhk_callbacks cb;
 	uint64_t offered;
 	uint64_t offered_pf;
+	/*
+	 * SET_PROTOCOL_FEATURES was accepted. QEMU (7.2 at least) runs the
+	 * protocol-feature handshake but does not echo VHOST_USER_F_PROTOCOL_FEATURES
+	 * in SET_FEATURES; the handshake itself is what "negotiated" means for
+	 * ring enabling and SET_VRING_ENABLE (as DPDK and libvhost-user treat it).
+	 */
+	bool pf_handshake;
 	uint32_t max_qp;
 
 	/* Receive state machine. */
@@ -125,6 +132,12 @@ struct msg_ctx {
 };
 
 typedef int (*msg_handler_fn)(struct conn *c, struct msg_ctx *m);
+
+/* VHOST_USER_F_PROTOCOL_FEATURES counts as negotiated (see pf_handshake). */
+static inline bool conn_pf_negotiated(const struct conn *c)
+{
+	return c->pf_handshake || (c->dev->features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES));
+}
 
 /* Number of vrings the connection may use (2 per offered queue pair). */
 static inline uint32_t conn_nvrings(const struct conn *c)

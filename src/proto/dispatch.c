@@ -169,7 +169,8 @@ static int validate(struct conn *c, const struct msg_desc *d, const struct msg_c
 	if (d->gate == G_OFFERED)
 		have = c->offered;
 	else if (d->gate == G_NEGOTIATED)
-		have = c->dev->features;
+		have = c->dev->features |
+		       (conn_pf_negotiated(c) ? 1ull << VHOST_USER_F_PROTOCOL_FEATURES : 0);
 	else if (d->gate == G_PF)
 		have = c->dev->protocol_features;
 	if (d->gate != G_NONE && !(have & (1ull << d->gate_bit)))

@@ -27,7 +27,7 @@ int h_set_features(struct conn *c, struct msg_ctx *m)
 	if (c->dead)
 		return -ENOTCONN;
 	vdev_set_features(c->dev, f);
-	if (!(f & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)))
+	if (!conn_pf_negotiated(c))
 		conn_enable_all_rings(c);
 	if (c->cb.features_changed)
 		return c->cb.features_changed(c->vid, f);
@@ -47,6 +47,7 @@ int h_set_protocol_features(struct conn *c, struct msg_ctx *m)
 	if (pf & ~c->offered_pf)
 		return -ENOTSUP;
 	c->dev->protocol_features = pf;
+	c->pf_handshake = true;
 	return 0;
 }
 

@@ -252,6 +252,53 @@ static void t_vring_enable_gate(void)
 	gmem_free(m);
 }
 
+/*
+ * QEMU 7.2 runs GET/SET_PROTOCOL_FEATURES but leaves
+ * VHOST_USER_F_PROTOCOL_FEATURES out of SET_FEATURES, then enables rings with
+ * SET_VRING_ENABLE. The handshake must count as negotiated: rings start
+ * disabled and SET_VRING_ENABLE is accepted (refusing it made QEMU give up
+ * on vhost and the guest's traffic went nowhere).
+ */
+static void t_protocol_handshake_without_bit30(void)
+{
+	const char *path = start_custom(IT_F_CUSTOM, IT_PF_DEFAULT);
+	struct vuf *v = fe_connect(path);
+	int vid = ev_conn_vid();
+	uint64_t offered = 0, pf = 0;
+
+	CHECK_EQ(vuf_get_u64(v, VHOST_USER_GET_FEATURES, &offered), 0);
+	CHECK(offered & BIT(VHK_F_PROTOCOL_FEATURES));
+	CHECK_EQ(vuf_get_u64(v, VHOST_USER_GET_PROTOCOL_FEATURES, &pf), 0);
+	pf &= BIT(VHK_PF_REPLY_ACK) | BIT(VHK_PF_MQ);
+	CHECK_EQ(vuf_set_u64(v, VHOST_USER_SET_PROTOCOL_FEATURES, pf), 0);
+	v->protocol_features = pf;
+	uint64_t f = offered & ~BIT(VHK_F_PROTOCOL_FEATURES);
+	fe_ack(v, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0);
+	fe_ack(v, VHOST_USER_SET_FEATURES, &f, 8, NULL, 0);
+	v->features = f; /* vuf_start_vring sends no ENABLE for this */
+
+	struct gmem *m = NULL;
+	struct gring *r = NULL;
+	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
+	CHECK_EQ(gring_new(m, 64, true, &r), 0);
+	CHECK_EQ(vuf_set_mem_table(v, m), 0);
+	CHECK_EQ(vuf_start_vring(v, 0, r), 0);
+	struct vhk_vring_info info;
+	CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
+	CHECK(info.started);
+	CHECK(!info.enabled); /* the handshake happened: rings start disabled */
+	CHECK(!ev_find(EV_NEW_DEV, vid, -1, -1, NULL));
+	struct vhost_user_vring_state s = {.index = 0, .num = 1};
+	fe_ack(v, VHOST_USER_SET_VRING_ENABLE, &s, 8, NULL, 0);
+	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
+	CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
+	CHECK(info.enabled);
+	vuf_close(v);
+	CHECK(ev_wait(EV_DESTROY_CONN, 1, 3000));
+	gring_free(r);
+	gmem_free(m);
+}
+
 /* SEND_RARP and NET_SET_MTU on a net device with the features negotiated. */
 static void t_rarp_mtu(void)
 {
@@ -417,7 +464,7 @@ static void t_unknown_codes(void)
 	nack_all(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
-TEST_MAIN(TEST(t_get_features), TEST(t_set_features), TEST(t_set_features_unoffered),
+TEST_MAIN(TEST(t_protocol_handshake_without_bit30), TEST(t_get_features), TEST(t_set_features), TEST(t_set_features_unoffered),
 	  TEST(t_protocol_features), TEST(t_protocol_features_need_bit), TEST(t_owner),
 	  TEST(t_queue_num), TEST(t_vring_enable_gate), TEST(t_rarp_mtu), TEST(t_rarp_mtu_refused),
 	  TEST(t_backend_req_fd), TEST(t_status), TEST(t_unimplemented), TEST(t_unknown_codes))
