@@ -9,6 +9,7 @@
 #include <errno.h>
 
 #include "proto/conn.h"
+#include "util/fd.h"
 #include "util/log.h"
 
 int msg_size_mem_table(const struct vhost_user_msg *msg)
@@ -99,6 +100,15 @@ int h_get_max_mem_slots(struct conn *c, struct msg_ctx *m)
 	return 0;
 }
 
+/* True if @t already maps exactly the region @d describes. */
+static bool region_present(const struct mem_table *t, const struct mem_region_desc *d)
+{
+	const struct mem_region *o = t ? mem_find_gpa(t, d->gpa) : NULL;
+
+	return o && o->gpa == d->gpa && o->size == d->size && o->qva == d->qva &&
+	       o->mmap_offset == d->mmap_offset;
+}
+
 int h_add_mem_reg(struct conn *c, struct msg_ctx *m)
 {
 	struct mem_region_desc d = region_desc(&m->msg->payload.mem_reg.region);
@@ -108,6 +118,15 @@ int h_add_mem_reg(struct conn *c, struct msg_ctx *m)
 	int rc;
 
 	m->fds[0] = -1;
+	/*
+	 * QEMU runs one vhost_dev per queue pair over the same connection and
+	 * each one adds the regions it has not sent itself: a region identical
+	 * to one already mapped is already there, not an overlap.
+	 */
+	if (region_present(c->dev->mem, &d)) {
+		fd_close(&fd);
+		return 0;
+	}
 	rc = mem_region_map(&d, fd, &r);
 	if (rc < 0)
 		return rc;

@@ -237,8 +237,11 @@ static void t_gating(void)
 	send_msg(fd, VHOST_USER_GET_PROTOCOL_FEATURES, 1, NULL, 0, NULL, 0);
 	CHECK(recv_u64(fd, VHOST_USER_GET_PROTOCOL_FEATURES) & PF_ACK);
 	send_u64(fd, VHOST_USER_SET_PROTOCOL_FEATURES, 0, PF_ACK);
-	/* SET_VRING_ENABLE needs F_PROTOCOL_FEATURES negotiated. */
-	CHECK(acked(fd, VHOST_USER_SET_VRING_ENABLE, &st, 8, NULL, 0) != 0);
+	/*
+	 * The protocol-feature handshake counts as negotiating F_PROTOCOL_FEATURES
+	 * (QEMU 7.2 omits bit 30 from SET_FEATURES and enables rings anyway).
+	 */
+	CHECK_EQ(acked(fd, VHOST_USER_SET_VRING_ENABLE, &st, 8, NULL, 0), 0);
 	/* MQ, STATUS, CONFIG, RARP, MTU not negotiated. */
 	send_msg(fd, VHOST_USER_GET_QUEUE_NUM, 1, NULL, 0, NULL, 0);
 	CHECK_EQ(recv_reply(fd, VHOST_USER_GET_QUEUE_NUM, &m), 0);
