@@ -2,7 +2,10 @@
 # Install the Debian 12 packages vhostkit needs to build and test.
 # Usage: scripts/deps.sh [extra-package ...]
 set -euo pipefail
-pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev python3 "$@")
+# qemu-system-x86 dpdk dpdk-dev busybox-static cpio: the interop suite and the VM demo
+# (QEMU + a Debian guest kernel fetched with apt-get download, DPDK testpmd).
+pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev python3
+      qemu-system-x86 dpdk dpdk-dev busybox-static cpio "$@")
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,72 @@
+#!/bin/busybox sh
+# shellcheck shell=dash
+# /init of the vhostkit interop guest (busybox initramfs built by guest.py).
+# Reads its job from the kernel command line:
+#   vhk.ip=ADDR vhk.peer=ADDR   guest address and the address to ping
+#   vhk.sizes=56,1400           ICMP payload sizes, one ping round each
+#   vhk.count=N                 echo requests per round (default 5)
+#   vhk.mtu=N                   eth0 MTU (default: driver's)
+#   vhk.cpus=0,1                run each round once pinned to every listed CPU
+#                               (multiqueue: virtio-net maps CPU n to queue n)
+#   vhk.reboot=1                reboot instead of powering off at the end
+# Prints marker lines on the serial console for the test runner:
+#   VHK-BOOT n=N, VHK-NET ..., VHK-PING size=S cpu=C sent=N received=M, VHK-DONE
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+
+ip=10.0.0.2; peer=10.0.0.1; sizes=56; count=5; mtu=""; cpus=""; reboot=0
+read -r cmdline </proc/cmdline
+for arg in $cmdline; do
+    case "$arg" in
+    vhk.ip=*) ip=${arg#vhk.ip=} ;;
+    vhk.peer=*) peer=${arg#vhk.peer=} ;;
+    vhk.sizes=*) sizes=$(echo "${arg#vhk.sizes=}" | tr , ' ') ;;
+    vhk.count=*) count=${arg#vhk.count=} ;;
+    vhk.mtu=*) mtu=${arg#vhk.mtu=} ;;
+    vhk.cpus=*) cpus=$(echo "${arg#vhk.cpus=}" | tr , ' ') ;;
+    vhk.reboot=*) reboot=${arg#vhk.reboot=} ;;
+    esac
+done
+
+# One VHK-BOOT per boot (the runner counts them across a reboot).
+echo "VHK-BOOT uptime=$(cut -d' ' -f1 /proc/uptime)"
+
+finish() {
+    echo "VHK-DONE"
+    sync
+    if [ "$reboot" = 1 ]; then reboot -f; else poweroff -f; fi
+    sleep 60
+}
+
+while read -r mod; do
+    insmod "/lib/modules/$mod" || echo "VHK-ERROR insmod $mod"
+done </lib/modules/load-order
+
+n=0
+while [ ! -d /sys/class/net/eth0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+if [ ! -d /sys/class/net/eth0 ]; then
+    echo "VHK-ERROR no eth0"
+    finish
+fi
+ifconfig lo 127.0.0.1 up
+[ -n "$mtu" ] && ifconfig eth0 mtu "$mtu"
+ifconfig eth0 "$ip" netmask 255.255.255.0 up
+rxq=$(find /sys/class/net/eth0/queues/ -name "rx-*" | wc -l)
+txq=$(find /sys/class/net/eth0/queues/ -name "tx-*" | wc -l)
+# features: the negotiated virtio feature bits, bit 0 first
+echo "VHK-NET mac=$(cat /sys/class/net/eth0/address) mtu=$(cat /sys/class/net/eth0/mtu) rxq=$rxq txq=$txq features=$(cat /sys/class/net/eth0/device/features)"
+
+[ -n "$cpus" ] || cpus=any
+for cpu in $cpus; do
+    for size in $sizes; do
+        if [ "$cpu" = any ]; then run=""; else run="taskset -c $cpu"; fi
+        $run ping -c "$count" -W 2 -s "$size" "$peer" 2>&1 | tee /tmp/ping.out | sed 's/^/guest: /'
+        sent=$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' /tmp/ping.out)
+        recv=$(sed -n 's/.* \([0-9]*\) packets received.*/\1/p' /tmp/ping.out)
+        echo "VHK-PING size=$size cpu=$cpu sent=${sent:-0} received=${recv:-0}"
+    done
+done
+finish
