@@ -31,20 +31,11 @@
 #include <string.h>
 
 #include "vq/vq.h"
+#include "vq/chain_walk.h"
 
 #define INDIRECT_MAX_ENTRIES 32768u
-#define CHAIN_MAX_LEN (1ull << 32)
 
 /* Walk state shared by the ring table and an indirect table. */
-struct walk {
-	const struct mem_table *mem;
-	uint32_t *hint;
-	struct vq_chain *c;
-	uint64_t total;  /* bytes over all descriptors, 64-bit */
-	bool seen_write; /* a device-writable descriptor was seen */
-	bool overflow;   /* more pieces than VQ_MAX_IOV */
-};
-
 /* A descriptor table: contiguous in host memory (host), or read through its gpa. */
 struct dtab {
 	const struct vring_desc *host;
@@ -60,7 +51,7 @@ static inline void desc_launder(struct vring_desc *d)
 }
 
 /* Slow path: copy descriptor @i of a table that crosses regions, piece by piece. */
-static cold_path int fetch_desc_gpa(const struct walk *w, const struct dtab *t, uint32_t i,
+static cold_path int fetch_desc_gpa(const struct chain_walk *w, const struct dtab *t, uint32_t i,
 				    struct vring_desc *d)
 {
 	uint8_t *dst = (uint8_t *)d;
@@ -82,7 +73,7 @@ static cold_path int fetch_desc_gpa(const struct walk *w, const struct dtab *t, 
 }
 
 /* Copy descriptor @i (< t->n) to @d. */
-static inline int fetch_desc(const struct walk *w, const struct dtab *t, uint32_t i,
+static inline int fetch_desc(const struct chain_walk *w, const struct dtab *t, uint32_t i,
 			     struct vring_desc *d)
 {
 	if (likely(t->host)) {
@@ -93,60 +84,10 @@ static inline int fetch_desc(const struct walk *w, const struct dtab *t, uint32_
 	return fetch_desc_gpa(w, t, i, d);
 }
 
-/* Append one translated piece; past VQ_MAX_IOV only remember the overflow. */
-static inline void add_piece(struct walk *w, uint8_t *p, uint64_t l, bool write)
-{
-	struct vq_chain *c = w->c;
-	uint32_t n = c->nout + c->nin;
-
-	if (unlikely(n >= VQ_MAX_IOV)) {
-		w->overflow = true;
-		return;
-	}
-	c->iov[n].base = p;
-	c->iov[n].len = (uint32_t)l;
-	if (write)
-		c->nin++;
-	else
-		c->nout++;
-}
-
-/* Validate and translate one buffer [addr, addr + len). */
-static int add_buffer(struct walk *w, uint64_t addr, uint32_t len, bool write)
-{
-	uint64_t end;
-
-	if (write)
-		w->seen_write = true;
-	else if (unlikely(w->seen_write))
-		return -EIO; /* readable after writable */
-	w->total += len;
-	if (unlikely(w->total > CHAIN_MAX_LEN))
-		return -EIO;
-	if (write)
-		w->c->in_len += len;
-	else
-		w->c->out_len += len;
-	if (len == 0)
-		return 0;
-	if (unlikely(add_overflows(addr, (uint64_t)len - 1, &end)))
-		return -EIO;
-	for (uint64_t left = len; left;) {
-		uint64_t l = left;
-		uint8_t *p = mem_gpa_to_hva(w->mem, addr, &l, w->hint);
-		if (unlikely(!p))
-			return -EIO;
-		add_piece(w, p, l, write);
-		addr += l;
-		left -= l;
-	}
-	return 0;
-}
-
-static int walk_table(struct walk *w, const struct dtab *t, uint32_t head, bool indirect_ok);
+static int walk_table(struct chain_walk *w, const struct dtab *t, uint32_t head, bool indirect_ok);
 
 /* Descriptor @d points at an indirect table: check it and walk the table. */
-static int walk_indirect(struct walk *w, const struct vring_desc *d, bool indirect_ok)
+static int walk_indirect(struct chain_walk *w, const struct vring_desc *d, bool indirect_ok)
 {
 	uint64_t end;
 	struct dtab t;
@@ -167,7 +108,7 @@ static int walk_indirect(struct walk *w, const struct vring_desc *d, bool indire
 }
 
 /* Follow the chain from @head in table @t, at most t->n descriptors. */
-static int walk_table(struct walk *w, const struct dtab *t, uint32_t head, bool indirect_ok)
+static int walk_table(struct chain_walk *w, const struct dtab *t, uint32_t head, bool indirect_ok)
 {
 	struct vring_desc d;
 	uint32_t i = head, ttl = t->n;
@@ -183,7 +124,7 @@ static int walk_table(struct walk *w, const struct dtab *t, uint32_t head, bool 
 			w->c->ndesc++;
 		if (unlikely(d.flags & VRING_DESC_F_INDIRECT))
 			return walk_indirect(w, &d, indirect_ok); /* always the last one */
-		rc = add_buffer(w, d.addr, d.len, d.flags & VRING_DESC_F_WRITE);
+		rc = chain_add_buffer(w, d.addr, d.len, d.flags & VRING_DESC_F_WRITE);
 		if (unlikely(rc))
 			return rc;
 		if (!(d.flags & VRING_DESC_F_NEXT))
@@ -197,7 +138,7 @@ static int walk_table(struct walk *w, const struct dtab *t, uint32_t head, bool 
 int chain_walk_split(const struct mem_table *mem, uint32_t *hint, const struct vring_desc *desc,
 		     uint16_t size, uint16_t head, bool indirect_ok, struct vq_chain *c)
 {
-	struct walk w = {.mem = mem, .hint = hint, .c = c};
+	struct chain_walk w = {.mem = mem, .hint = hint, .c = c};
 	struct dtab t = {.host = desc, .n = size, .ring = true};
 	int rc;
 

@@ -29,22 +29,13 @@
 #include <string.h>
 
 #include "vq/vq.h"
+#include "vq/chain_walk.h"
 
 #define PK_INDIRECT_MAX 32768u
-#define PK_CHAIN_MAX_LEN (1ull << 32)
 #define PK_F_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
 #define PK_F_USED (1u << VRING_PACKED_DESC_F_USED)
 
 /* Walk state. */
-struct pwalk {
-	const struct mem_table *mem;
-	uint32_t *hint;
-	struct vq_chain *c;
-	uint64_t total;
-	bool seen_write;
-	bool overflow;
-};
-
 /* Make the local copy opaque so the compiler never re-reads guest memory for it. */
 static inline void pdesc_launder(struct vring_packed_desc *d)
 {
@@ -57,58 +48,8 @@ static inline bool pk_avail(uint16_t flags, bool wrap)
 	return !!(flags & PK_F_AVAIL) == wrap && !!(flags & PK_F_USED) != wrap;
 }
 
-/* Append one translated piece; past VQ_MAX_IOV only remember the overflow. */
-static inline void pk_add_piece(struct pwalk *w, uint8_t *p, uint64_t l, bool write)
-{
-	struct vq_chain *c = w->c;
-	uint32_t n = c->nout + c->nin;
-
-	if (unlikely(n >= VQ_MAX_IOV)) {
-		w->overflow = true;
-		return;
-	}
-	c->iov[n].base = p;
-	c->iov[n].len = (uint32_t)l;
-	if (write)
-		c->nin++;
-	else
-		c->nout++;
-}
-
-/* Validate and translate one buffer [addr, addr + len). */
-static int pk_add_buffer(struct pwalk *w, uint64_t addr, uint32_t len, bool write)
-{
-	uint64_t end;
-
-	if (write)
-		w->seen_write = true;
-	else if (unlikely(w->seen_write))
-		return -EIO; /* readable after writable */
-	w->total += len;
-	if (unlikely(w->total > PK_CHAIN_MAX_LEN))
-		return -EIO;
-	if (write)
-		w->c->in_len += len;
-	else
-		w->c->out_len += len;
-	if (len == 0)
-		return 0;
-	if (unlikely(add_overflows(addr, (uint64_t)len - 1, &end)))
-		return -EIO;
-	for (uint64_t left = len; left;) {
-		uint64_t l = left;
-		uint8_t *p = mem_gpa_to_hva(w->mem, addr, &l, w->hint);
-		if (unlikely(!p))
-			return -EIO;
-		pk_add_piece(w, p, l, write);
-		addr += l;
-		left -= l;
-	}
-	return 0;
-}
-
 /* Copy entry @i of an indirect table that crosses regions, piece by piece. */
-static cold_path int pk_fetch_gpa(const struct pwalk *w, uint64_t gpa,
+static cold_path int pk_fetch_gpa(const struct chain_walk *w, uint64_t gpa,
 				  struct vring_packed_desc *d)
 {
 	uint8_t *dst = (uint8_t *)d;
@@ -129,7 +70,7 @@ static cold_path int pk_fetch_gpa(const struct pwalk *w, uint64_t gpa,
 }
 
 /* The ring descriptor @d (a chain of one) points at an indirect table: walk it. */
-static int pk_walk_indirect(struct pwalk *w, const struct vring_packed_desc *d)
+static int pk_walk_indirect(struct chain_walk *w, const struct vring_packed_desc *d)
 {
 	const struct vring_packed_desc *host;
 	struct vring_packed_desc e;
@@ -151,7 +92,7 @@ static int pk_walk_indirect(struct pwalk *w, const struct vring_packed_desc *d)
 		}
 		if (unlikely(e.flags & VRING_DESC_F_INDIRECT))
 			return -EIO; /* nested table */
-		int rc = pk_add_buffer(w, e.addr, e.len, e.flags & VRING_DESC_F_WRITE);
+		int rc = chain_add_buffer(w, e.addr, e.len, e.flags & VRING_DESC_F_WRITE);
 		if (unlikely(rc))
 			return rc;
 	}
@@ -177,7 +118,7 @@ int chain_walk_packed(const struct mem_table *mem, uint32_t *hint,
 		      const struct vring_packed_desc *ring, uint16_t size, uint16_t head, bool wrap,
 		      bool indirect_ok, struct vq_chain *c)
 {
-	struct pwalk w = {.mem = mem, .hint = hint, .c = c};
+	struct chain_walk w = {.mem = mem, .hint = hint, .c = c};
 	struct vring_packed_desc d;
 	uint32_t pos = head;
 	int rc;
@@ -198,7 +139,7 @@ int chain_walk_packed(const struct mem_table *mem, uint32_t *hint,
 				return -EIO;
 			rc = pk_walk_indirect(&w, &d);
 		} else {
-			rc = pk_add_buffer(&w, d.addr, d.len, d.flags & VRING_DESC_F_WRITE);
+			rc = chain_add_buffer(&w, d.addr, d.len, d.flags & VRING_DESC_F_WRITE);
 		}
 		if (unlikely(rc))
 			return rc;

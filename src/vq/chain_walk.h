@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The part of descriptor-chain walking both ring formats share: turning one
+ * guest buffer [addr, addr + len) into translated pieces while enforcing the
+ * chain-wide rules (writable after readable, 2^32 total bytes, overflow-
+ * checked ranges, every byte mapped, at most VQ_MAX_IOV pieces). chain.c
+ * (split) and chain_packed.c (packed) walk their formats and feed every
+ * buffer through chain_add_buffer(); nothing else interprets buffers.
+ */
+#ifndef VHK_VQ_CHAIN_WALK_H
+#define VHK_VQ_CHAIN_WALK_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/compiler.h"
+#include "mem/mem.h"
+#include "vq/vq.h"
+
+/* A chain may not describe more than 2^32 bytes (virtio spec, split and packed). */
+#define CHAIN_MAX_LEN (1ull << 32)
+
+/* State of one chain walk. */
+struct chain_walk {
+	const struct mem_table *mem;
+	uint32_t *hint;
+	struct vq_chain *c;
+	uint64_t total;  /* bytes over all descriptors, 64-bit */
+	bool seen_write; /* a device-writable descriptor was seen */
+	bool overflow;   /* more pieces than VQ_MAX_IOV */
+};
+
+/* Append one translated piece; past VQ_MAX_IOV only remember the overflow. */
+static inline void chain_add_piece(struct chain_walk *w, uint8_t *p, uint64_t l, bool write)
+{
+	struct vq_chain *c = w->c;
+	uint32_t n = c->nout + c->nin;
+
+	if (unlikely(n >= VQ_MAX_IOV)) {
+		w->overflow = true;
+		return;
+	}
+	c->iov[n].base = p;
+	c->iov[n].len = (uint32_t)l;
+	if (write)
+		c->nin++;
+	else
+		c->nout++;
+}
+
+/* Validate and translate one buffer [addr, addr + len). 0 or -EIO (guest error). */
+static inline int chain_add_buffer(struct chain_walk *w, uint64_t addr, uint32_t len, bool write)
+{
+	uint64_t end;
+
+	if (write)
+		w->seen_write = true;
+	else if (unlikely(w->seen_write))
+		return -EIO; /* readable after writable */
+	w->total += len;
+	if (unlikely(w->total > CHAIN_MAX_LEN))
+		return -EIO;
+	if (write)
+		w->c->in_len += len;
+	else
+		w->c->out_len += len;
+	if (len == 0)
+		return 0;
+	if (unlikely(add_overflows(addr, (uint64_t)len - 1, &end)))
+		return -EIO;
+	for (uint64_t left = len; left;) {
+		uint64_t l = left;
+		uint8_t *p = mem_gpa_to_hva(w->mem, addr, &l, w->hint);
+		if (unlikely(!p))
+			return -EIO;
+		chain_add_piece(w, p, l, write);
+		addr += l;
+		left -= l;
+	}
+	return 0;
+}
+
+#endif
