@@ -35,6 +35,20 @@ static inline void cpu_relax(void)
 #endif
 }
 
+
+/* Translate one ring part: the whole range in one region, aligned in guest and host. */
+void *vq_ring_part(const struct mem_table *mem, uint64_t qva, uint64_t len, uint64_t align)
+{
+	void *p;
+
+	if (qva & (align - 1))
+		return NULL;
+	p = mem_qva_range(mem, qva, len);
+	if (!p || ((uintptr_t)p & (align - 1)))
+		return NULL;
+	return p;
+}
+
 /* Every field but the owner flag and dev_priv back to the vq_init() state. */
 static void vq_clear_state(struct vq *vq)
 {

@@ -210,6 +210,8 @@ bool vq_set_notification(struct vq *vq, bool enable);
 void vq_mark_broken(struct vq *vq, const char *why) cold_path;
 
 /* ---- internal between vq.c, vq_split.c and chain.c ---- */
+/* One ring area [qva, qva+len): inside one region and aligned to @align, or NULL. */
+void *vq_ring_part(const struct mem_table *mem, uint64_t qva, uint64_t len, uint64_t align);
 int vq_split_start(struct vq *vq);
 uint16_t vq_split_avail_count(struct vq *vq);
 int vq_split_pop(struct vq *vq, struct vq_chain *c);

@@ -48,19 +48,6 @@ static inline void pk_advance(uint16_t size, uint16_t *pos, bool *wrap, uint16_t
 	*pos = (uint16_t)p;
 }
 
-/* Translate one ring part: the whole range in one region, aligned in guest and host. */
-static void *pk_ring_part(const struct mem_table *mem, uint64_t qva, uint64_t len, uint64_t align)
-{
-	void *p;
-
-	if (qva & (align - 1))
-		return NULL;
-	p = mem_qva_range(mem, qva, len);
-	if (!p || ((uintptr_t)p & (align - 1)))
-		return NULL;
-	return p;
-}
-
 /*
  * Translate the descriptor ring (16 * size, align 16), the driver event
  * area (4 bytes, SET_VRING_ADDR's avail) and the device event area (4
@@ -70,9 +57,9 @@ int vq_packed_start(struct vq *vq)
 {
 	void *desc, *drv, *dev;
 
-	desc = pk_ring_part(vq->mem, vq->addr.desc, 16ull * vq->size, 16);
-	drv = pk_ring_part(vq->mem, vq->addr.avail, 4, 4);
-	dev = pk_ring_part(vq->mem, vq->addr.used, 4, 4);
+	desc = vq_ring_part(vq->mem, vq->addr.desc, 16ull * vq->size, 16);
+	drv = vq_ring_part(vq->mem, vq->addr.avail, 4, 4);
+	dev = vq_ring_part(vq->mem, vq->addr.used, 4, 4);
 	if (!desc || !drv || !dev)
 		return -EFAULT;
 	vq->pdesc = desc;

@@ -44,19 +44,6 @@ static inline void inflight_clear(struct vq *vq, uint16_t head)
 	vq->inflight[head >> 6] &= ~(1ull << (head & 63));
 }
 
-/* Translate one ring part: the whole range in one region, aligned in guest and host. */
-static void *ring_part(const struct mem_table *mem, uint64_t qva, uint64_t len, uint64_t align)
-{
-	void *p;
-
-	if (qva & (align - 1))
-		return NULL;
-	p = mem_qva_range(mem, qva, len);
-	if (!p || ((uintptr_t)p & (align - 1)))
-		return NULL;
-	return p;
-}
-
 /*
  * Translate the desc / avail / used areas of a split ring from vq->addr
  * through vq->mem (called at start and on every memory change). Indices are
@@ -67,9 +54,9 @@ int vq_split_start(struct vq *vq)
 	uint64_t n = vq->size, ev = vq->event_idx ? 2 : 0;
 	void *desc, *avail, *used;
 
-	desc = ring_part(vq->mem, vq->addr.desc, 16 * n, 16);
-	avail = ring_part(vq->mem, vq->addr.avail, 6 + 2 * n + ev, 2);
-	used = ring_part(vq->mem, vq->addr.used, 6 + 8 * n + ev, 4);
+	desc = vq_ring_part(vq->mem, vq->addr.desc, 16 * n, 16);
+	avail = vq_ring_part(vq->mem, vq->addr.avail, 6 + 2 * n + ev, 2);
+	used = vq_ring_part(vq->mem, vq->addr.used, 6 + 8 * n + ev, 4);
 	if (!desc || !avail || !used)
 		return -EFAULT;
 	vq->desc = desc;
