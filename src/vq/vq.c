@@ -52,7 +52,7 @@ void *vq_ring_part(const struct mem_table *mem, uint64_t qva, uint64_t len, uint
 /* Every field but the owner flag and dev_priv back to the vq_init() state. */
 static void vq_clear_state(struct vq *vq)
 {
-	vq->ready = vq->packed = vq->event_idx = vq->indirect = false;
+	vq->ready = vq->packed = vq->event_idx = vq->indirect = vq->in_order = false;
 	vq->size = 0;
 	vq->last_avail_idx = vq->shadow_avail_idx = vq->last_used_idx = 0;
 	vq->signalled_used = 0;
@@ -255,6 +255,7 @@ int vq_start(struct vq *vq, const struct mem_table *mem, uint64_t features)
 		return -EINVAL;
 	vq->event_idx = features & (1ull << VIRTIO_RING_F_EVENT_IDX);
 	vq->indirect = features & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
+	vq->in_order = features & (1ull << VIRTIO_F_IN_ORDER);
 	vq->mem = mem;
 	vq->mem_hint = 0;
 	if (vq->packed && packed_apply_base(vq))
@@ -269,6 +270,10 @@ int vq_start(struct vq *vq, const struct mem_table *mem, uint64_t features)
 	}
 	vq->signalled_used_valid = false;
 	vq->shadow_count = 0;
+	/* In-order completions start at the first buffer we will pop. */
+	vq->io_next = vq->last_avail_idx;
+	vq->io_wrap = vq->avail_wrap;
+	vq->io_batch_ok = true;
 	for (uint32_t i = 0; i < (vq->size + 63u) / 64; i++)
 		vq->inflight[i] = 0;
 	vq->broken = false;

@@ -67,6 +67,10 @@ struct vq {
 	bool packed;
 	bool event_idx;        /* VIRTIO_RING_F_EVENT_IDX negotiated */
 	bool indirect;         /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+	bool in_order;         /* VIRTIO_F_IN_ORDER negotiated: batch used entries */
+	bool io_batch_ok;      /* in_order: shadowed entries are in order, len 0, read-only */
+	bool io_wrap;          /* in_order, packed: wrap counter of io_next */
+	uint16_t io_next;      /* in_order: avail position of the next in-order push */
 	uint16_t size;         /* entries */
 	uint16_t last_avail_idx; /* next avail entry to consume (free-running) */
 	uint16_t shadow_avail_idx; /* last avail->idx read */
@@ -94,8 +98,10 @@ struct vq {
 	bool used_wrap;         /* wrap counter of last_used_idx */
 	bool signalled_used_wrap;
 	/*
-	 * Per buffer id, for chains in flight: bits 0..15 descriptors taken,
-	 * bits 16..30 ring position of the chain, bit 31 its wrap counter.
+	 * Per buffer id, for chains in flight. Packed: bits 0..14 descriptors
+	 * taken, bit 15 chain has writable pieces, bits 16..30 ring position of
+	 * the chain, bit 31 its wrap counter. Split (per head): bits 0..15 avail
+	 * position it was popped at, bit 16 chain has writable pieces.
 	 */
 	uint32_t *pk_state;
 

@@ -122,7 +122,8 @@ int vq_packed_pop(struct vq *vq, struct vq_chain *c)
 		return -EIO;
 	}
 	pk_inflight_set(vq, id);
-	vq->pk_state[id] = c->ndesc | (uint32_t)pos << 16 | (wrap ? 1u << 31 : 0);
+	vq->pk_state[id] = c->ndesc | (c->nin ? 1u << 15 : 0) | (uint32_t)pos << 16 |
+			   (wrap ? 1u << 31 : 0);
 	pk_advance(vq->size, &vq->last_avail_idx, &vq->avail_wrap, c->ndesc);
 	return rc; /* 0 or -E2BIG (consumed: the caller pushes it with len 0) */
 }
@@ -152,8 +153,18 @@ void vq_packed_push(struct vq *vq, uint16_t id, uint32_t len)
 	if (unlikely(id >= vq->size || vq->shadow_count >= vq->size))
 		return;
 	pk_inflight_clear(vq, id);
+	uint32_t st = vq->pk_state[index_nospec(id, vq->size)];
+	if (vq->in_order) {
+		/* Batchable only if popped in order, len 0 and no writable piece (len is moot). */
+		if (((st >> 16) & 0x7fffu) != vq->io_next || (st >> 31) != vq->io_wrap ||
+		    (st & 0x8000u) || len)
+			vq->io_batch_ok = false;
+		vq->io_next = (uint16_t)((st >> 16) & 0x7fffu);
+		vq->io_wrap = st >> 31;
+		pk_advance(vq->size, &vq->io_next, &vq->io_wrap, (uint16_t)(st & 0x7fffu));
+	}
 	e = &vq->shadow_used[vq->shadow_count++];
-	e->id = id | (vq->pk_state[id] & 0xffffu) << 16;
+	e->id = id | (st & 0x7fffu) << 16;
 	e->len = len;
 }
 
@@ -161,6 +172,29 @@ void vq_packed_push(struct vq *vq, uint16_t id, uint32_t len)
 static inline uint16_t pk_used_flags(bool wrap, uint32_t len)
 {
 	return (uint16_t)((wrap ? PK_F_AVAIL | PK_F_USED : 0) | (len ? VRING_DESC_F_WRITE : 0));
+}
+
+/*
+ * VIRTIO_F_IN_ORDER batch (every entry in order, len 0): one used
+ * descriptor at the batch's first slot with the id of its last buffer; the
+ * next used position skips the descriptors of the whole batch.
+ */
+static void vq_packed_flush_in_order(struct vq *vq)
+{
+	uint16_t n = vq->shadow_count, pos = vq->last_used_idx;
+	bool wrap = vq->used_wrap;
+	struct vring_packed_desc *d = &vq->pdesc[pos];
+
+	for (uint16_t i = 0; i < n; i++)
+		pk_advance(vq->size, &pos, &wrap, (uint16_t)(vq->shadow_used[i].id >> 16));
+	WRITE_ONCE(d->id, (uint16_t)vq->shadow_used[n - 1].id);
+	WRITE_ONCE(d->len, 0u);
+	/* Release pairs with the driver's acquire of the flags: id and len first. */
+	store_release(&d->flags, pk_used_flags(vq->used_wrap, 0));
+	vq->last_used_idx = pos;
+	vq->used_wrap = wrap;
+	vq->shadow_count = 0;
+	vq->io_batch_ok = true;
 }
 
 /*
@@ -175,6 +209,10 @@ void vq_packed_flush(struct vq *vq)
 
 	if (!n)
 		return;
+	if (vq->in_order && vq->io_batch_ok && n > 1) {
+		vq_packed_flush_in_order(vq);
+		return;
+	}
 	for (uint16_t i = 0; i < n; i++) {
 		const struct vring_used_elem *e = &vq->shadow_used[i];
 		struct vring_packed_desc *d = &vq->pdesc[pos];
@@ -196,6 +234,7 @@ void vq_packed_flush(struct vq *vq)
 	vq->last_used_idx = pos;
 	vq->used_wrap = wrap;
 	vq->shadow_count = 0;
+	vq->io_batch_ok = true;
 }
 
 /* Slots from (@from_pos, @from_wrap) forward to (@pos, @wrap); > size if behind. */

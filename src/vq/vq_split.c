@@ -103,6 +103,8 @@ int vq_split_pop(struct vq *vq, struct vq_chain *c)
 		return -EIO;
 	}
 	inflight_set(vq, head);
+	/* IN_ORDER bookkeeping: where this head was popped, and whether it has writable pieces. */
+	vq->pk_state[head] = vq->last_avail_idx | (c->nin ? 1u << 16 : 0);
 	vq->last_avail_idx++;
 	return rc; /* 0 or -E2BIG (consumed: the caller pushes it with len 0) */
 }
@@ -123,6 +125,13 @@ void vq_split_push(struct vq *vq, uint16_t id, uint32_t len)
 	if (unlikely(id >= vq->size || vq->shadow_count >= vq->size))
 		return;
 	inflight_clear(vq, id);
+	if (vq->in_order) {
+		/* Batchable only if popped in order, len 0 and no writable piece (len is moot). */
+		uint32_t st = vq->pk_state[index_nospec(id, vq->size)];
+		if ((uint16_t)st != vq->io_next || (st >> 16) || len)
+			vq->io_batch_ok = false;
+		vq->io_next = (uint16_t)(st + 1);
+	}
 	e = &vq->shadow_used[vq->shadow_count++];
 	e->id = id;
 	e->len = len;
@@ -136,10 +145,21 @@ void vq_split_flush(struct vq *vq)
 
 	if (!n)
 		return;
-	memcpy(&vq->used->ring[start], vq->shadow_used, first * sizeof(*vq->shadow_used));
-	if (n > first)
-		memcpy(&vq->used->ring[0], vq->shadow_used + first,
-		       (size_t)(n - first) * sizeof(*vq->shadow_used));
+	if (vq->in_order && vq->io_batch_ok && n > 1) {
+		/*
+		 * VIRTIO_F_IN_ORDER: one used entry at the batch's first slot with
+		 * the id of its last buffer; used->idx skips the whole batch.
+		 */
+		struct vring_used_elem *u = &vq->used->ring[start];
+		WRITE_ONCE(u->id, vq->shadow_used[n - 1].id);
+		WRITE_ONCE(u->len, 0u);
+	} else {
+		memcpy(&vq->used->ring[start], vq->shadow_used, first * sizeof(*vq->shadow_used));
+		if (n > first)
+			memcpy(&vq->used->ring[0], vq->shadow_used + first,
+			       (size_t)(n - first) * sizeof(*vq->shadow_used));
+	}
+	vq->io_batch_ok = true;
 	vq->last_used_idx = (uint16_t)(vq->last_used_idx + n);
 	vq->shadow_count = 0;
 	/* Release pairs with the guest's read barrier after it loads used->idx. */

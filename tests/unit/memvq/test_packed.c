@@ -563,7 +563,129 @@ static void t_notify_event_idx(void)
 	CHECK_EQ(f->vq.stats.calls, 3);
 }
 
+/* ---- VIRTIO_F_IN_ORDER ---- */
+#define F_IO (1ull << 35)
+
+/* Post and pop chains of @nd[i] read-only descriptors with ids 0..n-1 (@wflag on all). */
+static void io_post_pop(struct fx *f, const int *nd, int n, uint16_t id0, uint16_t wflag)
+{
+	struct tb b[3] = {{BUF, 10, wflag}, {BUF + 0x100, 10, wflag}, {BUF + 0x200, 10, wflag}};
+
+	for (int i = 0; i < n; i++)
+		pr_chain(&f->r, b, nd[i], (uint16_t)(id0 + i));
+	for (int i = 0; i < n; i++) {
+		CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+		CHECK_EQ(f->c.id, id0 + i);
+	}
+}
+
+/* Is the descriptor at @pos marked used in lap @wrap? */
+static bool io_is_used(struct fx *f, uint16_t pos, bool wrap)
+{
+	uint16_t fl = f->r.desc[pos].flags;
+	return !!(fl & PF_AVAIL) == wrap && !!(fl & PF_USED) == wrap;
+}
+
+/* Zero-length batch: one used descriptor (last id) at the first slot, skips all. */
+static void t_inorder_batch(void)
+{
+	struct fx *f = fx_new(8, F_IO);
+	const int nd[3] = {2, 1, 2};
+
+	CHECK(f->vq.in_order);
+	io_post_pop(f, nd, 3, 0, 0);
+	for (uint16_t i = 0; i < 3; i++)
+		vq_push(&f->vq, i, 0);
+	vq_flush(&f->vq);
+	CHECK(io_is_used(f, 0, true));
+	CHECK_EQ(f->r.desc[0].id, 2);
+	CHECK_EQ(f->r.desc[0].len, 0);
+	for (uint16_t p = 1; p < 5; p++)
+		CHECK(!io_is_used(f, p, true));
+	CHECK_EQ(f->vq.last_used_idx, 5);
+	CHECK(f->vq.used_wrap);
+	/* The batch wraps the ring in the middle: 3 chains of 2 from slot 5. */
+	const int nd2[3] = {2, 2, 2};
+	io_post_pop(f, nd2, 3, 3, 0);
+	for (uint16_t i = 3; i < 6; i++)
+		vq_push(&f->vq, i, 0);
+	vq_flush(&f->vq);
+	CHECK(io_is_used(f, 5, true));
+	CHECK_EQ(f->r.desc[5].id, 5);
+	for (uint16_t p = 6; p < 8; p++)
+		CHECK(!io_is_used(f, p, true));
+	for (uint16_t p = 0; p < 3; p++)
+		CHECK(!io_is_used(f, p, false));
+	CHECK_EQ(f->vq.last_used_idx, 3);
+	CHECK(!f->vq.used_wrap);
+	CHECK(f->vq.ready);
+}
+
+/* Non-zero lengths, writable chains and out-of-order pushes: every entry written. */
+static void t_inorder_no_batch(void)
+{
+	struct fx *f = fx_new(8, F_IO);
+	const int nd[2] = {1, 2};
+	uint16_t id;
+	uint32_t len;
+
+	io_post_pop(f, nd, 2, 0, 0);
+	vq_push(&f->vq, 0, 0);
+	vq_push(&f->vq, 1, 7);
+	vq_flush(&f->vq);
+	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK(id == 0 && len == 0);
+	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK(id == 1 && len == 7);
+	io_post_pop(f, nd, 2, 2, VRING_DESC_F_WRITE);
+	vq_push(&f->vq, 2, 0);
+	vq_push(&f->vq, 3, 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(id, 2);
+	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(id, 3);
+	io_post_pop(f, nd, 2, 4, 0);
+	vq_push(&f->vq, 5, 0);
+	vq_push(&f->vq, 4, 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(id, 5);
+	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(id, 4);
+	CHECK_EQ(pr_used(&f->r, &id, &len), 0);
+	CHECK(f->vq.ready);
+}
+
+/* Rewind in the middle of a burst keeps the order: both halves batch. */
+static void t_inorder_rewind(void)
+{
+	struct fx *f = fx_new(8, F_IO);
+	const int nd[4] = {1, 2, 1, 2};
+	const uint16_t back[2] = {2, 3};
+
+	io_post_pop(f, nd, 4, 0, 0);
+	vq_rewind(&f->vq, back, 2);
+	vq_push(&f->vq, 0, 0);
+	vq_push(&f->vq, 1, 0);
+	vq_flush(&f->vq);
+	CHECK(io_is_used(f, 0, true));
+	CHECK_EQ(f->r.desc[0].id, 1);
+	CHECK(!io_is_used(f, 1, true));
+	for (uint16_t i = 2; i < 4; i++) {
+		CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+		CHECK_EQ(f->c.id, i);
+		vq_push(&f->vq, i, 0);
+	}
+	vq_flush(&f->vq);
+	CHECK(io_is_used(f, 3, true));
+	CHECK_EQ(f->r.desc[3].id, 3);
+	CHECK(!io_is_used(f, 4, true));
+	CHECK_EQ(f->vq.last_used_idx, 6);
+}
+
 TEST_MAIN(TEST(t_pop_push_exact), TEST(t_wrap_laps), TEST(t_batch_and_rewind), TEST(t_indirect),
 	  TEST(t_zero_len_unmapped), TEST(t_hostile_chains), TEST(t_nested_indirect),
 	  TEST(t_chain_longer_than_ring), TEST(t_rest_not_available), TEST(t_id_in_flight_twice),
-	  TEST(t_base), TEST(t_base_default), TEST(t_notify), TEST(t_notify_event_idx))
+	  TEST(t_base), TEST(t_base_default), TEST(t_notify), TEST(t_notify_event_idx),
+	  TEST(t_inorder_batch), TEST(t_inorder_no_batch), TEST(t_inorder_rewind))

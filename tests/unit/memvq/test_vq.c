@@ -626,10 +626,157 @@ static void t_mem_swap_under_traffic(void)
 	vdev_release(d);
 }
 
+/* ---- VIRTIO_F_IN_ORDER ---- */
+#define F_IO (1ull << 35)
+#define SENT 0xdeadu
+
+/* In-order ring of 8 at @base with device-readable buffers and sentinel used entries. */
+static struct fx *io_new(uint16_t base)
+{
+	struct fx *f = fx_new(8, F_IO, base);
+
+	CHECK(f->vq.in_order);
+	for (uint16_t i = 0; i < 8; i++) {
+		tr_desc(&f->r, i, BUF + i * 0x100u, 0x100, 0, 0);
+		f->r.used->ring[i].id = SENT;
+		f->r.used->ring[i].len = SENT;
+	}
+	return f;
+}
+
+/* Make @n heads available from @heads and pop them in order. */
+static void io_pop(struct fx *f, const uint16_t *heads, int n)
+{
+	for (int i = 0; i < n; i++)
+		tr_avail(&f->r, heads[i]);
+	for (int i = 0; i < n; i++) {
+		CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+		CHECK_EQ(f->c.id, heads[i]);
+	}
+}
+
+static void check_used(struct fx *f, uint16_t slot, uint32_t id, uint32_t len)
+{
+	CHECK_EQ(f->r.used->ring[slot].id, id);
+	CHECK_EQ(f->r.used->ring[slot].len, len);
+}
+
+/* A TX-like batch of zero-length pushes: one entry with the last id, idx += N. */
+static void t_inorder_batch(void)
+{
+	struct fx *f = io_new(0);
+	const uint16_t h[4] = {3, 1, 4, 0};
+
+	io_pop(f, h, 4);
+	for (int i = 0; i < 4; i++)
+		vq_push(&f->vq, h[i], 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(f->r.used->idx, 4);
+	check_used(f, 0, 0, 0);
+	for (uint16_t s = 1; s < 8; s++)
+		check_used(f, s, SENT, SENT);
+	/* A single buffer is one entry either way. */
+	io_pop(f, (const uint16_t[]){6}, 1);
+	vq_push(&f->vq, 6, 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(f->r.used->idx, 5);
+	check_used(f, 4, 6, 0);
+	check_used(f, 5, SENT, SENT);
+}
+
+/* Non-zero lengths, writable buffers, out-of-order pushes: every entry written. */
+static void t_inorder_no_batch(void)
+{
+	struct fx *f = io_new(0);
+	const uint16_t h[3] = {2, 5, 7};
+
+	io_pop(f, h, 3);
+	vq_push(&f->vq, 2, 0);
+	vq_push(&f->vq, 5, 10);
+	vq_push(&f->vq, 7, 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(f->r.used->idx, 3);
+	check_used(f, 0, 2, 0);
+	check_used(f, 1, 5, 10);
+	check_used(f, 2, 7, 0);
+	/* Writable chains: their lengths matter, even when 0. */
+	tr_desc(&f->r, 1, BUF, 0x100, VRING_DESC_F_WRITE, 0);
+	io_pop(f, (const uint16_t[]){1, 0}, 2);
+	vq_push(&f->vq, 1, 0);
+	vq_push(&f->vq, 0, 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(f->r.used->idx, 5);
+	check_used(f, 3, 1, 0);
+	check_used(f, 4, 0, 0);
+	/* Out of order (a device bug under IN_ORDER): written one by one, never merged. */
+	io_pop(f, (const uint16_t[]){4, 3, 6}, 3);
+	vq_push(&f->vq, 3, 0);
+	vq_push(&f->vq, 4, 0);
+	vq_push(&f->vq, 6, 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(f->r.used->idx, 8);
+	check_used(f, 5, 3, 0);
+	check_used(f, 6, 4, 0);
+	check_used(f, 7, 6, 0);
+	/* Back in order afterwards: batched again. */
+	io_pop(f, (const uint16_t[]){2, 5}, 2);
+	vq_push(&f->vq, 2, 0);
+	vq_push(&f->vq, 5, 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(f->r.used->idx, 10);
+	check_used(f, 0, 5, 0);
+	check_used(f, 1, 5, 10); /* untouched */
+}
+
+/* The batch wraps the used ring (and the 16-bit index) in the middle. */
+static void t_inorder_wrap(void)
+{
+	struct fx *f = io_new(65534); /* slot 6 */
+	const uint16_t h[4] = {6, 7, 0, 1};
+
+	io_pop(f, h, 4);
+	for (int i = 0; i < 4; i++)
+		vq_push(&f->vq, h[i], 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(f->r.used->idx, 2);
+	check_used(f, 6, 1, 0);
+	check_used(f, 7, SENT, SENT);
+	check_used(f, 0, SENT, SENT);
+	check_used(f, 1, SENT, SENT);
+	CHECK(f->vq.ready);
+}
+
+/* Rewind in the middle of a burst keeps the order: both halves batch. */
+static void t_inorder_rewind(void)
+{
+	struct fx *f = io_new(0);
+	const uint16_t h[4] = {0, 1, 2, 3};
+
+	io_pop(f, h, 4);
+	vq_rewind(&f->vq, h + 2, 2);
+	vq_push(&f->vq, 0, 0);
+	vq_push(&f->vq, 1, 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(f->r.used->idx, 2);
+	check_used(f, 0, 1, 0);
+	check_used(f, 1, SENT, SENT);
+	for (int i = 2; i < 4; i++) {
+		CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+		CHECK_EQ(f->c.id, h[i]);
+		vq_push(&f->vq, f->c.id, 0);
+	}
+	vq_flush(&f->vq);
+	CHECK_EQ(f->r.used->idx, 4);
+	check_used(f, 2, 3, 0);
+	check_used(f, 3, SENT, SENT);
+}
+
 TEST_MAIN(TEST(t_pop_push_flush_exact), TEST(t_used_wrap), TEST(t_avail_jump),
 	  TEST(t_avail_backwards), TEST(t_head_out_of_range), TEST(t_duplicate_head),
 	  TEST(t_rewind), TEST(t_notify_flags), TEST(t_notify_event_idx),
 	  TEST(t_set_notification), TEST(t_config_rejects), TEST(t_start_checks),
 	  TEST(t_stop_base_and_restart), TEST(t_broken_isolated), TEST(t_reset_closes_fds),
 	  TEST(t_remap), TEST(t_vdev_lifecycle), TEST(t_vdev_gen_wrap), TEST(t_vdev_full),
-	  TEST(t_vdev_mem_and_api), TEST(t_mem_swap_under_traffic))
+	  TEST(t_vdev_mem_and_api), TEST(t_mem_swap_under_traffic),
+	  TEST(t_inorder_batch), TEST(t_inorder_no_batch), TEST(t_inorder_wrap),
+	  TEST(t_inorder_rewind))
