@@ -217,7 +217,7 @@ VHK_EXPORT int vhk_unregister(const char *path)
 #define TRANSPORT_SUPPORTED                                                                    \
 	((1ull << VHK_F_ANY_LAYOUT) | (1ull << VHK_F_INDIRECT_DESC) | (1ull << VHK_F_EVENT_IDX) | \
 	 (1ull << VHK_F_PROTOCOL_FEATURES) | (1ull << VHK_F_VERSION_1) |                        \
-	 (1ull << VHK_F_RING_PACKED))
+	 (1ull << VHK_F_RING_PACKED) | (1ull << VHK_F_IN_ORDER))
 
 static bool features_supported(uint64_t features)
 {

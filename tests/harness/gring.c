@@ -30,6 +30,9 @@ struct gring_priv {
 	uint16_t *icap;	     /* capacity of indirect_gpa[head], entries */
 	uint16_t kicked_idx; /* avail idx at the last kick decision */
 	bool irq_on;	     /* the driver wants used notifications */
+	uint16_t *order;     /* IN_ORDER: head per avail slot, or NULL */
+	uint32_t batch_last; /* IN_ORDER: id of the used entry being expanded, or UINT32_MAX */
+	uint32_t batch_len;
 };
 
 static struct gring_priv *priv_of(struct gring *r)
@@ -277,7 +280,16 @@ void gring_free(struct gring *r)
 	free(r->indirect_gpa);
 	free(p->next);
 	free(p->icap);
+	free(p->order);
 	free(p);
+}
+
+int gring_set_in_order(struct gring *r)
+{
+	struct gring_priv *p = priv_of(r);
+	p->order = calloc(r->size, sizeof(*p->order));
+	p->batch_last = UINT32_MAX;
+	return p->order ? 0 : -ENOMEM;
 }
 
 /* Store one descriptor into guest memory. */
@@ -364,6 +376,8 @@ int gring_add(struct gring *r, const struct gbuf *out, int nout, const struct gb
 		add_direct(r, out, nout, in, nin);
 	}
 	r->tokens[head] = token;
+	if (priv_of(r)->order)
+		priv_of(r)->order[r->avail_idx & (r->size - 1)] = (uint16_t)head;
 	/* Descriptors are plain stores; the release in gring_publish orders them. */
 	__atomic_store_n(&r->avail->ring[r->avail_idx & (r->size - 1)], head, __ATOMIC_RELAXED);
 	r->avail_idx++;
@@ -429,8 +443,28 @@ int gring_get_used(struct gring *r, void **token, uint32_t *len)
 	if (idx == r->last_used)
 		return 0;
 	struct vring_used_elem *e = &r->used->ring[r->last_used & (r->size - 1)];
-	uint32_t id = __atomic_load_n(&e->id, __ATOMIC_RELAXED);
-	uint32_t l = __atomic_load_n(&e->len, __ATOMIC_RELAXED);
+	struct gring_priv *p = priv_of(r);
+	uint32_t id, l;
+	if (p->order) {
+		/* IN_ORDER: the entry at the batch start names its last buffer. */
+		if (p->batch_last == UINT32_MAX) {
+			p->batch_last = __atomic_load_n(&e->id, __ATOMIC_RELAXED);
+			p->batch_len = __atomic_load_n(&e->len, __ATOMIC_RELAXED);
+			if (p->batch_last >= r->size || !r->tokens[p->batch_last]) {
+				p->batch_last = UINT32_MAX;
+				return -EIO;
+			}
+		}
+		id = p->order[r->last_used & (r->size - 1)];
+		l = 0; /* a skipped buffer: its length is not reported */
+		if (id == p->batch_last) {
+			l = p->batch_len;
+			p->batch_last = UINT32_MAX;
+		}
+	} else {
+		id = __atomic_load_n(&e->id, __ATOMIC_RELAXED);
+		l = __atomic_load_n(&e->len, __ATOMIC_RELAXED);
+	}
 	if (id >= r->size || !r->tokens[id])
 		return -EIO; /* device returned a head we never made available */
 	r->last_used++;

@@ -110,5 +110,12 @@ void gring_raw_used_event(struct gring *r, uint16_t v);
 uint16_t gring_used_flags(const struct gring *r);
 uint16_t gring_avail_event(const struct gring *r);
 uint16_t gring_used_idx(const struct gring *r);
+/*
+ * VIRTIO_F_IN_ORDER driver: from now on the used entry at our used position
+ * with id X completes, in avail order, every outstanding buffer up to X
+ * (used->idx tells how many; the skipped ones report len 0). Call before the
+ * first gring_add. 0 or -ENOMEM.
+ */
+int gring_set_in_order(struct gring *r);
 
 #endif

@@ -104,7 +104,15 @@ void pring_free(struct pring *r)
 	free(r->tokens);
 	free(r->indirect_gpa);
 	free(r->icap);
+	free(r->order);
 	free(r);
+}
+
+int pring_set_in_order(struct pring *r)
+{
+	r->order = calloc(r->size, sizeof(*r->order));
+	r->batch_last = UINT32_MAX;
+	return r->order ? 0 : -ENOMEM;
 }
 
 uint16_t pring_avail_bits(bool wrap)
@@ -193,6 +201,8 @@ int pring_add(struct pring *r, const struct gbuf *out, int nout, const struct gb
 		}
 	}
 	r->tokens[id] = token;
+	if (r->order)
+		r->order[hpos] = id;
 	r->chain_len[id] = (uint16_t)slots;
 	r->num_free = (uint16_t)(r->num_free - slots);
 	r->next_avail = pos;
@@ -251,16 +261,50 @@ static void pr_rearm(struct pring *r)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
+/* IN_ORDER: the next buffer in ring order, expanding a batched used descriptor. */
+static int pr_get_used_in_order(struct pring *r, uint16_t *idp, uint32_t *lp)
+{
+	if (r->batch_last == UINT32_MAX) {
+		struct vring_packed_desc *d = &r->desc[r->last_used];
+		uint16_t fl = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
+		if (!!(fl & PR_F_AVAIL) != r->used_wrap || !!(fl & PR_F_USED) != r->used_wrap)
+			return 0;
+		uint16_t bid = __atomic_load_n(&d->id, __ATOMIC_RELAXED);
+		if (bid >= r->size || !r->tokens[bid])
+			return -EIO;
+		r->batch_last = bid;
+		r->batch_len = __atomic_load_n(&d->len, __ATOMIC_RELAXED);
+	}
+	uint16_t id = r->order[r->last_used];
+	if (id >= r->size || !r->tokens[id])
+		return -EIO;
+	*idp = id;
+	*lp = 0; /* a skipped buffer: its length is not reported */
+	if (id == r->batch_last) {
+		*lp = r->batch_len;
+		r->batch_last = UINT32_MAX;
+	}
+	return 1;
+}
+
 int pring_get_used(struct pring *r, void **token, uint32_t *len)
 {
-	struct vring_packed_desc *d = &r->desc[r->last_used];
-	uint16_t fl = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
-	if (!!(fl & PR_F_AVAIL) != r->used_wrap || !!(fl & PR_F_USED) != r->used_wrap)
-		return 0;
-	uint16_t id = __atomic_load_n(&d->id, __ATOMIC_RELAXED);
-	uint32_t l = __atomic_load_n(&d->len, __ATOMIC_RELAXED);
-	if (id >= r->size || !r->tokens[id])
-		return -EIO; /* the device returned an id we never made available */
+	uint16_t id;
+	uint32_t l;
+	if (r->order) {
+		int rc = pr_get_used_in_order(r, &id, &l);
+		if (rc <= 0)
+			return rc;
+	} else {
+		struct vring_packed_desc *d = &r->desc[r->last_used];
+		uint16_t fl = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
+		if (!!(fl & PR_F_AVAIL) != r->used_wrap || !!(fl & PR_F_USED) != r->used_wrap)
+			return 0;
+		id = __atomic_load_n(&d->id, __ATOMIC_RELAXED);
+		l = __atomic_load_n(&d->len, __ATOMIC_RELAXED);
+		if (id >= r->size || !r->tokens[id])
+			return -EIO; /* the device returned an id we never made available */
+	}
 	if (token)
 		*token = r->tokens[id];
 	if (len)

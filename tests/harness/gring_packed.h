@@ -43,6 +43,10 @@ struct pring {
 	int kick_fd;                          /* eventfd, we write it */
 	int call_fd;                          /* eventfd, the device writes it */
 	uint64_t kicks_sent;
+	/* VIRTIO_F_IN_ORDER driver mode (pring_set_in_order): */
+	uint16_t *order;                      /* buffer id per head ring slot, or NULL */
+	uint32_t batch_last;                  /* id of the used entry being expanded, or UINT32_MAX */
+	uint32_t batch_len;
 };
 
 /* Lay out a packed ring of @size (1..32768) entries in guest memory. */
@@ -60,6 +64,12 @@ void pring_kick(struct pring *r);
 void pring_kick_force(struct pring *r);
 /* Next used entry: 1 with token/len, 0 if none, -EIO for an id not outstanding. */
 int pring_get_used(struct pring *r, void **token, uint32_t *len);
+/*
+ * VIRTIO_F_IN_ORDER driver: from now on a used descriptor with id X at our
+ * used position completes, in ring order, every outstanding buffer up to X
+ * (the skipped ones with len 0). Call before the first pring_add. 0/-ENOMEM.
+ */
+int pring_set_in_order(struct pring *r);
 /* Ask for (or suppress) used notifications: ENABLE/DISABLE, or DESC at last_used. */
 void pring_set_interrupts(struct pring *r, bool enable);
 /* Driver event structure written directly (hostile and EVENT_IDX tests). */

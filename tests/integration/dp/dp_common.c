@@ -83,6 +83,8 @@ void dp_lib_start(struct dp_env *e, const struct dp_opts *o)
 
 	CHECK_EQ(vhk_register(e->path, e->o.reg_flags), 0);
 	CHECK_EQ(vhk_net_attach(e->path), 0);
+	if (e->o.features & DP_F(VHK_F_IN_ORDER)) /* asked for: offer it even if not default */
+		CHECK_EQ(vhk_enable_features(e->path, DP_F(VHK_F_IN_ORDER)), 0);
 	if (e->o.pairs > 1)
 		CHECK_EQ(vhk_set_max_queue_pairs(e->path, e->o.pairs), 0);
 	struct vhk_callbacks cb = {.new_device = cb_new_device,
@@ -123,6 +125,8 @@ void dp_front_start(struct dp_env *e)
 	bool evidx = f & DP_F(VHK_F_EVENT_IDX);
 	for (uint32_t q = 0; q < e->nvrings; q++) {
 		CHECK_EQ(gring_new(e->m, e->o.ring_size, evidx, &e->r[q]), 0);
+		if (f & DP_F(VHK_F_IN_ORDER))
+			CHECK_EQ(gring_set_in_order(e->r[q]), 0);
 		e->slot[q] = calloc(e->o.ring_size, sizeof(uint64_t));
 		e->meta[q] = calloc(e->o.ring_size, sizeof(struct dp_meta));
 		CHECK(e->slot[q] && e->meta[q]);
