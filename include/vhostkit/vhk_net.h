@@ -51,7 +51,7 @@ extern "C" {
 	 (1ull << 27 /* ANY_LAYOUT */) |                  \
 	 (1ull << 28 /* INDIRECT_DESC */) | (1ull << 29 /* EVENT_IDX */) |                     \
 	 (1ull << 30 /* PROTOCOL_FEATURES */) | (1ull << 32 /* VERSION_1 */) |                 \
-	 (1ull << 34 /* RING_PACKED */))
+	 (1ull << 34 /* RING_PACKED */) | (1ull << 35 /* IN_ORDER */))
 
 /**
  * Make @p path (already vhk_register()ed, not started) serve a virtio-net
