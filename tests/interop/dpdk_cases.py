@@ -25,6 +25,41 @@ CONFIGS = {
     "packed": ("packed_vq=1", {"vdev": ",packed_vq=1"}),
 }
 
+# Issue 4: a compact matrix of packed/split x in_order x mrg_rxbuf, and the
+# vectorized packed path. in_order is always explicit (virtio-user's default
+# may change between DPDK releases).
+EXTRA = {
+    "dpdk-loop-packed-io0-mrg0": ("loop", "packed_vq=1,in_order=0,mrg_rxbuf=0",
+                                  {"vdev": ",packed_vq=1,in_order=0,mrg_rxbuf=0"}),
+    "dpdk-loop-packed-io0-mrg1": ("loop", "packed_vq=1,in_order=0,mrg_rxbuf=1",
+                                  {"vdev": ",packed_vq=1,in_order=0,mrg_rxbuf=1"}),
+    "dpdk-loop-packed-io1-mrg0": ("loop", "packed_vq=1,in_order=1,mrg_rxbuf=0",
+                                  {"vdev": ",packed_vq=1,in_order=1,mrg_rxbuf=0"}),
+    "dpdk-loop-packed-io1-mrg1": ("loop", "packed_vq=1,in_order=1,mrg_rxbuf=1",
+                                  {"vdev": ",packed_vq=1,in_order=1,mrg_rxbuf=1"}),
+    "dpdk-tx-packed-io0": ("tx", "packed_vq=1,in_order=0", {"vdev": ",packed_vq=1,in_order=0"}),
+    "dpdk-rx-packed-io0": ("rx", "packed_vq=1,in_order=0", {"vdev": ",packed_vq=1,in_order=0"}),
+    "dpdk-loop-packed-vec": (
+        "loop", "packed_vq=1,vectorized=1,in_order=1,mrg_rxbuf=0, "
+        "EAL --force-max-simd-bitwidth=512 (scalar fallback without AVX-512)",
+        {"vdev": ",packed_vq=1,vectorized=1,in_order=1,mrg_rxbuf=0",
+         "eal": ["--force-max-simd-bitwidth=512", "--log-level=pmd.net.virtio.*:info"]}),
+    "dpdk-loop-split-io1": ("loop", "split ring, in_order=1,mrg_rxbuf=0",
+                            {"vdev": ",packed_vq=0,in_order=1,mrg_rxbuf=0"}),
+}
+
+PATH_RE = re.compile(r"(?i)(using|disabled|enabled)[^\n]*(vector|simd|avx|in[-_ ]order|mergeable|packed)[^\n]*")
+
+
+def record_paths(ctx, text):
+    """Note which Rx/Tx paths DPDK says it chose (numbers only, no check)."""
+    seen = []
+    for m in PATH_RE.finditer(text):
+        line = m.group(0).strip()
+        if line not in seen:
+            seen.append(line)
+    ctx.numbers["dpdk_paths"] = "; ".join(seen[:6]) or "not logged"
+
 
 def testpmd_start(ctx, sock, fwd_mode, cfg, extra=(), log="testpmd.log"):
     """Start testpmd with a virtio-user port on sock; returns the Popen."""
@@ -35,7 +70,8 @@ def testpmd_start(ctx, sock, fwd_mode, cfg, extra=(), log="testpmd.log"):
     vdev = "net_virtio_user0,path=%s,queues=%d%s%s" % (
         sock, q, cfg.get("vdev", ""), ",server=1" if cfg.get("server") else "")
     argv = ["dpdk-testpmd", "--lcores", "0@1,1@1", "--no-huge", "-m", "1024",
-            "--file-prefix=" + prefix, "--no-pci", "--vdev", vdev, "--",
+            "--file-prefix=" + prefix, "--no-pci", "--vdev", vdev] + list(cfg.get("eal", ())) + [
+            "--",
             "--nb-cores=1", "--forward-mode=" + fwd_mode, "--stats-period", "1",
             "--total-num-mbufs=16384", "--rxq=%d" % q, "--txq=%d" % q,
             "--txpkts=%d" % PKT_LEN, "--no-flush-rx"] + list(extra)
@@ -106,9 +142,11 @@ def case_virtio_tx(ctx, cfg):
     sock = ctx.path("vhost.sock")
     fwd, tp = start_pair(ctx, sock, "rxonly", [], "txonly", cfg)
     time.sleep(RUN_SECONDS)
-    st, _ = stop_testpmd(ctx, tp)
+    st, text = stop_testpmd(ctx, tp)
     time.sleep(0.5)
     c = fwd_result(ctx, fwd)
+    if cfg.get("eal"):
+        record_paths(ctx, text)
     sent = st["TX-packets"]  # TX-total minus TX-dropped
     ctx.numbers.update(testpmd_tx=sent, testpmd_tx_dropped=st["TX-dropped"],
                        fwd_rx_packets=c["rx_packets"], fwd_rx_bytes=c["rx_bytes"],
@@ -165,6 +203,8 @@ def case_loopback(ctx, cfg):
     time.sleep(0.5)
     c = fwd_result(ctx, fwd)
     increasing_periods(ctx, nic_blocks(text))
+    if cfg.get("eal"):
+        record_paths(ctx, text)
     ctx.numbers.update(testpmd_rx=st["RX-packets"], testpmd_tx=st["TX-packets"],
                        fwd_rx_packets=c["rx_packets"], fwd_tx_packets=c["tx_packets"],
                        fwd_cycles_per_packet=c.get("busy_cycles_per_packet"))
@@ -223,6 +263,9 @@ def dpdk_cases():
         for cname, (cdesc, cfg) in CONFIGS.items():
             cases["dpdk-%s-%s" % (mname, cname)] = (
                 "%s, %s" % (mdesc, cdesc), lambda c, fn=fn, cfg=cfg: fn(c, cfg))
+    for name, (mname, cdesc, cfg) in EXTRA.items():
+        mdesc, fn = MODES[mname]
+        cases[name] = ("%s, %s" % (mdesc, cdesc), lambda c, fn=fn, cfg=cfg: fn(c, cfg))
     cases["dpdk-restart"] = ("frontend SIGKILLed and restarted, vhk-fwd keeps running (mac)",
                              lambda c: case_restart(c, {}))
     return cases

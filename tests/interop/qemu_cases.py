@@ -11,7 +11,7 @@ import guest
 from common import fwd_result, read_log, start_fwd, wait_for, wait_socket
 
 MAC = "52:54:00:12:34:56"
-FEATURE_NAMES = {15: "MRG_RXBUF", 22: "MQ", 32: "VERSION_1", 34: "RING_PACKED"}
+FEATURE_NAMES = {3: "MTU", 15: "MRG_RXBUF", 29: "RING_EVENT_IDX", 22: "MQ", 32: "VERSION_1", 34: "RING_PACKED"}
 PING_RE = re.compile(r"VHK-PING size=(\d+) cpu=(\S+) sent=(\d+) received=(\d+)")
 
 
@@ -57,7 +57,7 @@ def check_features(ctx, text, expect):
 
 
 def run_qemu_case(ctx, count=5, sizes=(56, 1400), smp=1, queues=1, server=False,
-                  reboots=0, dev_opts="", features=None):
+                  reboots=0, dev_opts="", features=None, mtu=None):
     """Boot the guest against vhk-fwd --mode echo and check both sides."""
     kernel, initrd, version = guest.ensure_guest(ctx.build_dir)
     ctx.numbers["kernel"] = version
@@ -72,6 +72,8 @@ def run_qemu_case(ctx, count=5, sizes=(56, 1400), smp=1, queues=1, server=False,
         append += " vhk.cpus=" + ",".join(map(str, cpus))
     if reboots:
         append += " vhk.reboot=1"
+    if mtu:
+        append += " vhk.mtu=%d" % mtu
     argv = qemu_argv(kernel, initrd, sock, smp, queues, server, reboots > 0, dev_opts, append)
     t0 = time.monotonic()
     if server:
@@ -105,6 +107,10 @@ def run_qemu_case(ctx, count=5, sizes=(56, 1400), smp=1, queues=1, server=False,
         ctx.check("guest sees %d queue pairs" % queues,
                   bool(net) and all(int(r) == queues and int(t) == queues for r, t in net),
                   str(net))
+    if mtu:
+        got = re.findall(r"VHK-NET .*mtu=(\d+)", text)
+        ctx.check("guest eth0 MTU is %d" % mtu, bool(got) and all(int(m) == mtu for m in got),
+                  str(got))
     check_features(ctx, text, features or {})
     rounds = parse_rounds(text)
     check_rounds(ctx, rounds, len(sizes) * max(1, len(cpus)) * boots)
@@ -140,5 +146,13 @@ def qemu_cases():
                         case(dev_opts=",packed=on", features={34: 1})),
         "qemu-server": ("QEMU is the socket server (server=on,wait=off), vhk-fwd --client",
                         case(server=True)),
+        "qemu-packed-mq": ("packed=on,mq=on, 2 queue pairs (-smp 2), pings pinned to each vCPU",
+                           case(smp=2, queues=2, dev_opts=",packed=on,mq=on",
+                                features={22: 1, 34: 1})),
+        "qemu-event-idx-off": ("event_idx=off (no used/avail event suppression)",
+                               case(dev_opts=",event_idx=off", features={29: 0})),
+        "qemu-mtu9000": ("host_mtu=9000, guest MTU 9000, mrg_rxbuf=on, 8000 byte pings",
+                         case(dev_opts=",host_mtu=9000,mrg_rxbuf=on", sizes=(8000,), mtu=9000,
+                              features={3: 1, 15: 1})),
         "qemu-reboot": ("guest reboot: ping, reboot, ping again", case(count=3, reboots=1)),
     }
