@@ -224,46 +224,35 @@ static bool features_supported(uint64_t features)
 	return !(features & TRANSPORT_BITS & ~(uint64_t)TRANSPORT_SUPPORTED);
 }
 
-VHK_EXPORT int vhk_set_features(const char *path, uint64_t features)
+/* Offered features become (features & keep) | add, under the control-plane lock. */
+static int update_features(const char *path, uint64_t keep, uint64_t add)
 {
 	struct vsock *vs;
 	int rc;
 
-	if (!features_supported(features))
+	if (!features_supported(add))
 		return -ENOTSUP;
 	rc = config_begin(path, &vs);
 	if (rc < 0)
 		return rc;
-	vs->features = features;
+	vs->features = (vs->features & keep) | add;
 	proto_unlock();
 	return 0;
+}
+
+VHK_EXPORT int vhk_set_features(const char *path, uint64_t features)
+{
+	return update_features(path, 0, features);
 }
 
 VHK_EXPORT int vhk_enable_features(const char *path, uint64_t features)
 {
-	struct vsock *vs;
-	int rc;
-
-	if (!features_supported(features))
-		return -ENOTSUP;
-	rc = config_begin(path, &vs);
-	if (rc < 0)
-		return rc;
-	vs->features |= features;
-	proto_unlock();
-	return 0;
+	return update_features(path, UINT64_MAX, features);
 }
 
 VHK_EXPORT int vhk_disable_features(const char *path, uint64_t features)
 {
-	struct vsock *vs;
-	int rc = config_begin(path, &vs);
-
-	if (rc < 0)
-		return rc;
-	vs->features &= ~features;
-	proto_unlock();
-	return 0;
+	return update_features(path, ~features, 0);
 }
 
 /* Read one offered setting of @path under the control-plane lock. */
