@@ -29,6 +29,8 @@ struct fwd_slot {
 	int seen;                                /* vid + 1 last seen, 0 = empty */
 	bool tx_first_done[VHK_MAX_QUEUE_PAIRS]; /* --tx-first burst sent */
 	bool quiet[VHK_MAX_QUEUE_PAIRS];         /* guest kicks disabled (we poll) */
+	bool may_send;                           /* --start-delay has passed */
+	double arrived;                          /* when the device appeared */
 };
 
 struct fwd_ctx {
@@ -171,15 +173,23 @@ static uint32_t poll_device(struct fwd_ctx *c, struct fwd_slot *s, int vid)
 {
 	uint32_t total = 0;
 
+	/*
+	 * --start-delay: a frontend may still be starting its port when the
+	 * device becomes ready, and DPDK's virtio PMD discards (uncounted)
+	 * whatever its receive rings hold when it starts. Hold our sends back.
+	 */
+	if (!s->may_send)
+		s->may_send = stats_now() - s->arrived >= c->o.start_delay;
+
 	for (uint16_t q = 0; q < c->o.queues; q++) {
 		uint64_t t0 = stats_cycles();
 		uint16_t moved;
 
 		quiet_pair(c, s, vid, q);
-		if (c->o.tx_first)
+		if (c->o.tx_first && s->may_send)
 			tx_first(c, s, vid, q);
 		if (c->o.mode == FWD_TXONLY)
-			moved = tx_burst(c, vid, q);
+			moved = s->may_send ? tx_burst(c, vid, q) : 0;
 		else
 			moved = rx_burst(c, vid, q);
 		if (moved)
@@ -201,6 +211,7 @@ static uint32_t poll_all(struct fwd_ctx *c, bool *any)
 		if (v1 != s->seen) {
 			memset(s, 0, sizeof(*s));
 			s->seen = v1;
+			s->arrived = stats_now();
 		}
 		if (!v1)
 			continue;

@@ -41,6 +41,7 @@ struct fwd_opts {
 	uint32_t burst;
 	bool tx_first;
 	double duration;     /* seconds, 0 = until a signal */
+	double start_delay;  /* seconds between a device's arrival and our first send to it */
 	double stats_period; /* seconds, 0 = no live statistics */
 	uint64_t disable_features;
 	bool json;

@@ -72,7 +72,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: vhk-fwd --socket PATH [--client] [--queues N]\n"
 		"               [--mode rxonly|txonly|mac|io|echo] [--pkt-len BYTES]\n"
-		"               [--burst N] [--tx-first] [--duration SECONDS]\n"
+		"               [--burst N] [--tx-first] [--start-delay SECONDS]\n"
+		"               [--duration SECONDS]\n"
 		"               [--stats-period SECONDS] [--disable-features LIST]\n"
 		"               [--mac XX:XX:XX:XX:XX:XX] [--json]\n");
 }
@@ -177,6 +178,7 @@ static int apply_option(struct fwd_opts *o, int opt, const char *arg)
 	case 'b': return parse_u32(arg, 1, FWD_MAX_BURST, &o->burst);
 	case 't': o->tx_first = true; return 0;
 	case 'd': return parse_seconds(arg, &o->duration);
+	case 'w': return parse_seconds(arg, &o->start_delay);
 	case 'p': return parse_seconds(arg, &o->stats_period);
 	case 'f': return parse_features(arg, &o->disable_features);
 	case 'j': o->json = true; return 0;
@@ -197,6 +199,7 @@ static int parse_args(int argc, char **argv, struct fwd_opts *o)
 		{"burst", required_argument, NULL, 'b'},
 		{"tx-first", no_argument, NULL, 't'},
 		{"duration", required_argument, NULL, 'd'},
+		{"start-delay", required_argument, NULL, 'w'},
 		{"stats-period", required_argument, NULL, 'p'},
 		{"disable-features", required_argument, NULL, 'f'},
 		{"json", no_argument, NULL, 'j'},

@@ -2,10 +2,11 @@
 /*
  * vhk-fwd forwarding modes against the test frontend: rxonly counts,
  * txonly frame format and length, io (unchanged), mac (rewritten addresses),
- * --tx-first and several queue pairs.
+ * --tx-first, --start-delay and several queue pairs.
  */
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #include "test.h"
 #include "fwd_common.h"
@@ -27,6 +28,14 @@ static uint32_t make_frame(uint8_t *f, uint32_t i, uint32_t q)
 	memcpy(f + 6, src, 6);
 	f[12] = 0x88, f[13] = 0xb5; /* local experimental ethertype */
 	return len;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void spawn_mode(struct fwdproc *fp, const char *const *args)
@@ -196,6 +205,29 @@ static void t_tx_first(void)
 	fwd_cleanup(&fp);
 }
 
+/* --start-delay: nothing reaches the guest before the delay, then traffic flows. */
+static void t_start_delay(void)
+{
+	static const char *const args[] = {"--mode", "txonly", "--start-delay", "1.5", "--burst",
+					   "4", "--pkt-len", "80", NULL};
+	struct fwdproc fp;
+	struct guest g;
+	uint8_t f[2048];
+	uint32_t len;
+
+	spawn_mode(&fp, args);
+	guest_connect(&g, fp.path, 1, 0);
+	int64_t t0 = now_ms();
+	CHECK(!guest_recv(&g, 0, f, &len, 1000)); /* held back */
+	CHECK(guest_recv(&g, 0, f, &len, 5000));  /* then sent */
+	CHECK(now_ms() - t0 >= 1400);
+	check_udp(f, len, 80);
+	guest_close(&g);
+	CHECK_EQ(fwd_finish(&fp, SIGTERM), 0);
+	CHECK(fwd_json_u64(&fp, "tx_packets") > 0);
+	fwd_cleanup(&fp);
+}
+
 static void t_two_queue_pairs(void)
 {
 	static const char *const args[] = {"--mode", "io", "--queues", "2", NULL};
@@ -220,4 +252,4 @@ static void t_two_queue_pairs(void)
 }
 
 TEST_MAIN(TEST(t_rxonly_counts), TEST(t_txonly_frames), TEST(t_io_unchanged),
-	  TEST(t_mac_rewrite), TEST(t_tx_first), TEST(t_two_queue_pairs))
+	  TEST(t_mac_rewrite), TEST(t_tx_first), TEST(t_start_delay), TEST(t_two_queue_pairs))

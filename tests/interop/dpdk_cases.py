@@ -162,7 +162,10 @@ def case_virtio_tx(ctx, cfg):
 def case_virtio_rx(ctx, cfg):
     """vhk-fwd txonly (--duration) -> testpmd rxonly: counts agree exactly."""
     sock = ctx.path("vhost.sock")
-    fwd_args = ["--duration", str(RUN_SECONDS + 1), "--pkt-len", str(PKT_LEN)]
+    # testpmd's port start discards (uncounted) whatever its receive rings
+    # already hold, so vhk-fwd waits a second after the device appears.
+    fwd_args = ["--duration", str(RUN_SECONDS + 2), "--start-delay", "1",
+                "--pkt-len", str(PKT_LEN)]
     fwd, tp = start_pair(ctx, sock, "txonly", fwd_args, "rxonly", cfg)
     c = fwd_result(ctx, fwd, stop=False)  # ends by itself after --duration
     time.sleep(2.5)  # nothing in flight; one more periodic stats block (every 1-2 s)
