@@ -2,8 +2,11 @@
 /*
  * Shared fixture for the datapath and lifecycle integration tests: the
  * library runs in-process (its control thread serves a temp socket), the
- * vuf frontend negotiates over that socket like QEMU and gring drives the
- * guest side of every vring. Owner: helper D2.
+ * vuf frontend negotiates over that socket like QEMU and the guest side of
+ * every vring is driven by gring (split) or pring (packed): one fixture for
+ * both ring formats. The format comes from dp_opts.packed or, for every
+ * dp_setup() of a binary, from its command line (DP_TEST_MAIN: --packed /
+ * --split, else the DP_RING environment variable). Owner: helper D2.
  */
 #ifndef VHK_TEST_DP_COMMON_H
 #define VHK_TEST_DP_COMMON_H
@@ -16,6 +19,8 @@
 #include <vhostkit/vhostkit.h>
 
 #include "gring.h"
+#include "gring_packed.h"
+#include "test.h"
 #include "vuf.h"
 
 #define DP_MAX_VRINGS 16
@@ -23,17 +28,24 @@
 #define DP_SLOT	      16384u /* guest memory per ring slot (fits hdr + 9000 + split gaps) */
 #define DP_DATA_OFF   256u   /* data offset inside a slot when the header is split off */
 #define DP_TIMEOUT_MS 5000
+#define DP_MAX_PKT    9000u /* largest frame the tests send */
+#define DP_MRG_BUF    1536u /* receive buffer size the MRG_RXBUF tests post */
 
 /* Virtio features every test asks for unless it says otherwise. */
 #define DP_F(bit)	 (1ull << (bit))
 #define DP_BASE_FEATURES (DP_F(VHK_F_VERSION_1) | DP_F(VHK_F_PROTOCOL_FEATURES))
 #define DP_BASE_PF	 (DP_F(VHK_PF_REPLY_ACK) | DP_F(VHK_PF_MQ))
+#define DP_PACKED_F	 DP_F(VHK_F_RING_PACKED)
+/* SET_VRING_BASE of a fresh packed ring: index 0, wrap counters 1. */
+#define DP_PACKED_FRESH 0x80008000u
 
 /* Library callback observations (one test per process, so globals are fine). */
 extern atomic_int dp_vid;	    /* current device, -1 when none */
 extern atomic_int dp_last_vid;	    /* last device ever created */
 extern atomic_int dp_new_count;	    /* new_device calls */
 extern atomic_int dp_destroy_count; /* destroy_device calls */
+/* Ring format of this binary's run (DP_TEST_MAIN sets it from argv / DP_RING). */
+extern bool dp_packed_mode;
 
 struct dp_opts {
 	uint64_t reg_flags;   /* vhk_register flags (VHK_CLIENT) */
@@ -43,7 +55,8 @@ struct dp_opts {
 	uint32_t nregions;    /* guest RAM regions (0 = 8) */
 	uint64_t region_size; /* bytes per region (0 = 8 MiB) */
 	uint64_t gap;	      /* GPA gap between regions */
-	uint16_t ring_size;   /* entries per vring (0 = 256) */
+	uint16_t ring_size;   /* entries per vring (0 = 256; packed allows any size) */
+	bool packed;	      /* packed rings (negotiates RING_PACKED); also when dp_packed_mode */
 };
 
 /* What the guest posted in one chain (for reading back / the slot owner). */
@@ -60,9 +73,11 @@ struct dp_env {
 	struct vuf *v;
 	struct gmem *m;
 	uint32_t nvrings;
-	struct gring *r[DP_MAX_VRINGS];
-	uint64_t *slot[DP_MAX_VRINGS];	     /* per head: guest slot gpa (lazy) */
-	struct dp_meta *meta[DP_MAX_VRINGS]; /* per head */
+	bool packed;			     /* pr[] in use, else r[] */
+	struct gring *r[DP_MAX_VRINGS];	     /* split guest rings (NULL when packed) */
+	struct pring *pr[DP_MAX_VRINGS];     /* packed guest rings (NULL when split) */
+	uint64_t *slot[DP_MAX_VRINGS];	     /* per head / buffer id: guest slot gpa (lazy) */
+	struct dp_meta *meta[DP_MAX_VRINGS]; /* per head / buffer id */
 	uint32_t hdr_len;		     /* 10 or 12 */
 	bool mrg;
 	struct vhk_pool *pool;
@@ -90,7 +105,9 @@ int dp_wait_new_device(int count, int timeout_ms);
 
 /* ---- guest side ---- */
 
-/* Guest slot memory for the next head of vring @q. */
+/* "split" or "packed": the format of @e (for messages). */
+const char *dp_format(const struct dp_env *e);
+/* Guest slot memory for the next head (split) / buffer id (packed) of vring @q. */
 uint64_t dp_next_slot(struct dp_env *e, uint32_t q);
 /* Post a chain of buffers on vring @q (all readable or all writable). Returns head or -errno. */
 int dp_post(struct dp_env *e, uint32_t q, const struct gbuf *b, int n, bool writable,
@@ -113,6 +130,25 @@ void dp_send(struct dp_env *e, uint32_t q, const struct virtio_net_hdr *hdr, con
 	     uint32_t len, int nsplit, bool split_hdr, bool indirect);
 /* Reap used TX entries of vring @q until @count came back. Returns how many. */
 int dp_reap(struct dp_env *e, uint32_t q, int count, int timeout_ms);
+/* Publish what was posted on vring @q and kick if the device asks for it. */
+void dp_kick(struct dp_env *e, uint32_t q);
+/* Kicks the guest wrote on vring @q so far. */
+uint64_t dp_kicks_sent(const struct dp_env *e, uint32_t q);
+/* Ring slots of vring @q not holding an outstanding chain. */
+uint16_t dp_num_free(const struct dp_env *e, uint32_t q);
+/*
+ * Buffers the device returned on vring @q that the guest has not read yet
+ * (split: used->idx - last_used; packed: used descriptors from the guest's
+ * used position, an IN_ORDER batch counting each buffer it completes).
+ * Does not consume anything.
+ */
+int dp_used_pending(const struct dp_env *e, uint32_t q);
+/* Ask for (or suppress) used notifications on vring @q (flags / event index). */
+void dp_set_interrupts(struct dp_env *e, uint32_t q, bool enable);
+/* Consume the call eventfd of vring @q: calls since the last read (0 if none). */
+uint64_t dp_read_calls(struct dp_env *e, uint32_t q);
+/* Wait up to @timeout_ms for a call on vring @q (does not consume it). */
+bool dp_wait_call(struct dp_env *e, uint32_t q, int timeout_ms);
 
 /* ---- host side ---- */
 
@@ -128,7 +164,34 @@ int dp_dequeue_n(int vid, uint16_t q, struct vhk_pool *pool, struct vhk_pkt **pk
 /* One packet of @len random bytes each way on queue pair @pair, byte-checked
  * (posts one receive buffer first). */
 void dp_roundtrip(struct dp_env *e, uint32_t pair, uint32_t len, uint32_t seed);
+/*
+ * Like dp_roundtrip() with a buffer layout: receive buffers of DP_MRG_BUF
+ * bytes under MRG_RXBUF (num_buffers checked), else one buffer for up to
+ * DP_MAX_PKT bytes; the header in its own descriptor and TX data in three
+ * pieces when @split_hdr; indirect tables when @indirect. @len <= DP_MAX_PKT.
+ */
+void dp_roundtrip_ex(struct dp_env *e, uint32_t pair, uint32_t len, uint32_t seed, bool split_hdr,
+		     bool indirect);
 /* Build a 14+20+20 byte Ethernet/IPv4/TCP header followed by random payload. */
 void dp_make_tcp(uint8_t *frame, uint32_t len, uint32_t *seed);
+
+/* ---- test binaries ---- */
+
+/*
+ * Take the ring format from @argv ("--packed" / "--split", removed from the
+ * arguments so a case name may follow) or else from $DP_RING ("packed" /
+ * "split"); sets dp_packed_mode. Returns false on an unknown format.
+ */
+bool dp_parse_format(int *argc, char **argv);
+
+/* TEST_MAIN for binaries that run on either ring format (see dp_parse_format). */
+#define DP_TEST_MAIN(...)                                                                      \
+	int main(int argc, char **argv)                                                        \
+	{                                                                                      \
+		static const struct test_case cases_[] = {__VA_ARGS__};                        \
+		if (!dp_parse_format(&argc, argv))                                             \
+			return 2;                                                              \
+		return test_run_main(cases_, sizeof(cases_) / sizeof(cases_[0]), argc, argv);  \
+	}
 
 #endif

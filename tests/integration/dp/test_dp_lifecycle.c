@@ -2,7 +2,8 @@
 /*
  * Lifecycle integration: client-mode reconnect, unregister while a datapath
  * thread runs traffic, and memory-table replacement (SET_MEM_TABLE with new
- * mappings of the same RAM, ADD/REM_MEM_REG) under traffic.
+ * mappings of the same RAM, ADD/REM_MEM_REG) under traffic. Runs on split
+ * or packed rings (--packed; meson registers both).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -254,4 +255,4 @@ static void t_mem_table_replace(void)
 	dp_teardown(&e);
 }
 
-TEST_MAIN(TEST(t_client_reconnect), TEST(t_unregister_during_traffic), TEST(t_mem_table_replace))
+DP_TEST_MAIN(TEST(t_client_reconnect), TEST(t_unregister_during_traffic), TEST(t_mem_table_replace))

@@ -4,6 +4,11 @@
  * asked (VRING_AVAIL_F_NO_INTERRUPT, or used_event under EVENT_IDX), kicks
  * are suppressed when the device asks (NO_NOTIFY / avail_event), and the
  * interrupt-mode API (vhk_dev_set_guest_notification + vhk_dev_wait_kick).
+ * Runs on split or packed rings (--packed; meson registers both). On packed
+ * the same rules are checked on the event suppression structures instead:
+ * the driver event (ENABLE / DISABLE / DESC at off_wrap) decides calls, the
+ * device event the library writes decides kicks, and DISABLE really means
+ * "never", with or without EVENT_IDX.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -38,6 +43,80 @@ static void tx_pkt(struct dp_env *e, uint32_t seed)
 	CHECK_EQ(dp_reap(e, 1, 1, DP_TIMEOUT_MS), 1);
 }
 
+#define PK_WRAP (1u << VRING_PACKED_EVENT_F_WRAP_CTR)
+
+/*
+ * Packed: the off_wrap word naming ring position @pos in lap @wrap, stepped
+ * @ahead slots forward (positions repeat every two laps, so 2 * size - 1
+ * ahead is one slot behind).
+ */
+static uint16_t pk_off_wrap(const struct pring *r, uint16_t pos, bool wrap, uint32_t ahead)
+{
+	uint32_t p = pos + ahead;
+	while (p >= r->size) {
+		p -= r->size;
+		wrap = !wrap;
+	}
+	return (uint16_t)(p | (wrap ? PK_WRAP : 0));
+}
+
+/*
+ * Ask for a call once the device has used @ahead more buffers than the guest
+ * read (each one slot): split used_event = last_used + ahead; packed driver
+ * event DESC at that ring position and wrap counter.
+ */
+static void event_ahead(struct dp_env *e, uint32_t q, uint32_t ahead)
+{
+	if (!e->packed) {
+		gring_raw_used_event(e->r[q], (uint16_t)(e->r[q]->last_used + ahead));
+		return;
+	}
+	struct pring *r = e->pr[q];
+	pring_raw_drv_event(r, VRING_PACKED_EVENT_FLAG_DESC,
+			    pk_off_wrap(r, r->last_used, r->used_wrap, ahead));
+}
+
+/*
+ * What the device asks of the guest's kicks on vring @q: with @enabled,
+ * kicks (split: no NO_NOTIFY; packed: ENABLE) or under EVENT_IDX a kick for
+ * the very next descriptor (avail_event = avail idx; packed DESC at the next
+ * avail position and wrap). Disabled: split NO_NOTIFY (no "never" value under
+ * EVENT_IDX, nothing to check), packed DISABLE in both modes.
+ */
+static void check_dev_event(struct dp_env *e, uint32_t q, bool enabled, bool evidx)
+{
+	if (!e->packed) {
+		struct gring *r = e->r[q];
+		if (!evidx)
+			CHECK_EQ(!(gring_used_flags(r) & VRING_USED_F_NO_NOTIFY), enabled);
+		else if (enabled)
+			CHECK_EQ(gring_avail_event(r), r->avail_idx);
+		return;
+	}
+	struct pring *r = e->pr[q];
+	uint16_t fl = pring_dev_flags(r);
+	if (!enabled) {
+		CHECK_EQ(fl, VRING_PACKED_EVENT_FLAG_DISABLE);
+	} else if (!evidx) {
+		CHECK_EQ(fl, VRING_PACKED_EVENT_FLAG_ENABLE);
+	} else {
+		CHECK_EQ(fl, VRING_PACKED_EVENT_FLAG_DESC);
+		CHECK_EQ(pring_dev_off_wrap(r), pk_off_wrap(r, r->next_avail, r->avail_wrap, 0));
+	}
+}
+
+/* Packed: the driver event structure holds @flags (and @off_wrap for DESC). */
+static void check_drv_event(struct dp_env *e, uint32_t q, uint16_t flags)
+{
+	if (!e->packed)
+		return;
+	struct pring *r = e->pr[q];
+	CHECK_EQ(__atomic_load_n(&r->drv->flags, __ATOMIC_ACQUIRE), flags);
+	if (flags == VRING_PACKED_EVENT_FLAG_DESC)
+		CHECK_EQ(__atomic_load_n(&r->drv->off_wrap, __ATOMIC_ACQUIRE),
+			 pk_off_wrap(r, r->last_used, r->used_wrap, 0));
+}
+
 /* Calls counted by the library for vring @q. */
 static uint64_t lib_calls(struct dp_env *e, uint16_t q)
 {
@@ -54,65 +133,92 @@ static void t_calls_flags(void)
 	dp_setup(&e, &o);
 	CHECK(!(e.v->features & DP_F(VHK_F_EVENT_IDX)));
 	dp_post_rx(&e, 0, 16, 2048, false, false);
-	gring_read_calls(e.r[0]);
+	dp_read_calls(&e, 0);
 
 	for (uint16_t q = 0; q < 2; q++) {
-		gring_set_interrupts(e.r[q], false);
+		dp_set_interrupts(&e, q, false);
+		check_drv_event(&e, q, VRING_PACKED_EVENT_FLAG_DISABLE);
 		uint64_t before = lib_calls(&e, q);
 		for (int i = 0; i < 3; i++)
 			q == 0 ? rx_pkt(&e, 10u + (uint32_t)i) : tx_pkt(&e, 20u + (uint32_t)i);
-		CHECK_EQ(gring_read_calls(e.r[q]), 0);
+		CHECK_EQ(dp_read_calls(&e, q), 0);
 		CHECK_EQ(lib_calls(&e, q), before);
 
-		gring_set_interrupts(e.r[q], true);
+		dp_set_interrupts(&e, q, true);
+		check_drv_event(&e, q, VRING_PACKED_EVENT_FLAG_ENABLE);
 		q == 0 ? rx_pkt(&e, 30) : tx_pkt(&e, 40);
-		CHECK(gring_wait_call(e.r[q], DP_TIMEOUT_MS));
-		CHECK(gring_read_calls(e.r[q]) >= 1);
+		CHECK(dp_wait_call(&e, q, DP_TIMEOUT_MS));
+		CHECK(dp_read_calls(&e, q) >= 1);
 		CHECK(lib_calls(&e, q) > before);
 	}
 	dp_teardown(&e);
 }
 
-/* Enqueue one packet as its own burst and say whether the guest got a call. */
+/* Post one buffer, enqueue one packet as its own burst, say whether the guest got a call. */
 static bool burst_called(struct dp_env *e, uint32_t seed)
 {
-	gring_read_calls(e->r[0]);
+	dp_post_rx(e, 0, 1, 2048, false, false);
+	dp_read_calls(e, 0);
 	rx_pkt(e, seed);
-	return gring_read_calls(e->r[0]) != 0;
+	return dp_read_calls(e, 0) != 0;
 }
 
-/* With EVENT_IDX: used_event decides, exactly per the vring_need_event rule. */
+/*
+ * With EVENT_IDX: used_event (split) / the driver event DESC offset and wrap
+ * counter (packed) decide, exactly per the event index rule. A 16-entry ring
+ * that is refilled per burst, so event positions cross many ring wraps.
+ */
 static void t_calls_event_idx(void)
 {
 	struct dp_env e;
-	struct dp_opts o = {.features = DP_BASE_FEATURES | DP_F(VHK_F_EVENT_IDX)};
+	struct dp_opts o = {.features = DP_BASE_FEATURES | DP_F(VHK_F_EVENT_IDX), .ring_size = 16};
 	dp_setup(&e, &o);
 	CHECK(e.v->features & DP_F(VHK_F_EVENT_IDX));
-	struct gring *r = e.r[0];
-	dp_post_rx(&e, 0, 64, 2048, false, false);
+	dp_post_rx(&e, 0, 8, 2048, false, false);
 
-	/* Enabled: used_event follows last_used, every burst calls. */
-	gring_set_interrupts(r, true);
+	/* Enabled: the event follows the guest's used position, every burst calls. */
+	dp_set_interrupts(&e, 0, true);
+	check_drv_event(&e, 0, VRING_PACKED_EVENT_FLAG_DESC);
 	CHECK(burst_called(&e, 1));
+	check_drv_event(&e, 0, VRING_PACKED_EVENT_FLAG_DESC); /* re-armed after the read */
 	CHECK(burst_called(&e, 2));
 
-	/* Disabled: used_event one behind, no call for many bursts. */
-	gring_set_interrupts(r, false);
+	/* Disabled (split: used_event one behind; packed: DISABLE): no call for many bursts. */
+	dp_set_interrupts(&e, 0, false);
+	check_drv_event(&e, 0, VRING_PACKED_EVENT_FLAG_DISABLE);
 	for (uint32_t i = 0; i < 5; i++)
 		CHECK(!burst_called(&e, 10 + i));
+	if (e.packed) { /* packed DESC one slot behind the guest: already passed, no call */
+		struct pring *r = e.pr[0];
+		pring_raw_drv_event(r, VRING_PACKED_EVENT_FLAG_DESC,
+				    pk_off_wrap(r, r->last_used, r->used_wrap, 2u * r->size - 1u));
+		for (uint32_t i = 0; i < 3; i++)
+			CHECK(!burst_called(&e, 15 + i));
+	}
 
-	/* used_event = used + 2: only the third burst from now calls. */
-	uint16_t u = gring_used_idx(r);
-	CHECK_EQ(u, r->last_used);
-	gring_raw_used_event(r, (uint16_t)(u + 2));
+	/* Event two ahead: only the third burst from now calls. */
+	CHECK_EQ(dp_used_pending(&e, 0), 0);
+	if (!e.packed)
+		CHECK_EQ(gring_used_idx(e.r[0]), e.r[0]->last_used);
+	event_ahead(&e, 0, 2);
 	CHECK(!burst_called(&e, 20));
 	CHECK(!burst_called(&e, 21));
 	CHECK(burst_called(&e, 22));
 	CHECK(!burst_called(&e, 23));
 
-	/* A burst of 4 that crosses used_event calls once. */
-	u = gring_used_idx(r);
-	gring_raw_used_event(r, (uint16_t)(u + 1));
+	/* Every distance 0..2 in turn, for five laps of the ring: exactly the
+	 * burst that uses the event position calls. */
+	for (uint32_t i = 0; i < 40; i++) {
+		uint32_t ahead = i % 3;
+		event_ahead(&e, 0, ahead);
+		for (uint32_t k = 0; k < ahead; k++)
+			CHECK(!burst_called(&e, 100 + 4 * i + k));
+		CHECK(burst_called(&e, 100 + 4 * i + 3));
+	}
+
+	/* A burst of 4 that crosses the event position calls once. */
+	dp_post_rx(&e, 0, 4, 2048, false, false);
+	event_ahead(&e, 0, 1);
 	uint8_t d[4][80], got[80];
 	struct vhk_pkt *p[4];
 	uint32_t seed = 99;
@@ -120,10 +226,10 @@ static void t_calls_event_idx(void)
 		dp_random(d[i], sizeof(d[i]), &seed);
 		p[i] = dp_pkt_make(e.pool, d[i], sizeof(d[i]));
 	}
-	gring_read_calls(r);
-	CHECK_EQ(dp_enqueue_all(e.vid, 0, p, 4, DP_TIMEOUT_MS), 4);
+	dp_read_calls(&e, 0);
+	CHECK_EQ(vhk_net_enqueue_burst(e.vid, 0, p, 4), 4);
 	vhk_pkt_free_bulk(p, 4);
-	CHECK_EQ(gring_read_calls(r), 1);
+	CHECK_EQ(dp_read_calls(&e, 0), 1);
 	for (int i = 0; i < 4; i++) {
 		struct virtio_net_hdr_mrg_rxbuf h;
 		CHECK_EQ(dp_recv(&e, 0, &h, got, sizeof(got), NULL, DP_TIMEOUT_MS), 80);
@@ -138,44 +244,43 @@ static void kick_case(bool evidx)
 	struct dp_env e;
 	struct dp_opts o = {.features = DP_BASE_FEATURES | (evidx ? DP_F(VHK_F_EVENT_IDX) : 0)};
 	dp_setup(&e, &o);
-	struct gring *r = e.r[1];
 	uint8_t pkt[64] = {1, 2, 3};
 
 	CHECK_EQ(vhk_dev_set_guest_notification(e.vid, 1, false), 0);
-	uint64_t k0 = r->kicks_sent;
+	check_dev_event(&e, 1, false, evidx);
+	uint64_t k0 = dp_kicks_sent(&e, 1);
 	for (int i = 0; i < 3; i++)
 		dp_send(&e, 1, NULL, pkt, sizeof(pkt), 1, false, false);
-	/* Flags: NO_NOTIFY stops every kick. EVENT_IDX has no "never" value:
-	 * at most the one crossing of the stale avail_event may kick. */
-	if (evidx)
-		CHECK(r->kicks_sent - k0 <= 1);
+	/* Flags (and packed DISABLE, with or without EVENT_IDX) stop every kick.
+	 * Split EVENT_IDX has no "never" value: at most the one crossing of the
+	 * stale avail_event may kick. */
+	if (evidx && !e.packed)
+		CHECK(dp_kicks_sent(&e, 1) - k0 <= 1);
 	else
-		CHECK_EQ(r->kicks_sent, k0);
-	k0 = r->kicks_sent;
+		CHECK_EQ(dp_kicks_sent(&e, 1), k0);
+	k0 = dp_kicks_sent(&e, 1);
 	struct vhk_pkt *p[4];
 	CHECK_EQ(dp_dequeue_n(e.vid, 1, e.pool, p, 3, DP_TIMEOUT_MS), 3);
 	vhk_pkt_free_bulk(p, 3);
 	CHECK_EQ(dp_reap(&e, 1, 3, DP_TIMEOUT_MS), 3);
 
 	CHECK_EQ(vhk_dev_set_guest_notification(e.vid, 1, true), 0);
+	check_dev_event(&e, 1, true, evidx);
 	dp_send(&e, 1, NULL, pkt, sizeof(pkt), 1, false, false);
-	CHECK_EQ(r->kicks_sent, k0 + 1);
+	CHECK_EQ(dp_kicks_sent(&e, 1), k0 + 1);
 	dp_send(&e, 1, NULL, pkt, sizeof(pkt), 1, false, false);
-	/* EVENT_IDX: the device has not caught up, avail_event still asks for the
-	 * first one only; flags: every publish kicks. */
-	CHECK_EQ(r->kicks_sent, k0 + (evidx ? 1 : 2));
+	/* EVENT_IDX: the device has not caught up, its event still asks for the
+	 * first one only; flags / ENABLE: every publish kicks. */
+	CHECK_EQ(dp_kicks_sent(&e, 1), k0 + (evidx ? 1 : 2));
 	CHECK_EQ(dp_dequeue_n(e.vid, 1, e.pool, p, 2, DP_TIMEOUT_MS), 2);
 	vhk_pkt_free_bulk(p, 2);
 	CHECK_EQ(dp_reap(&e, 1, 2, DP_TIMEOUT_MS), 2);
 	/* Re-arm before sleeping, as an interrupt-mode app does after draining:
 	 * the device must now ask for the very next buffer. */
 	CHECK_EQ(vhk_dev_set_guest_notification(e.vid, 1, true), 0);
-	if (evidx)
-		CHECK_EQ(gring_avail_event(r), r->avail_idx);
-	else
-		CHECK(!(gring_used_flags(r) & VRING_USED_F_NO_NOTIFY));
+	check_dev_event(&e, 1, true, evidx);
 	dp_send(&e, 1, NULL, pkt, sizeof(pkt), 1, false, false);
-	CHECK_EQ(r->kicks_sent, k0 + (evidx ? 2 : 3));
+	CHECK_EQ(dp_kicks_sent(&e, 1), k0 + (evidx ? 2 : 3));
 	CHECK_EQ(dp_dequeue_n(e.vid, 1, e.pool, p, 1, DP_TIMEOUT_MS), 1);
 	vhk_pkt_free_bulk(p, 1);
 	dp_teardown(&e);
@@ -211,6 +316,7 @@ static void *wait_kick_thread(void *arg)
 static void interrupt_ring(struct dp_env *e, uint16_t q, uint32_t seed, bool evidx)
 {
 	CHECK_EQ(vhk_dev_set_guest_notification(e->vid, q, true), 0);
+	check_dev_event(e, q, true, evidx);
 	CHECK_EQ(vhk_dev_wait_kick(e->vid, q, 20), 0);
 	struct waiter w = {.vid = e->vid, .q = q};
 	pthread_t th;
@@ -218,14 +324,14 @@ static void interrupt_ring(struct dp_env *e, uint16_t q, uint32_t seed, bool evi
 	int64_t end = dp_now_ms() + DP_TIMEOUT_MS;
 	while (!atomic_load(&w.started) && dp_now_ms() < end)
 		;
-	uint64_t k0 = e->r[q]->kicks_sent;
+	uint64_t k0 = dp_kicks_sent(e, q);
 	uint8_t pkt[200];
 	dp_random(pkt, sizeof(pkt), &seed);
 	if (q & 1)
 		dp_send(e, q, NULL, pkt, sizeof(pkt), 1, false, false);
 	else
 		dp_post_rx(e, q, 1, 2048, false, false);
-	CHECK_EQ(e->r[q]->kicks_sent, k0 + 1);
+	CHECK_EQ(dp_kicks_sent(e, q), k0 + 1);
 	CHECK_EQ(pthread_join(th, NULL), 0);
 	CHECK_EQ(w.rc, 1);
 	/* The kick was consumed: a second wait times out. */
@@ -242,18 +348,19 @@ static void interrupt_ring(struct dp_env *e, uint16_t q, uint32_t seed, bool evi
 	}
 	/* Back to polling: the guest stops kicking, waits time out. */
 	CHECK_EQ(vhk_dev_set_guest_notification(e->vid, q, false), 0);
-	k0 = e->r[q]->kicks_sent;
+	check_dev_event(e, q, false, evidx);
+	k0 = dp_kicks_sent(e, q);
 	if (q & 1)
 		dp_send(e, q, NULL, pkt, sizeof(pkt), 1, false, false);
 	else
 		dp_post_rx(e, q, 1, 2048, false, false);
-	if (evidx) {
+	if (evidx && !e->packed) {
 		/* One kick may still cross the last avail_event; consume it. */
-		CHECK(e->r[q]->kicks_sent - k0 <= 1);
-		if (e->r[q]->kicks_sent != k0)
+		CHECK(dp_kicks_sent(e, q) - k0 <= 1);
+		if (dp_kicks_sent(e, q) != k0)
 			CHECK_EQ(vhk_dev_wait_kick(e->vid, q, DP_TIMEOUT_MS), 1);
 	} else {
-		CHECK_EQ(e->r[q]->kicks_sent, k0);
+		CHECK_EQ(dp_kicks_sent(e, q), k0); /* NO_NOTIFY / packed DISABLE */
 	}
 	CHECK_EQ(vhk_dev_wait_kick(e->vid, q, 20), 0);
 	if (q & 1) {
@@ -279,5 +386,5 @@ static void t_interrupt_mode(void)
 	}
 }
 
-TEST_MAIN(TEST(t_calls_flags), TEST(t_calls_event_idx), TEST(t_kick_suppression_flags),
+DP_TEST_MAIN(TEST(t_calls_flags), TEST(t_calls_event_idx), TEST(t_kick_suppression_flags),
 	  TEST(t_kick_suppression_event_idx), TEST(t_interrupt_mode))

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Offload metadata on both ring formats (issue 4): every scenario runs on a
- * split ring (dp_common/gring) and on a packed ring (gring_packed). Guest TX
+ * split ring and on a packed ring (the dp fixture with dp_opts.packed). Guest TX
  * of NEEDS_CSUM and GSO TCPV4/TCPV6/UDP frames built from real header bytes
  * must come out of vhk_net_dequeue_burst with exactly the header fields in
  * vhk_pkt.ol and the bytes unchanged; host RX with ol set must show the same
@@ -9,235 +9,68 @@
  * software (verified here over the pseudo-header); malformed TX headers are
  * dropped, counted as errors, their chains still used, and traffic goes on.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dp_common.h"
-#include "gring_packed.h"
 #include "test.h"
 
-#define PK_F  (DP_F(VHK_F_RING_PACKED))
-#define FRESH 0x80008000u
-#define BIG   8000u
+#define BIG 8000u
 
-/* ---------------- packed fixture (as in test_dp_packed.c) ---------------- */
+/* ---------------- the dp fixture on the current format ---------------- */
 
-struct pk {
-	struct dp_env e;
-	struct pring *r[DP_MAX_VRINGS];
-	uint64_t *slot[DP_MAX_VRINGS];
-	struct dp_meta *meta[DP_MAX_VRINGS];
-};
+static bool g_packed;	    /* set per case by BOTH() */
+static struct dp_env g_env; /* static: every case runs in its own child */
 
-static struct pk g_pk;
-
-static int pk_new_device(int vid)
-{
-	atomic_store(&dp_vid, vid);
-	atomic_store(&dp_last_vid, vid);
-	atomic_fetch_add(&dp_new_count, 1);
-	return 0;
-}
-
-static void pk_destroy_device(int vid)
-{
-	int expect = vid;
-	atomic_compare_exchange_strong(&dp_vid, &expect, -1);
-	atomic_fetch_add(&dp_destroy_count, 1);
-}
-
-static void pk_setup(uint64_t features)
-{
-	struct pk *p = &g_pk;
-	struct dp_env *e = &p->e;
-	struct vhk_callbacks cb = {.new_device = pk_new_device,
-				   .destroy_device = pk_destroy_device};
-	memset(p, 0, sizeof(*p));
-	e->o = (struct dp_opts){.features = DP_BASE_FEATURES | PK_F | features,
-				.pairs = 1,
-				.pf = DP_BASE_PF,
-				.nregions = 8,
-				.region_size = 8u << 20,
-				.ring_size = 256};
-	e->lfd = -1;
-	e->vid = -1;
-	snprintf(e->dir, sizeof(e->dir), "/tmp/vhkol.XXXXXX");
-	CHECK(mkdtemp(e->dir) != NULL);
-	snprintf(e->path, sizeof(e->path), "%s/sock", e->dir);
-	CHECK_EQ(vhk_register(e->path, 0), 0);
-	CHECK_EQ(vhk_net_attach(e->path), 0);
-	CHECK_EQ(vhk_enable_features(e->path, PK_F), 0);
-	CHECK_EQ(vhk_callback_register(e->path, &cb, e), 0);
-	CHECK_EQ(vhk_pool_create(8192, 2048, 128, 0, &e->pool), 0);
-	CHECK_EQ(vhk_start(e->path), 0);
-
-	int before = atomic_load(&dp_new_count);
-	CHECK_EQ(vuf_connect(e->path, DP_TIMEOUT_MS, &e->v), 0);
-	CHECK_EQ(vuf_negotiate(e->v, e->o.features, e->o.pf), 0);
-	uint64_t f = e->v->features;
-	CHECK(f & PK_F);
-	e->mrg = f & DP_F(VHK_NET_F_MRG_RXBUF);
-	e->hdr_len = 12;
-	CHECK_EQ(gmem_new(e->o.nregions, e->o.region_size, 0x100000, e->o.gap, &e->m), 0);
-	CHECK_EQ(vuf_set_mem_table(e->v, e->m), 0);
-	e->nvrings = 2;
-	for (uint32_t q = 0; q < e->nvrings; q++) {
-		CHECK_EQ(pring_new(e->m, e->o.ring_size, f & DP_F(VHK_F_EVENT_IDX), &p->r[q]), 0);
-		p->slot[q] = calloc(e->o.ring_size, sizeof(uint64_t));
-		p->meta[q] = calloc(e->o.ring_size, sizeof(struct dp_meta));
-		CHECK(p->slot[q] && p->meta[q]);
-		CHECK_EQ(pring_start_vring(e->v, q, p->r[q], FRESH), 0);
-	}
-	e->vid = dp_wait_new_device(before + 1, DP_TIMEOUT_MS);
-	CHECK(e->vid >= 0);
-}
-
-static uint64_t pk_next_slot(struct pk *p, uint32_t q)
-{
-	struct pring *r = p->r[q];
-	CHECK(r->nfree_ids > 0);
-	uint16_t id = r->free_ids[r->nfree_ids - 1];
-	if (!p->slot[q][id])
-		p->slot[q][id] = gmem_alloc(p->e.m, DP_SLOT, 64);
-	return p->slot[q][id];
-}
-
-static int pk_post(struct pk *p, uint32_t q, const struct gbuf *b, int n, bool wr)
-{
-	void *tok = (void *)(uintptr_t)(p->r[q]->free_ids[p->r[q]->nfree_ids - 1] + 1u);
-	int id = wr ? pring_add(p->r[q], NULL, 0, b, n, false, tok)
-		    : pring_add(p->r[q], b, n, NULL, 0, false, tok);
-	CHECK(id >= 0);
-	memcpy(p->meta[q][id].b, b, sizeof(*b) * (size_t)n);
-	p->meta[q][id].n = n;
-	return id;
-}
-
-static void nap(void)
-{
-	struct timespec ts = {0, 50000};
-	nanosleep(&ts, NULL);
-}
-
-static int pk_wait_used(struct pk *p, uint32_t q, uint32_t *len)
-{
-	int64_t end = dp_now_ms() + DP_TIMEOUT_MS;
-	for (;;) {
-		void *tok = NULL;
-		int rc = pring_get_used(p->r[q], &tok, len);
-		if (rc == 1)
-			return (int)((uintptr_t)tok - 1);
-		if (rc < 0)
-			return rc;
-		if (dp_now_ms() > end)
-			return -ETIMEDOUT;
-		nap();
-	}
-}
-
-/* ---------------- one interface over both formats ---------------- */
-
-static bool g_packed;
-static struct dp_env g_split;
-
+/* The device of the running case. */
 static struct dp_env *env(void)
 {
-	return g_packed ? &g_pk.e : &g_split;
+	return &g_env;
 }
 
+/* A device offering the base features plus @features, on the case's ring format. */
 static void f_setup(uint64_t features)
 {
-	if (g_packed) {
-		pk_setup(features);
-	} else {
-		struct dp_opts o = {.features = DP_BASE_FEATURES | features};
-		dp_setup(&g_split, &o);
-	}
+	struct dp_opts o = {.features = DP_BASE_FEATURES | features, .packed = g_packed};
+	dp_setup(&g_env, &o);
+	CHECK_EQ(g_env.packed, g_packed);
 }
 
+/* Tear the device down. */
 static void f_teardown(void)
 {
-	if (g_packed) {
-		for (uint32_t q = 0; q < g_pk.e.nvrings; q++) {
-			pring_free(g_pk.r[q]);
-			free(g_pk.slot[q]);
-			free(g_pk.meta[q]);
-		}
-		g_pk.e.nvrings = 0;
-		dp_teardown(&g_pk.e);
-	} else {
-		dp_teardown(&g_split);
-	}
+	dp_teardown(&g_env);
 }
 
 /* Guest TX on vring 1: header (own descriptor) + data in two pieces. */
 static void f_send(const struct virtio_net_hdr *hdr, const uint8_t *data, uint32_t len)
 {
-	if (!g_packed) {
-		dp_send(&g_split, 1, hdr, data, len, 2, true, false);
-		return;
-	}
-	struct pk *p = &g_pk;
-	struct virtio_net_hdr_mrg_rxbuf h = {.hdr = *hdr};
-	uint32_t hl = p->e.hdr_len, half = len / 2;
-	uint64_t s = pk_next_slot(p, 1);
-	CHECK_EQ(gmem_write(p->e.m, s + DP_DATA_OFF - hl, &h, hl), 0);
-	CHECK_EQ(gmem_write(p->e.m, s + DP_DATA_OFF, data, len), 0);
-	struct gbuf b[3] = {{s + DP_DATA_OFF - hl, hl},
-			    {s + DP_DATA_OFF, half},
-			    {s + DP_DATA_OFF + half, len - half}};
-	pk_post(p, 1, b, 3, false);
-	pring_kick(p->r[1]);
+	dp_send(&g_env, 1, hdr, data, len, 2, true, false);
 }
 
+/* Reap @count used TX chains; returns how many came back. */
 static int f_reap(int count)
 {
-	if (!g_packed)
-		return dp_reap(&g_split, 1, count, DP_TIMEOUT_MS);
-	uint32_t len;
-	int n = 0;
-	for (int i = 0; i < count; i++)
-		if (pk_wait_used(&g_pk, 1, &len) >= 0)
-			n++;
-	return n;
+	return dp_reap(&g_env, 1, count, DP_TIMEOUT_MS);
 }
 
 /* @count receive buffers on vring 0, each big enough for one whole packet. */
 static void f_post_rx(int count)
 {
-	uint32_t buflen = env()->hdr_len + BIG;
-	if (!g_packed) {
-		dp_post_rx(&g_split, 0, count, buflen, false, false);
-		return;
-	}
-	for (int i = 0; i < count; i++) {
-		struct gbuf b = {pk_next_slot(&g_pk, 0), buflen};
-		pk_post(&g_pk, 0, &b, 1, true);
-	}
-	pring_kick(g_pk.r[0]);
+	dp_post_rx(&g_env, 0, count, g_env.hdr_len + BIG, false, false);
 }
 
-/* One packet from vring 0 (one buffer): header to @hdr, data to @data. */
+/* One packet from vring 0 (in one buffer): header to @hdr, data to @data. */
 static int f_recv(struct virtio_net_hdr_mrg_rxbuf *hdr, uint8_t *data)
 {
+	int nbufs = 0;
 	memset(hdr, 0, sizeof(*hdr));
-	if (!g_packed)
-		return dp_recv(&g_split, 0, hdr, data, BIG, NULL, DP_TIMEOUT_MS);
-	struct pk *p = &g_pk;
-	uint32_t len = 0, hl = p->e.hdr_len;
-	int id = pk_wait_used(p, 0, &len);
-	CHECK(id >= 0);
-	CHECK(len >= hl && len <= hl + BIG);
-	uint64_t gpa = p->meta[0][id].b[0].gpa;
-	CHECK_EQ(gmem_read(p->e.m, gpa, hdr, hl), 0);
-	CHECK_EQ(gmem_read(p->e.m, gpa + hl, data, len - hl), 0);
-	if (p->e.mrg)
+	int n = dp_recv(&g_env, 0, hdr, data, BIG, &nbufs, DP_TIMEOUT_MS);
+	CHECK(n >= 0);
+	CHECK_EQ(nbufs, 1);
+	if (g_env.mrg)
 		CHECK_EQ(hdr->num_buffers, 1);
-	return (int)(len - hl);
+	return n;
 }
 
 /* ---------------- frames with real headers ---------------- */
