@@ -21,6 +21,15 @@ int h_set_features(struct conn *c, struct msg_ctx *m)
 
 	if (f & ~c->offered)
 		return -ENOTSUP;
+	/*
+	 * The packed layout exists only for VIRTIO 1.x devices; a legacy
+	 * driver's feature word has 32 bits and cannot even carry bit 34.
+	 */
+	if ((f & (1ull << VHK_F_RING_PACKED)) && !(f & (1ull << VHK_F_VERSION_1))) {
+		log_warn("SET_FEATURES 0x%llx: RING_PACKED without VERSION_1 refused",
+			 (unsigned long long)f);
+		return -EINVAL;
+	}
 	/* A running device must be re-announced with its new features. */
 	if (c->dev->running && f != c->dev->features)
 		conn_destroy_device(c);
