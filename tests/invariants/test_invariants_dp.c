@@ -4,7 +4,10 @@
  * suites left untested (sections C ring states, D indirect alignment,
  * F work budget, H notifications, I guest-memory discipline; see
  * docs/hardening.md). The net device runs in-process; vuf is the frontend
- * and gring (or raw writes into its ring) the guest. Owner: helper G.
+ * and the guest is gring (split) or pring (packed), or raw writes into their
+ * rings. Every case runs on either format: the binary takes `--packed` or
+ * `--split` (default) before the optional case name, and meson registers it
+ * once per format (invariants_dp_split, invariants_dp_packed).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,21 +27,12 @@
 #define BUFSZ  2048u
 #define MEMSZ  (1u << 20)
 
-/*
- * Net features without MRG_RXBUF (one chain per packet) and EVENT_IDX (every
- * flush calls), on split rings (this file drives split rings with gring).
- */
-#define NETF                                                                               \
-	(VHK_NET_DEFAULT_FEATURES &                                                        \
-	 ~(BIT(VHK_NET_F_MRG_RXBUF) | BIT(VHK_F_EVENT_IDX) | BIT(VHK_F_RING_PACKED)))
+#define NETF INV_NETF
 
-/* Net device up on one pair: vring 0 guest RX, vring 1 guest TX. */
+/* Net device up on one pair of the run's format: vring 0 guest RX, vring 1 guest TX. */
 static void net_up(struct inv *f, uint64_t features, uint16_t qsize)
 {
-	inv_start_net(f);
-	inv_connect(f, features, IT_PF_DEFAULT);
-	inv_guest(f, 1, MEMSZ, qsize, false);
-	inv_bring_up(f, 2);
+	inv_net_up(f, features, MEMSZ, qsize);
 }
 
 /* A pool of 256 buffers of BUFSZ bytes. */
@@ -65,8 +59,7 @@ static struct vhk_pkt *pkt_make(struct vhk_pool *pool, uint32_t len, uint8_t see
 static void post_rx(struct inv *f, uint64_t gpa)
 {
 	struct gbuf b = {gpa, BUFSZ};
-	CHECK(gring_add(f->r[0], NULL, 0, &b, 1, false, (void *)(uintptr_t)gpa) >= 0);
-	gring_publish(f->r[0]);
+	CHECK(inv_add(f, 0, NULL, 0, &b, 1, false, (void *)(uintptr_t)gpa) >= 0);
 }
 
 /* Post one guest TX packet: a zero header plus @len bytes, in one buffer at @gpa. */
@@ -79,15 +72,14 @@ static void post_tx(struct inv *f, uint64_t gpa, uint32_t len)
 		buf[HDR + i] = (uint8_t)i;
 	CHECK_EQ(gmem_write(f->m, gpa, buf, HDR + len), 0);
 	struct gbuf b = {gpa, HDR + len};
-	CHECK(gring_add(f->r[1], &b, 1, NULL, 0, false, (void *)(uintptr_t)gpa) >= 0);
-	gring_publish(f->r[1]);
+	CHECK(inv_add(f, 1, &b, 1, NULL, 0, false, (void *)(uintptr_t)gpa) >= 0);
 }
 
-/* Take one used entry from @r (must be there); returns its token. */
-static uint64_t reap(struct gring *r, uint32_t *len)
+/* Take one used entry from ring @q (must be there); returns its token. */
+static uint64_t reap(struct inv *f, uint32_t q, uint32_t *len)
 {
 	void *tok = NULL;
-	CHECK_EQ(gring_get_used(r, &tok, len), 1);
+	CHECK_EQ(inv_get_used(f, q, &tok, len), 1);
 	return (uint64_t)(uintptr_t)tok;
 }
 
@@ -101,13 +93,13 @@ static void check_quiet(struct inv *f, struct vhk_pool *pool, const uint8_t *sna
 		CHECK_EQ(vhk_dev_notify_guest(f->vid, 0), 0);
 		CHECK_EQ(vhk_dev_notify_guest(f->vid, 1), 0);
 		CHECK_EQ(vhk_dev_set_guest_notification(f->vid, 0, k & 1), expect_rc);
-		gring_kick_force(f->r[1]);
+		inv_kick_force(f, 1);
 	}
 	vhk_pkt_free(in);
 	fe_usable(f->v); /* frontend messages are still answered */
 	CHECK(memcmp(snap, f->m->r[0].hva, MEMSZ) == 0);
-	CHECK_EQ(gring_read_calls(f->r[0]), 0);
-	CHECK_EQ(gring_read_calls(f->r[1]), 0);
+	CHECK_EQ(inv_read_calls(f, 0), 0);
+	CHECK_EQ(inv_read_calls(f, 1), 0);
 }
 
 /* One packet each way works (and is reaped, and the buffers posted again). */
@@ -120,13 +112,13 @@ static void check_flowing(struct inv *f, struct vhk_pool *pool, uint64_t rx_gpa,
 	CHECK_EQ(out[0]->pkt_len, 100);
 	vhk_pkt_free(out[0]);
 	uint32_t len = 0;
-	CHECK_EQ(reap(f->r[0], &len), rx_gpa);
+	CHECK_EQ(reap(f, 0, &len), rx_gpa);
 	CHECK_EQ(len, HDR + 100);
-	CHECK_EQ(reap(f->r[1], &len), tx_gpa);
+	CHECK_EQ(reap(f, 1, &len), tx_gpa);
 	post_rx(f, rx_gpa);
 	post_tx(f, tx_gpa, 100);
-	gring_read_calls(f->r[0]);
-	gring_read_calls(f->r[1]);
+	inv_read_calls(f, 0);
+	inv_read_calls(f, 1);
 }
 
 /* Suspend (GET_VRING_BASE on both rings), check quiet, resume, check flowing. */
@@ -136,13 +128,14 @@ static void suspend_round(struct inv *f, struct vhk_pool *pool, uint8_t *snap, u
 	uint32_t base[2];
 	for (uint32_t q = 0; q < 2; q++)
 		CHECK_EQ(vuf_get_vring_base(f->v, q, &base[q]), 0);
-	gring_read_calls(f->r[0]);
-	gring_read_calls(f->r[1]);
+	inv_read_calls(f, 0);
+	inv_read_calls(f, 1);
 	memcpy(snap, f->m->r[0].hva, MEMSZ);
 	check_quiet(f, pool, snap, -EAGAIN);
 	for (uint32_t q = 0; q < 2; q++) {
 		CHECK_EQ(vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_BASE, q, base[q]), 0);
-		CHECK_EQ(vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_KICK, q, f->r[q]->kick_fd), 0);
+		CHECK_EQ(vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_KICK, q, inv_kick_fd(f, q)),
+			 0);
 	}
 	fe_usable(f->v);
 	CHECK(inv_vring(f, 0).started && inv_vring(f, 1).started);
@@ -206,8 +199,8 @@ static void t_call_nofd_skipped(void)
 	post_rx(&f, rx_gpa);
 	struct vhk_pkt *p = pkt_make(pool, 60, 3);
 	CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, &p, 1), 1);
-	CHECK(gring_read_calls(f.r[0]) >= 1);
-	reap(f.r[0], NULL);
+	CHECK(inv_read_calls(&f, 0) >= 1);
+	reap(&f, 0, NULL);
 	CHECK_EQ(vuf_set_vring_fd(f.v, VHOST_USER_SET_VRING_CALL, 0, -1), 0);
 	CHECK_EQ(inv_vring(&f, 0).call_fd, -1);
 	CHECK_EQ(vhk_net_get_stats(f.vid, 0, &st), 0);
@@ -217,13 +210,13 @@ static void t_call_nofd_skipped(void)
 		CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, &p, 1), 1);
 		CHECK_EQ(vhk_dev_notify_guest(f.vid, 0), 0);
 		uint32_t len = 0;
-		reap(f.r[0], &len);
+		reap(&f, 0, &len);
 		CHECK_EQ(len, HDR + 60);
 	}
 	CHECK_EQ(vhk_net_get_stats(f.vid, 0, &st), 0);
 	CHECK_EQ(st.calls, calls);
 	CHECK_EQ(st.packets, REPS + 1);
-	CHECK_EQ(gring_read_calls(f.r[0]), 0);
+	CHECK_EQ(inv_read_calls(&f, 0), 0);
 	vhk_pkt_free(p);
 	inv_close(&f);
 	vhk_pool_free(pool);
@@ -250,10 +243,17 @@ static void t_unwritable_notify_fds(void)
 		post_rx(&f, rx_gpa);
 		CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, &p, 1), 1);
 		CHECK_EQ(vhk_dev_notify_guest(f.vid, 0), 0);
-		reap(f.r[0], NULL);
+		reap(&f, 0, NULL);
 	}
-	/* A guest error on TX (avail index jumps past the ring) with an unwritable err fd. */
-	gring_raw_avail_idx(f.r[1], 1000);
+	/*
+	 * A guest error on TX with an unwritable err fd: the avail index jumps
+	 * past the ring (split), a buffer id >= N (packed).
+	 */
+	if (inv_packed)
+		pring_raw_desc(f.p[1], f.p[1]->next_avail, rx_gpa, 100, f.p[1]->size,
+			       pring_avail_bits(f.p[1]->avail_wrap));
+	else
+		gring_raw_avail_idx(f.r[1], 1000);
 	struct vhk_pkt *out[2];
 	CHECK_EQ(vhk_net_dequeue_burst(f.vid, 1, pool, out, 2), 0);
 	CHECK(inv_vring(&f, 1).broken);
@@ -270,12 +270,17 @@ static void t_unwritable_notify_fds(void)
 	vhk_pool_free(pool);
 }
 
-/* Make head @head of raw ring @r available (the caller owns the ring's indices). */
-static void raw_avail(struct gring *r, uint16_t *avail_idx, uint16_t head)
+/* Write indirect table entry @k at @tab in the run's format (split: chained by next). */
+static void put_table_entry(struct inv *f, uint64_t tab, uint32_t k, uint64_t addr, uint32_t len,
+			    bool more)
 {
-	__atomic_store_n(&r->avail->ring[*avail_idx & (r->size - 1)], head, __ATOMIC_RELAXED);
-	(*avail_idx)++;
-	__atomic_store_n(&r->avail->idx, *avail_idx, __ATOMIC_RELEASE);
+	if (inv_packed) { /* NEXT inside a packed table is reserved (ignored): set it anyway */
+		struct vring_packed_desc d = {addr, len, 0, more ? VRING_DESC_F_NEXT : 0};
+		CHECK_EQ(gmem_write(f->m, tab + 16ull * k, &d, sizeof(d)), 0);
+	} else {
+		struct vring_desc d = {addr, len, more ? VRING_DESC_F_NEXT : 0, (uint16_t)(k + 1)};
+		CHECK_EQ(gmem_write(f->m, tab + 16ull * k, &d, sizeof(d)), 0);
+	}
 }
 
 /*
@@ -289,8 +294,8 @@ static void t_indirect_odd_address(void)
 	net_up(&f, NETF, 64);
 	CHECK(f.v->features & BIT(VHK_F_INDIRECT_DESC));
 	struct vhk_pool *pool = pool_new();
-	struct gring *r = f.r[1];
-	uint16_t avail_idx = 0, used_seen = 0;
+	struct inv_raw rw;
+	inv_raw_init(&rw);
 	uint64_t area = gmem_alloc(f.m, 4096, 4096), data = gmem_alloc(f.m, 4096, 64);
 	uint8_t pkt[HDR + 200];
 	memset(pkt, 0, HDR);
@@ -300,20 +305,15 @@ static void t_indirect_odd_address(void)
 	for (uint32_t round = 0; round < 300; round++) {
 		uint64_t tab = area + 1 + round % 15 + (round % 3) * 512; /* odd or unaligned */
 		uint32_t n = 1 + round % 3;
-		struct vring_desc d[3];
-		/* Split the buffer into n readable pieces chained by next. */
+		/* Split the buffer into n readable pieces. */
 		uint32_t cut[4] = {0, n > 1 ? HDR : HDR + 200, n > 2 ? HDR + 50 : HDR + 200, HDR + 200};
 		for (uint32_t k = 0; k < n; k++) {
 			uint32_t end = k + 1 == n ? HDR + 200 : cut[k + 1];
-			d[k].addr = data + cut[k];
-			d[k].len = end - cut[k];
-			d[k].flags = k + 1 < n ? VRING_DESC_F_NEXT : 0;
-			d[k].next = (uint16_t)(k + 1);
+			put_table_entry(&f, tab, k, data + cut[k], end - cut[k], k + 1 < n);
 		}
-		CHECK_EQ(gmem_write(f.m, tab, d, n * sizeof(d[0])), 0);
-		uint16_t head = (uint16_t)(round % r->size);
-		gring_raw_desc(r, head, tab, n * 16, VRING_DESC_F_INDIRECT, 0);
-		raw_avail(r, &avail_idx, head);
+		uint16_t head = (uint16_t)(round % inv_qsize(&f, 1)), id = 0xffff;
+		uint32_t ulen = 0;
+		inv_raw_post(&f, 1, &rw, head, tab, n * 16, VRING_DESC_F_INDIRECT);
 		struct vhk_pkt *out[2];
 		CHECK_EQ(vhk_net_dequeue_burst(f.vid, 1, pool, out, 2), 1);
 		CHECK_EQ(out[0]->pkt_len, 200);
@@ -321,9 +321,9 @@ static void t_indirect_odd_address(void)
 		CHECK_EQ(vhk_pkt_read(out[0], 0, got, 200), 200);
 		CHECK(memcmp(got, pkt + HDR, 200) == 0);
 		vhk_pkt_free(out[0]);
-		used_seen++;
-		CHECK_EQ(__atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE), used_seen);
-		CHECK_EQ(r->used->ring[(used_seen - 1) & (r->size - 1)].id, head);
+		CHECK_EQ(inv_raw_used(&f, 1, &rw, &id, &ulen), 1);
+		CHECK_EQ(id, head);
+		CHECK_EQ(inv_raw_used(&f, 1, &rw, &id, &ulen), 0);
 	}
 	CHECK(!inv_vring(&f, 1).broken);
 	inv_close(&f);
@@ -349,39 +349,41 @@ static void t_burst_budget(void)
 	for (int b = 0; b < 25; b++) {
 		uint16_t before = inv_vring(&f, 1).last_avail_idx;
 		CHECK_EQ(vhk_net_dequeue_burst(f.vid, 1, pool, out, 8), 8);
-		CHECK_EQ((uint16_t)(inv_vring(&f, 1).last_avail_idx - before), 8);
+		CHECK_EQ(inv_pos_delta(&f, 1, before, inv_vring(&f, 1).last_avail_idx), 8);
 		vhk_pkt_free_bulk(out, 8);
 	}
 	CHECK_EQ(vhk_net_dequeue_burst(f.vid, 1, pool, out, 8), 0);
 	/* RX: 200 buffers, bursts of 4 out of 16 packets place exactly 4. */
 	for (uint32_t i = 0; i < 200; i++) {
 		struct gbuf g = {buf + i * 512, 512};
-		CHECK(gring_add(f.r[0], NULL, 0, &g, 1, false, (void *)(uintptr_t)(i + 1)) >= 0);
+		CHECK(inv_add(&f, 0, NULL, 0, &g, 1, false, (void *)(uintptr_t)(i + 1)) >= 0);
 	}
-	gring_publish(f.r[0]);
 	struct vhk_pkt *in[16];
 	for (int i = 0; i < 16; i++)
 		in[i] = pkt_make(pool, 60, (uint8_t)i);
 	for (int b = 0; b < 50; b++) {
 		uint16_t before = inv_vring(&f, 0).last_avail_idx;
 		CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, in, 4), 4);
-		CHECK_EQ((uint16_t)(inv_vring(&f, 0).last_avail_idx - before), 4);
+		CHECK_EQ(inv_pos_delta(&f, 0, before, inv_vring(&f, 0).last_avail_idx), 4);
 	}
 	/* A full ring of chains that are all wrong (readable on RX): one bounded pass. */
 	CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, in, 1), 0);
-	while (gring_get_used(f.r[0], NULL, NULL) == 1)
+	while (inv_get_used(&f, 0, NULL, NULL) == 1)
 		;
 	for (uint32_t i = 0; i < 256; i++) {
 		struct gbuf g = {buf + i * 512, 512};
-		CHECK(gring_add(f.r[0], &g, 1, NULL, 0, false, (void *)(uintptr_t)(i + 1)) >= 0);
+		CHECK(inv_add(&f, 0, &g, 1, NULL, 0, false, (void *)(uintptr_t)(i + 1)) >= 0);
 	}
-	gring_publish(f.r[0]);
-	uint16_t u0 = gring_used_idx(f.r[0]);
 	CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, in, 16), 0);
-	CHECK_EQ((uint16_t)(gring_used_idx(f.r[0]) - u0), 256); /* each consumed once, len 0 */
+	uint32_t consumed = 0, ulen = 1;
+	while (inv_get_used(&f, 0, NULL, &ulen) == 1) {
+		CHECK_EQ(ulen, 0);
+		consumed++;
+	}
+	CHECK_EQ(consumed, 256); /* each consumed once, len 0 */
 	CHECK(!inv_vring(&f, 0).broken);
 	CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, in, 16), 0);
-	CHECK_EQ((uint16_t)(gring_used_idx(f.r[0]) - u0), 256);
+	CHECK_EQ(inv_get_used(&f, 0, NULL, NULL), 0);
 	for (int i = 0; i < 16; i++)
 		vhk_pkt_free(in[i]);
 	inv_close(&f);
@@ -391,39 +393,59 @@ static void t_burst_budget(void)
 /* ---- fetch once: a guest thread rewrites what the device is reading ---- */
 
 struct flipper {
-	struct gmem *m;
-	struct gring *r;
-	uint64_t buf;      /* per-head buffers, BUFSZ apart */
-	uint32_t nheads;
+	struct inv *f;
+	uint32_t q;
+	uint64_t buf_a, buf_b; /* two buffer sets; slot h uses buf + h * stride */
+	uint64_t stride;
+	uint32_t nslots;       /* descriptors 0..nslots-1 (split table / packed ring slots) */
+	atomic_uint cur;       /* the one the device reads next: flipped every other time */
 	uint32_t len_a, len_b;
-	bool hdr;          /* also flip the TX header's checksum fields */
+	bool hdr;              /* also flip the TX header's checksum fields */
 	atomic_bool stop;
 	atomic_ulong flips;
 };
 
-/* Flip every descriptor length (and TX header) between two values until told to stop. */
+/* Flip the TX header fields of the buffer at @gpa to random good or bad values. */
+static void flip_hdr(struct gmem *m, uint64_t gpa, uint32_t x)
+{
+	uint8_t *hp = gmem_ptr(m, gpa, HDR);
+	uint16_t start = (x & 2) ? 20 : 60000, off = (x & 4) ? 16 : 40000;
+	__atomic_store_n(&hp[0], (uint8_t)((x & 8) ? 1 : 0), __ATOMIC_RELAXED);
+	memcpy(hp + 6, &start, 2);
+	memcpy(hp + 8, &off, 2);
+	uint16_t hl = (x & 16) ? 54 : 50000;
+	memcpy(hp + 2, &hl, 2);
+}
+
+/*
+ * Flip descriptor lengths and addresses (and the TX headers of their two
+ * buffers) between two values until told to stop, alternating between the
+ * descriptor the device reads next and the others in turn (so every one of
+ * them holds a random view when its turn comes). Only addr and len are
+ * written: on packed rings the device writes id, len and flags of used
+ * slots, and a flipped flags word could make a used slot available again.
+ */
 static void *flip_thread(void *arg)
 {
 	struct flipper *fl = arg;
-	uint32_t x = 1;
+	uint32_t x = 1, i = 0;
 	while (!atomic_load_explicit(&fl->stop, memory_order_relaxed)) {
-		for (uint32_t h = 0; h < fl->nheads; h++) {
-			x ^= x << 13;
-			x ^= x >> 17;
-			x ^= x << 5;
-			__atomic_store_n(&fl->r->desc[h].len, (x & 1) ? fl->len_a : fl->len_b,
-					 __ATOMIC_RELAXED);
-			if (fl->hdr) {
-				uint8_t *hp = gmem_ptr(fl->m, fl->buf + (uint64_t)h * BUFSZ, HDR);
-				uint16_t start = (x & 2) ? 20 : 60000, off = (x & 4) ? 16 : 40000;
-				__atomic_store_n(&hp[0], (uint8_t)((x & 8) ? 1 : 0), __ATOMIC_RELAXED);
-				memcpy(hp + 6, &start, 2);
-				memcpy(hp + 8, &off, 2);
-				uint16_t hl = (x & 16) ? 54 : 50000;
-				memcpy(hp + 2, &hl, 2);
-			}
-			atomic_fetch_add_explicit(&fl->flips, 1, memory_order_relaxed);
+		uint32_t h = (i & 1) ? atomic_load_explicit(&fl->cur, memory_order_relaxed)
+				     : (i >> 1) % fl->nslots;
+		i++;
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		uint64_t a = fl->buf_a + h * fl->stride, b = fl->buf_b + h * fl->stride;
+		__atomic_store_n(inv_desc_len(fl->f, fl->q, (uint16_t)h),
+				 (x & 1) ? fl->len_a : fl->len_b, __ATOMIC_RELAXED);
+		__atomic_store_n(inv_desc_addr(fl->f, fl->q, (uint16_t)h), (x & 32) ? a : b,
+				 __ATOMIC_RELAXED);
+		if (fl->hdr) {
+			flip_hdr(fl->f->m, a, x);
+			flip_hdr(fl->f->m, b, x >> 7);
 		}
+		atomic_fetch_add_explicit(&fl->flips, 1, memory_order_relaxed);
 	}
 	return NULL;
 }
@@ -433,47 +455,89 @@ static void flip_start(struct flipper *fl, pthread_t *th)
 {
 	atomic_init(&fl->stop, false);
 	atomic_init(&fl->flips, 0);
+	atomic_init(&fl->cur, 0);
 	CHECK_EQ(pthread_create(th, NULL, flip_thread, fl), 0);
 	while (atomic_load(&fl->flips) < 1000)
 		sched_yield();
 }
 
 /*
- * I: fetch once (TX). While a guest thread flips descriptor lengths and the
- * header's checksum / hdr_len fields, every delivered packet must be
- * consistent with one single view of the guest's data: its length is one of
- * the two lengths and its offload fields satisfy csum_start + csum_offset +
- * 2 <= len and hdr_len <= len. Bad views are dropped, never delivered.
+ * Let the flipper make @n more flips before the next round (yielding the
+ * CPU meanwhile), so that every round starts from a fresh random view even
+ * when the machine is loaded and the flipper is scheduled rarely.
+ */
+static void flip_wait(struct flipper *fl, unsigned long n)
+{
+	unsigned long start = atomic_load(&fl->flips);
+	while (atomic_load(&fl->flips) - start < n)
+		sched_yield();
+}
+
+/*
+ * Write descriptor @i's addr and len once; from then on only the flipper
+ * writes them and each round republishes the descriptor (split: flags and
+ * next now; packed: id and flags come with every republish).
+ */
+static void prewrite(struct inv *f, uint32_t q, uint16_t i, uint64_t addr, uint32_t len,
+		     uint16_t split_flags)
+{
+	if (inv_packed) {
+		*inv_desc_addr(f, q, i) = addr;
+		*inv_desc_len(f, q, i) = len;
+	} else {
+		gring_raw_desc(f->r[q], i, addr, len, split_flags, 0);
+	}
+}
+
+/*
+ * I/G: fetch once (TX). A guest thread flips every descriptor's length
+ * (header + 100 / + 1000), address (buffer A / B, different contents) and
+ * the header's checksum / hdr_len fields while the device dequeues; on
+ * packed rings it does so after the descriptor's flags were published, so
+ * the device reads addr/len after its flags check. Every delivered packet
+ * must match one single view: its length one of the two, its bytes all from
+ * A or all from B, and its offload fields within the packet (csum_start +
+ * csum_offset + 2 <= len, hdr_len <= len). Every chain is consumed once.
  */
 static void t_fetch_once_tx(void)
 {
 	struct inv f;
 	net_up(&f, NETF, 64);
 	struct vhk_pool *pool = pool_new();
-	struct gring *r = f.r[1];
-	struct flipper fl = {.m = f.m, .r = r, .nheads = 64, .len_a = HDR + 100, .len_b = HDR + 1000,
-			     .hdr = true};
-	fl.buf = gmem_alloc(f.m, 64ull * BUFSZ, 64);
-	CHECK(fl.buf != 0);
-	uint8_t pattern[1000];
-	for (uint32_t i = 0; i < 1000; i++)
-		pattern[i] = (uint8_t)(i * 13 + 1);
-	for (uint32_t h = 0; h < 64; h++) {
-		CHECK_EQ(gmem_write(f.m, fl.buf + h * BUFSZ + HDR, pattern, 1000), 0);
-		gring_raw_desc(r, (uint16_t)h, fl.buf + h * BUFSZ, HDR + 100, 0, 0);
+	struct flipper fl = {.f = &f, .q = 1, .stride = BUFSZ, .nslots = 64, .len_a = HDR + 100,
+			     .len_b = HDR + 1000, .hdr = true};
+	fl.buf_a = gmem_alloc(f.m, 64ull * BUFSZ, 64);
+	fl.buf_b = gmem_alloc(f.m, 64ull * BUFSZ, 64);
+	CHECK(fl.buf_a != 0 && fl.buf_b != 0);
+	uint8_t pat_a[1000], pat_b[1000];
+	for (uint32_t i = 0; i < 1000; i++) {
+		pat_a[i] = (uint8_t)(i * 13 + 1);
+		pat_b[i] = (uint8_t)(i * 7 + 200);
 	}
+	for (uint32_t h = 0; h < 64; h++) {
+		CHECK_EQ(gmem_write(f.m, fl.buf_a + h * BUFSZ + HDR, pat_a, 1000), 0);
+		CHECK_EQ(gmem_write(f.m, fl.buf_b + h * BUFSZ + HDR, pat_b, 1000), 0);
+		prewrite(&f, 1, (uint16_t)h, fl.buf_a + h * BUFSZ, HDR + 100, 0);
+	}
+	struct inv_raw rw;
+	inv_raw_init(&rw);
 	pthread_t th;
 	flip_start(&fl, &th);
-	uint16_t avail_idx = 0;
-	uint32_t delivered = 0, csum_seen = 0;
+	uint32_t delivered = 0, csum_seen = 0, from_a = 0, from_b = 0;
 	uint8_t got[1000];
 	for (uint32_t round = 0; round < 5000; round++) {
-		uint16_t head = (uint16_t)(round % 64);
-		raw_avail(r, &avail_idx, head);
+		uint16_t head = (uint16_t)(round % 64), id = 0xffff;
+		uint32_t ulen = 0;
+		/* The flipper's current target: split descriptor head = packed slot head (64). */
+		atomic_store(&fl.cur, head);
+		if (round % 4 == 0)
+			flip_wait(&fl, 4);
+		CHECK_EQ(inv_raw_republish(&f, 1, &rw, head, 0), head);
 		struct vhk_pkt *out[2];
 		uint16_t n = vhk_net_dequeue_burst(f.vid, 1, pool, out, 2);
 		CHECK(n <= 1);
-		CHECK_EQ(__atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE), avail_idx);
+		CHECK_EQ(inv_raw_used(&f, 1, &rw, &id, &ulen), 1); /* consumed either way */
+		CHECK_EQ(id, head);
 		if (round % 16 == 0)
 			sched_yield(); /* let the flipper run on a single CPU too */
 		if (!n)
@@ -486,71 +550,110 @@ static void t_fetch_once_tx(void)
 		}
 		CHECK(p->ol.hdr_len <= p->pkt_len);
 		CHECK_EQ(vhk_pkt_read(p, 0, got, p->pkt_len), p->pkt_len);
-		CHECK(memcmp(got, pattern, p->pkt_len) == 0);
+		bool a = !memcmp(got, pat_a, p->pkt_len), b = !memcmp(got, pat_b, p->pkt_len);
+		CHECK(a || b);
+		from_a += a;
+		from_b += b;
 		vhk_pkt_free(p);
 		delivered++;
 	}
 	atomic_store(&fl.stop, true);
 	pthread_join(th, NULL);
-	fprintf(stderr, "# %u of 5000 delivered (%u with NEEDS_CSUM), %lu flips\n", delivered,
-		csum_seen, (unsigned long)atomic_load(&fl.flips));
-	CHECK(delivered > 0 && delivered < 5000); /* both views happened */
+	fprintf(stderr,
+		"# %s: %u of 5000 delivered (%u from A, %u from B, %u NEEDS_CSUM), %lu flips\n",
+		inv_packed ? "packed" : "split", delivered, from_a, from_b, csum_seen,
+		(unsigned long)atomic_load(&fl.flips));
+	CHECK(delivered > 0 && delivered < 5000); /* both header views happened */
+	CHECK(from_a > 0 && from_b > 0);          /* both address views happened */
 	CHECK(!inv_vring(&f, 1).broken);
 	CHECK_EQ(vhk_pool_avail(pool), 256);
 	inv_close(&f);
 	vhk_pool_free(pool);
 }
 
+/* @g is untouched: 0xcc throughout its @total bytes. */
+static bool untouched(const uint8_t *g, uint32_t total)
+{
+	for (uint32_t i = 0; i < total; i++)
+		if (g[i] != 0xcc)
+			return false;
+	return true;
+}
+
+/* @g holds exactly the placed frame @want of @n bytes and 0xcc after it (through @total). */
+static bool holds_frame(const uint8_t *g, const uint8_t *want, uint32_t n, uint32_t total)
+{
+	return !memcmp(g, want, n) && untouched(g + n, total - n);
+}
+
 /*
- * I: fetch once (RX). While a guest thread flips a receive descriptor's
- * length between 100 and BUFSZ bytes, a 1500-byte packet is either placed
- * whole (used len = header + 1500) or handed back; the device never writes
- * past the BUFSZ buffer, whose guard bytes stay intact.
+ * I/G: fetch once (RX). A guest thread flips every receive descriptor's
+ * length (100 / BUFSZ) and address (buffer A / B) while the device places
+ * a 1500-byte packet: the packet is placed whole in exactly one of the two
+ * buffers (the other untouched) or handed back; the device never writes
+ * past BUFSZ (guard bytes intact). Split: head 0 every time; packed: every
+ * slot of the ring in turn, with buffer id 0.
  */
 static void t_fetch_once_rx(void)
 {
 	struct inv f;
 	net_up(&f, NETF, 64);
 	struct vhk_pool *pool = pool_new();
-	struct gring *r = f.r[0];
-	const uint32_t guard = 4096;
-	struct flipper fl = {.m = f.m, .r = r, .nheads = 1, .len_a = 100, .len_b = BUFSZ};
-	uint64_t buf = gmem_alloc(f.m, BUFSZ + guard, 64);
-	CHECK(buf != 0);
-	uint8_t *guest = gmem_ptr(f.m, buf, BUFSZ + guard);
-	memset(guest, 0xcc, BUFSZ + guard);
-	gring_raw_desc(r, 0, buf, 100, VRING_DESC_F_WRITE, 0);
+	const uint32_t guard = 4096, total = BUFSZ + guard;
+	/* Split: head 0 only; packed: every slot in turn. */
+	struct flipper fl = {.f = &f, .q = 0, .stride = 0, .nslots = inv_packed ? 64 : 1,
+			     .len_a = 100, .len_b = BUFSZ};
+	fl.buf_a = gmem_alloc(f.m, total, 64);
+	fl.buf_b = gmem_alloc(f.m, total, 64);
+	CHECK(fl.buf_a != 0 && fl.buf_b != 0);
+	uint8_t *ga = gmem_ptr(f.m, fl.buf_a, total), *gb = gmem_ptr(f.m, fl.buf_b, total);
+	uint8_t want[HDR + 1500] = {[10] = 1}; /* header: all zero, num_buffers 1 */
+	for (uint32_t i = 0; i < 1500; i++)
+		want[HDR + i] = (uint8_t)(9 + i);
+	struct inv_raw rw;
+	inv_raw_init(&rw);
+	for (uint32_t h = 0; h < fl.nslots; h++)
+		prewrite(&f, 0, (uint16_t)h, fl.buf_a, 100, VRING_DESC_F_WRITE);
 	pthread_t th;
 	flip_start(&fl, &th);
 	struct vhk_pkt *p = pkt_make(pool, 1500, 9);
-	uint16_t avail_idx = 0;
-	uint32_t placed = 0;
+	uint32_t placed = 0, in_a = 0, in_b = 0;
 	for (uint32_t round = 0; round < 3000; round++) {
-		raw_avail(r, &avail_idx, 0);
-		uint16_t n = 0;
+		memset(ga, 0xcc, total);
+		memset(gb, 0xcc, total);
+		atomic_store(&fl.cur, inv_packed ? rw.pos : 0);
+		flip_wait(&fl, 4);
+		inv_raw_republish(&f, 0, &rw, 0, VRING_DESC_F_WRITE);
+		uint16_t n = 0, id = 0xffff;
+		uint32_t ulen = 0;
 		for (int tries = 0; tries < 100000 && !n; tries++) {
 			n = vhk_net_enqueue_burst(f.vid, 0, &p, 1);
 			if (!n)
 				sched_yield(); /* let the flipper run on a single CPU too */
 		}
-		CHECK_EQ(__atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE), (uint16_t)(placed + n));
+		CHECK_EQ(inv_raw_used(&f, 0, &rw, &id, &ulen), n);
 		if (!n) {
 			/* Never placed: give up on this head for good (the flips won). */
+			CHECK(untouched(ga, total) && untouched(gb, total));
 			break;
 		}
 		placed++;
-		struct vring_used_elem *e = &r->used->ring[(placed - 1) & (r->size - 1)];
-		CHECK_EQ(e->id, 0);
-		CHECK_EQ(e->len, HDR + 1500);
-		for (uint32_t i = BUFSZ; i < BUFSZ + guard; i++)
-			CHECK_EQ(guest[i], 0xcc);
-		CHECK_EQ(guest[HDR + 1499], (uint8_t)(9 + 1499));
+		CHECK_EQ(id, 0);
+		/* Packed: the flipper may have rewritten the used slot's len since. */
+		CHECK(ulen == HDR + 1500 || (inv_packed && (ulen == 100 || ulen == BUFSZ)));
+		bool a = holds_frame(ga, want, HDR + 1500, total) && untouched(gb, total);
+		bool b = holds_frame(gb, want, HDR + 1500, total) && untouched(ga, total);
+		CHECK(a || b);
+		in_a += a;
+		in_b += b;
 	}
 	atomic_store(&fl.stop, true);
 	pthread_join(th, NULL);
-	fprintf(stderr, "# %u packets placed, %lu flips\n", placed,
+	fprintf(stderr, "# %s: %u packets placed (%u in A, %u in B), %lu flips\n",
+		inv_packed ? "packed" : "split", placed, in_a, in_b,
 		(unsigned long)atomic_load(&fl.flips));
 	CHECK(placed > 100);
+	CHECK(in_a > 0 && in_b > 0);
 	CHECK(!inv_vring(&f, 0).broken);
 	vhk_pkt_free(p);
 	inv_close(&f);
@@ -576,7 +679,7 @@ static void t_rx_header_zeroed(void)
 		CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, &p, 1), 1);
 		vhk_pkt_free(p);
 		uint32_t used = 0;
-		reap(f.r[0], &used);
+		reap(&f, 0, &used);
 		CHECK_EQ(used, HDR + len);
 		static const uint8_t want_hdr[HDR] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0};
 		CHECK(memcmp(g, want_hdr, HDR) == 0);
@@ -609,11 +712,10 @@ static int tx_with_hdr(struct inv *f, struct vhk_pool *pool, uint64_t buf,
 		g[n++] = (struct gbuf){buf + off, hdr_bytes - off < piece ? hdr_bytes - off : piece};
 	if (len)
 		g[n++] = (struct gbuf){buf + hdr_bytes, len};
-	CHECK(gring_add(f->r[1], g, n, NULL, 0, false, (void *)(uintptr_t)buf) >= 0);
-	gring_publish(f->r[1]);
+	CHECK(inv_add(f, 1, g, n, NULL, 0, false, (void *)(uintptr_t)buf) >= 0);
 	struct vhk_pkt *out[2];
 	uint16_t got = vhk_net_dequeue_burst(f->vid, 1, pool, out, 2);
-	reap(f->r[1], NULL); /* consumed either way */
+	reap(f, 1, NULL); /* consumed either way */
 	if (got && ret)
 		*ret = out[0];
 	else if (got)
@@ -673,7 +775,16 @@ static void t_tx_header_bounds(void)
 	vhk_pool_free(pool);
 }
 
-TEST_MAIN(TEST(t_suspended_no_guest_writes), TEST(t_call_nofd_skipped),
-	  TEST(t_unwritable_notify_fds), TEST(t_indirect_odd_address), TEST(t_burst_budget),
-	  TEST(t_fetch_once_tx), TEST(t_fetch_once_rx), TEST(t_rx_header_zeroed),
-	  TEST(t_tx_header_bounds))
+/* Every case on the format given by a leading --packed / --split (default split). */
+int main(int argc, char **argv)
+{
+	static const struct test_case cases[] = {
+		TEST(t_suspended_no_guest_writes), TEST(t_call_nofd_skipped),
+		TEST(t_unwritable_notify_fds),     TEST(t_indirect_odd_address),
+		TEST(t_burst_budget),              TEST(t_fetch_once_tx),
+		TEST(t_fetch_once_rx),             TEST(t_rx_header_zeroed),
+		TEST(t_tx_header_bounds)};
+	argc = inv_parse_format(argc, argv);
+	fprintf(stderr, "# ring format: %s\n", inv_packed ? "packed" : "split");
+	return test_run_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);
+}
