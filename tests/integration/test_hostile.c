@@ -12,21 +12,32 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "gring_packed.h"
 
 static const struct vhk_device_ops one_q_ops = {.name = "it-1q", .min_queues = 1};
 static const char *sock_path;
 
-/* Start the socket once per case; return a negotiated frontend (REPLY_ACK on). */
-static struct vuf *hs_open(void)
+/*
+ * Start the socket once per case, offering @features; return a frontend that
+ * negotiated exactly @features (REPLY_ACK on).
+ */
+static struct vuf *hs_open_f(uint64_t features)
 {
 	if (!sock_path) {
-		struct be_cfg cfg = {.ops = &one_q_ops, .features = IT_F_CUSTOM,
+		struct be_cfg cfg = {.ops = &one_q_ops, .features = features,
 				     .protocol_features = IT_PF_DEFAULT, .pairs = 1};
 		sock_path = be_start(&cfg);
 	}
-	struct vuf *v = fe_open(sock_path, IT_F_CUSTOM, IT_PF_DEFAULT);
+	struct vuf *v = fe_open(sock_path, features, IT_PF_DEFAULT);
 	CHECK(v->protocol_features & BIT(VHK_PF_REPLY_ACK));
+	CHECK_EQ(v->features, features);
 	return v;
+}
+
+/* hs_open_f with the split-only custom feature set. */
+static struct vuf *hs_open(void)
+{
+	return hs_open_f(IT_F_CUSTOM);
 }
 
 /* Send a bare header (plus @size zero bytes of payload when @with_payload). */
@@ -406,7 +417,21 @@ static void t_ring_outside_memory(void)
 	be_alive(sock_path);
 }
 
-/* A new memory table that drops the ring's memory stops (or breaks) the ring. */
+/*
+ * After a new memory table that drops the ring's memory: the ring is stopped
+ * or broken, kicks on it are harmless, the connection still answers.
+ */
+static void pulled_ring_dead(struct vuf *v, int vid, struct gmem *other)
+{
+	int rc = vuf_set_mem_table(v, other);
+	CHECK(rc == 0 || rc == -EPROTO);
+	fe_usable(v);
+	struct vhk_vring_info info;
+	CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
+	CHECK(!info.started || info.broken);
+}
+
+/* A new memory table that drops the ring's memory stops (or breaks) the ring (split). */
 static void t_mem_table_pulled(void)
 {
 	struct gmem *m, *other;
@@ -415,16 +440,15 @@ static void t_mem_table_pulled(void)
 	CHECK_EQ(gmem_new(1, 1 << 20, 1ull << 32, 0, &other), 0);
 	CHECK_EQ(gring_new(m, 256, true, &r), 0);
 	struct vuf *v = hs_open();
+	CHECK(!(v->features & BIT(VHK_F_RING_PACKED)));
 	int vid = ev_conn_vid();
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	CHECK_EQ(vuf_start_vring(v, 0, r), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
-	int rc = vuf_set_mem_table(v, other);
-	CHECK(rc == 0 || rc == -EPROTO);
-	fe_usable(v);
 	struct vhk_vring_info info;
 	CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
-	CHECK(!info.started || info.broken);
+	CHECK(info.started && !info.packed);
+	pulled_ring_dead(v, vid, other);
 	/* Kicks on the dead ring are harmless. */
 	gring_kick_force(r);
 	msleep(20);
@@ -436,7 +460,46 @@ static void t_mem_table_pulled(void)
 	be_alive(sock_path);
 }
 
+/*
+ * The same on a packed ring (VIRTIO_F_RING_PACKED negotiated): descriptor
+ * ring and event structures all lose their mapping. A buffer is posted
+ * before the kick so a device that still read the old ring would find work.
+ */
+static void t_mem_table_pulled_packed(void)
+{
+	struct gmem *m, *other;
+	struct pring *r;
+	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
+	CHECK_EQ(gmem_new(1, 1 << 20, 1ull << 32, 0, &other), 0);
+	CHECK_EQ(pring_new(m, 256, true, &r), 0);
+	struct vuf *v = hs_open_f(IT_F_CUSTOM | BIT(VHK_F_RING_PACKED));
+	CHECK(v->features & BIT(VHK_F_RING_PACKED));
+	int vid = ev_conn_vid();
+	CHECK_EQ(vuf_set_mem_table(v, m), 0);
+	CHECK_EQ(pring_start_vring(v, 0, r, 0x80008000u), 0);
+	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
+	struct vhk_vring_info info;
+	CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
+	CHECK(info.started && info.packed);
+	pulled_ring_dead(v, vid, other);
+	/* Kicks on the dead ring, with a descriptor published, are harmless. */
+	struct gbuf b = {gmem_alloc(m, 512, 16), 512};
+	CHECK(b.gpa != 0);
+	CHECK(pring_add(r, &b, 1, NULL, 0, false, &b) >= 0);
+	pring_kick_force(r);
+	msleep(20);
+	fe_usable(v);
+	CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
+	CHECK(!info.started || info.broken);
+	vuf_close(v);
+	pring_free(r);
+	gmem_free(other);
+	gmem_free(m);
+	be_alive(sock_path);
+}
+
 TEST_MAIN(TEST(t_bad_version), TEST(t_bad_flags), TEST(t_oversize), TEST(t_size_mismatch),
 	  TEST(t_truncated), TEST(t_stall), TEST(t_too_many_fds), TEST(t_fds_on_plain_messages),
 	  TEST(t_unknown_with_fds), TEST(t_garbage), TEST(t_out_of_order),
-	  TEST(t_ring_outside_memory), TEST(t_mem_table_pulled))
+	  TEST(t_ring_outside_memory), TEST(t_mem_table_pulled),
+	  TEST(t_mem_table_pulled_packed))

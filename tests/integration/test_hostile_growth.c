@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Growth checks: the hostile exchanges of test_hostile.c and full (or cut
- * short) connect-negotiate-setup-disconnect cycles, repeated thousands of
- * times. The library runs in this process, so any fd, mapping or memory it
- * leaks shows in /proc/self: the fd count, the mapping count, the RSS and
- * the malloc heap in use must stay within a small fixed slack of their
- * value after a warm-up.
+ * short) connect-negotiate-setup-disconnect cycles on split and on packed
+ * rings, repeated thousands of times. The library runs in this process, so
+ * any fd, mapping or memory it leaks shows in /proc/self: the fd count, the
+ * mapping count, the RSS and the malloc heap in use must stay within a small
+ * fixed slack of their value after a warm-up.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "gring_packed.h"
 
 #define ITERS 3000
 #define WARMUP 200
@@ -206,61 +207,111 @@ static void t_growth_hostile(void)
 	be_alive(sock_path);
 }
 
+/*
+ * The guest rings of one format. The net device offers RING_PACKED; a split
+ * cycle masks it off, a packed cycle negotiates it, and each sets its rings
+ * up with the matching driver (gring / pring) and ring addresses.
+ */
+struct fmt {
+	bool packed;
+	struct gring *g[2];
+	struct pring *p[2];
+};
+
+/* Net features a cycle of format @fm negotiates. */
+static uint64_t fmt_features(const struct fmt *fm)
+{
+	uint64_t f = VHK_NET_DEFAULT_FEATURES & ~BIT(VHK_F_RING_PACKED);
+	return fm->packed ? f | BIT(VHK_F_RING_PACKED) : f;
+}
+
+/* Full vring setup of ring @q in the cycle's format. */
+static int fmt_start_vring(struct vuf *v, const struct fmt *fm, uint32_t q)
+{
+	if (fm->packed)
+		return pring_start_vring(v, q, fm->p[q], pring_base(fm->p[q]));
+	return vuf_start_vring(v, q, fm->g[q]);
+}
+
 /* One connection lifecycle, cut after @steps steps (7 = complete). */
-static void cycle(struct gmem *m, struct gring **r, int steps)
+static void cycle(struct gmem *m, const struct fmt *fm, int steps)
 {
 	struct vuf *v = fe_connect(sock_path);
 	uint64_t f;
 	uint32_t base;
 	if (steps >= 1)
 		CHECK_EQ(vuf_get_u64(v, VHOST_USER_GET_FEATURES, &f), 0);
-	if (steps >= 2)
-		CHECK_EQ(vuf_negotiate(v, VHK_NET_DEFAULT_FEATURES, IT_PF_DEFAULT), 0);
+	if (steps >= 2) {
+		CHECK_EQ(vuf_negotiate(v, fmt_features(fm), IT_PF_DEFAULT), 0);
+		CHECK_EQ(!!(v->features & BIT(VHK_F_RING_PACKED)), fm->packed);
+	}
 	if (steps >= 3)
 		CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	if (steps >= 4)
-		CHECK_EQ(vuf_start_vring(v, 0, r[0]), 0);
+		CHECK_EQ(fmt_start_vring(v, fm, 0), 0);
 	if (steps >= 5) {
 		unsigned devs = ev_count(EV_NEW_DEV);
-		CHECK_EQ(vuf_start_vring(v, 1, r[1]), 0);
+		CHECK_EQ(fmt_start_vring(v, fm, 1), 0);
 		CHECK(ev_wait(EV_NEW_DEV, devs + 1, 3000));
+		struct vhk_vring_info info;
+		CHECK_EQ(vhk_dev_get_vring(ev_conn_vid(), 1, &info), 0);
+		CHECK(info.started && info.packed == fm->packed);
 	}
 	if (steps >= 6) {
-		CHECK_EQ(vuf_get_vring_base(v, 0, &base), 0);
-		CHECK_EQ(vuf_get_vring_base(v, 1, &base), 0);
+		/* Nothing moved: each ring stopped where it started, in its encoding. */
+		for (uint32_t q = 0; q < 2; q++) {
+			CHECK_EQ(vuf_get_vring_base(v, q, &base), 0);
+			CHECK_EQ(base, fm->packed ? pring_base(fm->p[q]) : 0);
+		}
 	}
 	if (steps >= 7)
 		fe_ack(v, VHOST_USER_RESET_OWNER, NULL, 0, NULL, 0);
 	vuf_close(v);
 }
 
-/* Run @n cycles with the cut point rotating over every step. */
-static void cycle_run(struct gmem *m, struct gring **r, unsigned start, unsigned n)
+/* Run cycles @start..@start+@n-1 with the cut point rotating over every step. */
+static void cycle_run(struct gmem *m, const struct fmt *fm, unsigned start, unsigned n)
 {
 	for (unsigned i = start; i < start + n; i++) {
-		cycle(m, r, (int)(i % 8));
+		cycle(m, fm, (int)(i % 8));
 		CHECK(ev_wait(EV_DESTROY_CONN, i + 1, 3000));
 	}
 }
 
-/* Connect-negotiate-setup-disconnect (net device), thousands of times. */
+/*
+ * Connect-negotiate-setup-disconnect (net device), thousands of times: half
+ * the cycles on split rings, then half on packed rings, each format with its
+ * own warm-up and growth check.
+ */
 static void t_growth_cycles(void)
 {
 	struct be_cfg cfg = {.net = true, .protocol_features = IT_PF_DEFAULT, .pairs = 1};
 	sock_path = be_start(&cfg);
 	struct gmem *m;
-	struct gring *r[2];
+	struct fmt split = {.packed = false}, packed = {.packed = true};
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
-	CHECK_EQ(gring_new(m, 256, true, &r[0]), 0);
-	CHECK_EQ(gring_new(m, 256, true, &r[1]), 0);
-	cycle_run(m, r, 0, WARMUP);
-	struct usage base = usage_now();
-	cycle_run(m, r, WARMUP, ITERS);
-	usage_check(&base);
-	CHECK_EQ(ev_count(EV_DESTROY_DEV), ev_count(EV_NEW_DEV));
+	for (int q = 0; q < 2; q++) {
+		CHECK_EQ(gring_new(m, 256, true, &split.g[q]), 0);
+		CHECK_EQ(pring_new(m, 256, true, &packed.p[q]), 0);
+	}
+	const struct fmt *fmts[2] = {&split, &packed};
+	unsigned done = 0;
+	for (int k = 0; k < 2; k++) {
+		fprintf(stderr, "# %s rings\n", fmts[k]->packed ? "packed" : "split");
+		cycle_run(m, fmts[k], done, WARMUP / 2);
+		done += WARMUP / 2;
+		struct usage base = usage_now();
+		cycle_run(m, fmts[k], done, ITERS / 2);
+		done += ITERS / 2;
+		usage_check(&base);
+		CHECK_EQ(ev_count(EV_DESTROY_DEV), ev_count(EV_NEW_DEV));
+		CHECK(ev_count(EV_NEW_DEV) > 0);
+	}
 	be_alive(sock_path);
-	gring_free(r[0]);
-	gring_free(r[1]);
+	for (int q = 0; q < 2; q++) {
+		gring_free(split.g[q]);
+		pring_free(packed.p[q]);
+	}
 	gmem_free(m);
 }
 

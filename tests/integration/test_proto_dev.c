@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "gring_packed.h"
 
 #define CFG_SIZE 16u
 
@@ -174,29 +175,58 @@ static void start_rings(struct vuf *v, struct gmem *m, struct gring **r, int fro
 	}
 }
 
-/* Net: new_device once the first pair is up; later queues via vring_state_changed. */
-static void t_cb_order_net(void)
+/* Bring up vrings [from, to) of @v: on packed rings from @p when @p, else split from @r. */
+static void start_rings_fmt(struct vuf *v, struct gmem *m, struct gring **r, struct pring **p,
+			    int from, int to)
+{
+	if (!p) {
+		start_rings(v, m, r, from, to);
+		return;
+	}
+	for (int q = from; q < to; q++) {
+		if (!p[q])
+			CHECK_EQ(pring_new(m, 256, true, &p[q]), 0);
+		CHECK_EQ(pring_start_vring(v, (uint32_t)q, p[q], pring_base(p[q])), 0);
+	}
+}
+
+/*
+ * Net: new_device once the first pair is up; later queues via
+ * vring_state_changed. On split rings (RING_PACKED masked off) or packed
+ * rings (RING_PACKED negotiated), each set up with its own layout.
+ */
+static void cb_order_net(bool packed)
 {
 	struct be_cfg cfg = {.net = true, .protocol_features = IT_PF_DEFAULT, .pairs = 2};
 	const char *path = be_start(&cfg);
-	struct vuf *v = fe_open(path, VHK_NET_DEFAULT_FEATURES, IT_PF_DEFAULT);
+	uint64_t want = VHK_NET_DEFAULT_FEATURES & ~BIT(VHK_F_RING_PACKED);
+	if (packed)
+		want |= BIT(VHK_F_RING_PACKED);
+	struct vuf *v = fe_open(path, want, IT_PF_DEFAULT);
+	CHECK_EQ(v->features, want);
 	int vid = ev_conn_vid();
 	struct gmem *m;
 	struct gring *r[4] = {0};
+	struct pring *p[4] = {0};
 	CHECK_EQ(gmem_new(1, 2 << 20, 0, 0, &m), 0);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
-	start_rings(v, m, r, 0, 1);
+	start_rings_fmt(v, m, r, packed ? p : NULL, 0, 1);
 	msleep(300);
 	CHECK_EQ(ev_count(EV_NEW_DEV), 0); /* the pair is not complete */
-	start_rings(v, m, r, 1, 2);
+	start_rings_fmt(v, m, r, packed ? p : NULL, 1, 2);
 	struct ev conn, feat, dev, q2, q3, dd, dc;
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, &dev));
-	start_rings(v, m, r, 2, 4);
+	start_rings_fmt(v, m, r, packed ? p : NULL, 2, 4);
 	CHECK(ev_wait_match(EV_VRING_STATE, vid, 2, 1, 3000, &q2));
 	CHECK(ev_wait_match(EV_VRING_STATE, vid, 3, 1, 3000, &q3));
+	for (uint16_t q = 0; q < 4; q++) {
+		struct vhk_vring_info info;
+		CHECK_EQ(vhk_dev_get_vring(vid, q, &info), 0);
+		CHECK(info.started && info.packed == packed);
+	}
 	CHECK(ev_find(EV_NEW_CONN, vid, -1, -1, &conn));
 	CHECK(ev_find(EV_FEATURES, vid, -1, -1, &feat));
-	CHECK_EQ(feat.features, VHK_NET_DEFAULT_FEATURES);
+	CHECK_EQ(feat.features, want);
 	CHECK(conn.seq < feat.seq && feat.seq < dev.seq && dev.seq < q2.seq && dev.seq < q3.seq);
 	CHECK_EQ(ev_count(EV_NEW_DEV), 1);
 	/* Disabling a later queue is reported too. */
@@ -214,10 +244,23 @@ static void t_cb_order_net(void)
 	CHECK(q3.seq < dd.seq && dd.seq < dc.seq);
 	CHECK_EQ(ev_count(EV_DESTROY_DEV), 1);
 	CHECK(vid_goes_stale(vid));
-	for (int q = 0; q < 4; q++)
+	for (int q = 0; q < 4; q++) {
 		gring_free(r[q]);
+		pring_free(p[q]);
+	}
 	gmem_free(m);
 }
+
+static void t_cb_order_net(void)
+{
+	cb_order_net(false);
+}
+
+static void t_cb_order_net_packed(void)
+{
+	cb_order_net(true);
+}
+
 
 static const struct vhk_device_ops one_q_ops = {.name = "it-1q", .min_queues = 1};
 
@@ -464,6 +507,7 @@ static void t_async_start_error(void)
 	gmem_free(m);
 }
 
-TEST_MAIN(TEST(t_config), TEST(t_config_gated), TEST(t_cb_order_net), TEST(t_cb_min_queues),
+TEST_MAIN(TEST(t_config), TEST(t_config_gated), TEST(t_cb_order_net),
+	  TEST(t_cb_order_net_packed), TEST(t_cb_min_queues),
 	  TEST(t_new_device_refused), TEST(t_client_mode),
 	  TEST(t_client_no_reconnect), TEST(t_async_get_vring_base), TEST(t_async_start_error))

@@ -4,6 +4,9 @@
  * GET_VRING_BASE (stops the ring, returns the base), KICK / CALL / ERR with
  * and without NOFD, and vring indices out of range in the full 32-bit field.
  * The socket offers 2 queue pairs, so vrings 0..3 exist and 4 does not.
+ * The packed cases at the end cover what the handlers do differently for
+ * VIRTIO_F_RING_PACKED (sizes, the 32-bit base, ring areas) and frontends
+ * that switch the format under configured or running rings.
  */
 #include <errno.h>
 #include <string.h>
@@ -11,6 +14,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "gring_packed.h"
 
 #define NVRINGS 4
 #define QSIZE 256
@@ -328,6 +332,241 @@ static void t_vring_index_range(void)
 	fx_close(&f);
 }
 
+/* ---- packed layout (VIRTIO_F_RING_PACKED): what the message handlers do differently ---- */
+
+#define F_PACKED (IT_F_CUSTOM | BIT(VHK_F_RING_PACKED))
+#define PK_FRESH 0x80008000u /* avail 0 and used 0, both wrap counters 1 */
+
+/* A socket offering packed; a frontend that negotiated @want (REPLY_ACK on); memory sent. */
+static struct vuf *pk_open(uint64_t want, struct gmem **ret_m, int *ret_vid)
+{
+	struct be_cfg cfg = {.ops = &custom_ops, .features = F_PACKED,
+			     .protocol_features = IT_PF_DEFAULT, .pairs = NVRINGS / 2};
+	struct vuf *v = fe_open(be_start(&cfg), want, IT_PF_DEFAULT);
+	CHECK_EQ(v->features, want);
+	CHECK(v->protocol_features & BIT(VHK_PF_REPLY_ACK));
+	*ret_vid = ev_conn_vid();
+	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, ret_m), 0);
+	CHECK_EQ(vuf_set_mem_table(v, *ret_m), 0);
+	return v;
+}
+
+/* vring @q's state as the library reports it. */
+static struct vhk_vring_info pk_info(int vid, uint16_t q)
+{
+	struct vhk_vring_info info;
+	memset(&info, 0, sizeof(info));
+	CHECK_EQ(vhk_dev_get_vring(vid, q, &info), 0);
+	return info;
+}
+
+/* SET_VRING_ADDR for vring @q at packed ring @r (driver area as avail, device area as used). */
+static int pk_set_addr(struct vuf *v, uint32_t q, const struct pring *r)
+{
+	struct vhost_user_vring_addr a = {
+		.index = q,
+		.desc_user_addr = gmem_qva(r->mem, r->desc_gpa),
+		.used_user_addr = gmem_qva(r->mem, r->dev_gpa),
+		.avail_user_addr = gmem_qva(r->mem, r->drv_gpa),
+	};
+	return vuf_request(v, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0, NULL);
+}
+
+/* NUM @num, BASE @base and ADDR @r or @g for vring @q: all acked. */
+static void pk_config(struct vuf *v, uint32_t q, uint32_t num, uint32_t base,
+		      const struct pring *r, const struct gring *g)
+{
+	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_NUM, q, num), 0);
+	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_BASE, q, base), 0);
+	CHECK_EQ(r ? pk_set_addr(v, q, r) : vuf_set_vring_addr(v, q, g), 0);
+}
+
+/* KICK + CALL + ENABLE for vring @q; KICK and ENABLE may be refused when it cannot start. */
+static void pk_kick(struct vuf *v, uint32_t q, int kick_fd, int call_fd)
+{
+	int rc = vuf_set_vring_fd(v, VHOST_USER_SET_VRING_KICK, q, kick_fd);
+	CHECK(rc == 0 || rc == -EPROTO);
+	CHECK_EQ(vuf_set_vring_fd(v, VHOST_USER_SET_VRING_CALL, q, call_fd), 0);
+	rc = vuf_set_vring_state(v, VHOST_USER_SET_VRING_ENABLE, q, 1);
+	CHECK(rc == 0 || rc == -EPROTO);
+	fe_usable(v);
+}
+
+/*
+ * Packed: SET_VRING_NUM takes any size up to 32768 (split: powers of two);
+ * SET_VRING_BASE takes the used half in bits 16-31 (split refuses it) and
+ * GET_VRING_BASE returns all 32 bits, stopped or after a run.
+ */
+static void t_vring_packed_num_base(void)
+{
+	struct gmem *m;
+	int vid;
+	struct vuf *v = pk_open(F_PACKED, &m, &vid);
+	uint32_t bad[] = {0, 32769, 65535, 65536, 0x80000000u, 0xffffffffu};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		fe_nack_state(v, VHOST_USER_SET_VRING_NUM, 0, bad[i]);
+	uint32_t good[] = {1, 3, 37, 255, 32767, 32768, 37};
+	for (unsigned i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_NUM, 0, good[i]), 0);
+		CHECK_EQ(pk_info(vid, 0).size, good[i]);
+	}
+	/* Stopped ring: the base comes back as sent, all 32 bits. */
+	uint32_t base = 0, b1 = 0x80058003u; /* avail 3 wrap 1, used 5 wrap 1 */
+	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_BASE, 1, b1), 0);
+	CHECK_EQ(vuf_get_vring_base(v, 1, &base), 0);
+	CHECK_EQ(base, b1);
+	/*
+	 * Started mid-ring with 2 buffers in flight (used 1 wrap 0, avail 3 wrap 0):
+	 * GET_VRING_BASE stops it and reports the same positions.
+	 */
+	struct pring *r;
+	CHECK_EQ(pring_new(m, 37, true, &r), 0);
+	uint32_t b0 = 3u | 1u << 16;
+	CHECK_EQ(pring_start_vring(v, 0, r, b0), 0);
+	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
+	struct vhk_vring_info info = pk_info(vid, 0);
+	CHECK(info.started && info.packed && !info.broken);
+	CHECK_EQ(info.size, 37);
+	CHECK_EQ(info.last_avail_idx, 3);
+	/* The library's pointers alias the driver's ring and event areas. */
+	CHECK(info.desc && info.avail && info.used);
+	r->desc[5].len = 0x1234abcd;
+	CHECK_EQ(((volatile struct vring_packed_desc *)info.desc)[5].len, 0x1234abcd);
+	r->drv->off_wrap = 0x4321;
+	CHECK_EQ(((volatile struct vring_packed_desc_event *)info.avail)->off_wrap, 0x4321);
+	CHECK_EQ((uintptr_t)info.used - (uintptr_t)info.avail,
+		 (uintptr_t)r->dev - (uintptr_t)r->drv);
+	CHECK_EQ(vuf_get_vring_base(v, 0, &base), 0);
+	CHECK_EQ(base, b0);
+	CHECK(!pk_info(vid, 0).started);
+	/* A fresh restart: the default base. */
+	CHECK_EQ(pring_start_vring(v, 0, r, PK_FRESH), 0);
+	CHECK(pk_info(vid, 0).started);
+	CHECK_EQ(vuf_get_vring_base(v, 0, &base), 0);
+	CHECK_EQ(base, PK_FRESH);
+	vuf_close(v);
+	pring_free(r);
+	gmem_free(m);
+}
+
+/*
+ * A frontend that configures rings in one format and then switches
+ * RING_PACKED with SET_FEATURES: state that is valid only for the old format
+ * (a size that is no power of two, a used half in the base, a split index
+ * past the ring size) never starts a ring in the new one; a configuration
+ * valid for the new format does.
+ */
+static void t_vring_format_flip(void)
+{
+	struct gmem *m;
+	int vid;
+	uint32_t base;
+	struct pring *p37, *p64;
+	struct gring *g64;
+	/* Packed, then split. */
+	struct vuf *v = pk_open(F_PACKED, &m, &vid);
+	CHECK_EQ(pring_new(m, 37, true, &p37), 0);
+	CHECK_EQ(pring_new(m, 64, true, &p64), 0);
+	CHECK_EQ(gring_new(m, 64, true, &g64), 0);
+	pk_config(v, 0, 37, PK_FRESH, p37, NULL);   /* size: packed only */
+	pk_config(v, 1, 64, 3u | 3u << 16, p64, NULL); /* upper half: packed only */
+	fe_ack(v, VHOST_USER_SET_FEATURES, &(uint64_t){IT_F_CUSTOM}, 8, NULL, 0);
+	v->features = IT_F_CUSTOM;
+	pk_kick(v, 0, p37->kick_fd, p37->call_fd);
+	pk_kick(v, 1, p64->kick_fd, p64->call_fd);
+	msleep(50);
+	for (uint16_t q = 0; q < 2; q++)
+		CHECK(!pk_info(vid, q).started || pk_info(vid, q).broken);
+	CHECK(!ev_find(EV_NEW_DEV, vid, -1, -1, NULL));
+	/* Stop (the base comes back as sent), reconfigure for split: it starts. */
+	CHECK_EQ(vuf_get_vring_base(v, 0, &base), 0);
+	CHECK_EQ(base, PK_FRESH);
+	pk_config(v, 0, 64, 0, NULL, g64);
+	pk_kick(v, 0, g64->kick_fd, g64->call_fd);
+	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
+	struct vhk_vring_info info = pk_info(vid, 0);
+	CHECK(info.started && !info.packed && !info.broken);
+	vuf_close(v);
+	CHECK(ev_wait(EV_DESTROY_CONN, 1, 3000));
+	be_stop();
+	gmem_free(m);
+
+	/* Split, then packed: a valid split base (a free-running index past the size). */
+	v = pk_open(IT_F_CUSTOM, &m, &vid);
+	struct gring *g256;
+	struct pring *p256;
+	CHECK_EQ(gring_new(m, 256, true, &g256), 0);
+	CHECK_EQ(pring_new(m, 256, true, &p256), 0);
+	pk_config(v, 0, 256, 300, NULL, g256);
+	fe_ack(v, VHOST_USER_SET_FEATURES, &(uint64_t){F_PACKED}, 8, NULL, 0);
+	v->features = F_PACKED;
+	pk_kick(v, 0, g256->kick_fd, g256->call_fd);
+	msleep(50);
+	CHECK(!pk_info(vid, 0).started || pk_info(vid, 0).broken);
+	CHECK(!ev_find(EV_NEW_DEV, vid, -1, -1, NULL));
+	/* Stop, reconfigure for packed: it starts. */
+	CHECK_EQ(vuf_get_vring_base(v, 0, &base), 0);
+	CHECK_EQ(base, 300); /* never started: the base as sent */
+	CHECK_EQ(pring_start_vring(v, 0, p256, PK_FRESH), 0);
+	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
+	info = pk_info(vid, 0);
+	CHECK(info.started && info.packed && !info.broken);
+	CHECK_EQ(vuf_get_vring_base(v, 0, &base), 0);
+	CHECK_EQ(base, PK_FRESH);
+	vuf_close(v);
+	gring_free(g256);
+	pring_free(p256);
+	pring_free(p37);
+	pring_free(p64);
+	gring_free(g64);
+	gmem_free(m);
+}
+
+/*
+ * SET_FEATURES switching RING_PACKED under a running split ring: whether the
+ * library takes it or not, a started ring keeps the layout it started with
+ * (it is never reinterpreted as packed), the connection keeps answering,
+ * and after GET_VRING_BASE the ring restarts in the negotiated layout.
+ */
+static void t_vring_format_flip_running(void)
+{
+	struct gmem *m;
+	int vid;
+	uint32_t base;
+	struct gring *g;
+	struct pring *p;
+	struct vuf *v = pk_open(IT_F_CUSTOM, &m, &vid);
+	CHECK_EQ(gring_new(m, 256, true, &g), 0);
+	CHECK_EQ(pring_new(m, 256, true, &p), 0);
+	CHECK_EQ(vuf_start_vring(v, 0, g), 0);
+	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
+	CHECK(pk_info(vid, 0).started && !pk_info(vid, 0).packed);
+	uint64_t f = F_PACKED;
+	int rc = vuf_request(v, VHOST_USER_SET_FEATURES, &f, 8, NULL, 0, NULL);
+	CHECK(rc == 0 || rc == -EPROTO);
+	fe_usable(v);
+	struct vhk_vring_info info = pk_info(vid, 0);
+	CHECK(!info.started || !info.packed);
+	CHECK_EQ(vuf_get_vring_base(v, 0, &base), 0);
+	CHECK_EQ(base, 0); /* split encoding: nothing was consumed */
+	CHECK(!pk_info(vid, 0).started);
+	if (rc == 0) { /* taken: packed from now on */
+		v->features = F_PACKED;
+		CHECK_EQ(pring_start_vring(v, 0, p, PK_FRESH), 0);
+	} else {
+		CHECK_EQ(vuf_start_vring(v, 0, g), 0);
+	}
+	info = pk_info(vid, 0);
+	CHECK(info.started && !info.broken);
+	CHECK_EQ(info.packed, rc == 0);
+	vuf_close(v);
+	gring_free(g);
+	pring_free(p);
+	gmem_free(m);
+}
+
 TEST_MAIN(TEST(t_vring_num), TEST(t_vring_addr), TEST(t_vring_addr_no_mem),
 	  TEST(t_vring_base), TEST(t_get_vring_base_stops),
-	  TEST(t_vring_resize_started), TEST(t_vring_fds), TEST(t_vring_index_range))
+	  TEST(t_vring_resize_started), TEST(t_vring_fds), TEST(t_vring_index_range),
+	  TEST(t_vring_packed_num_base), TEST(t_vring_format_flip),
+	  TEST(t_vring_format_flip_running))
