@@ -15,6 +15,17 @@ int h_get_features(struct conn *c, struct msg_ctx *m)
 	return 0;
 }
 
+/* True when any vring of @d has been started (and not stopped since). */
+static bool any_ring_started(struct vdev *d)
+{
+	for (uint32_t i = 0; i < VHK_MAX_VRINGS; i++) {
+		const struct vq *vq = vdev_vq(d, i);
+		if (vq && vq->started)
+			return true;
+	}
+	return false;
+}
+
 int h_set_features(struct conn *c, struct msg_ctx *m)
 {
 	uint64_t f = m->msg->payload.u64;
@@ -29,6 +40,15 @@ int h_set_features(struct conn *c, struct msg_ctx *m)
 		log_warn("SET_FEATURES 0x%llx: RING_PACKED without VERSION_1 refused",
 			 (unsigned long long)f);
 		return -EINVAL;
+	}
+	/*
+	 * A started ring keeps the layout it was started with; switching the
+	 * format under it would leave the app told one format while the ring
+	 * runs the other. The frontend stops the rings (GET_VRING_BASE) first.
+	 */
+	if (((f ^ c->dev->features) & (1ull << VHK_F_RING_PACKED)) && any_ring_started(c->dev)) {
+		log_warn("SET_FEATURES: ring format change with started rings refused");
+		return -EBUSY;
 	}
 	/* A running device must be re-announced with its new features. */
 	if (c->dev->running && f != c->dev->features)
