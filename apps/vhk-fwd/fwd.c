@@ -45,10 +45,17 @@ struct fwd_ctx {
 	struct fwd_slot slot[FWD_MAX_DEVS];
 };
 
+/*
+ * Add @n to a counter. Only the forwarding thread writes these counters, so a
+ * relaxed load and store is enough (no locked read-modify-write inside the
+ * measured busy cycles, as testpmd's per-stream counters); other threads read
+ * a recent value.
+ */
 static void count(_Atomic uint64_t *c, uint64_t n)
 {
 	if (n)
-		atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+		atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+				      memory_order_relaxed);
 }
 
 /* Sum of pkt_len of @n packets. */
@@ -84,8 +91,12 @@ static uint16_t receive(struct fwd_ctx *c, int vid, uint16_t qid, struct vhk_pkt
 	return n;
 }
 
-/* txonly: copy the template into a fresh burst and enqueue it on pair @q. */
-static uint16_t tx_burst(struct fwd_ctx *c, int vid, uint16_t q)
+/*
+ * txonly: copy the template into a fresh burst and enqueue it on pair @q.
+ * Returns the packets sent; *built is set when a burst was built, sent or not
+ * (testpmd's txonly counts such a poll as busy even when the ring was full).
+ */
+static uint16_t tx_burst(struct fwd_ctx *c, int vid, uint16_t q, bool *built)
 {
 	struct vhk_pkt *pkts[FWD_MAX_BURST];
 	uint32_t len = c->o.pkt_len;
@@ -103,15 +114,18 @@ static uint16_t tx_burst(struct fwd_ctx *c, int vid, uint16_t q)
 		}
 		memcpy(d, c->tmpl, len);
 	}
+	*built = true;
 	return send_and_free(c, vid, (uint16_t)(2 * q), pkts, (uint16_t)c->o.burst);
 }
 
 /* --tx-first: one txonly burst per queue once the guest has receive buffers. */
 static void tx_first(struct fwd_ctx *c, struct fwd_slot *s, int vid, uint16_t q)
 {
+	bool built = false;
+
 	if (s->tx_first_done[q] || vhk_net_free_entries(vid, (uint16_t)(2 * q)) <= 0)
 		return;
-	tx_burst(c, vid, q);
+	tx_burst(c, vid, q, &built);
 	s->tx_first_done[q] = true;
 }
 
@@ -166,8 +180,8 @@ static uint16_t rx_burst(struct fwd_ctx *c, int vid, uint16_t q)
 
 /*
  * Poll every queue pair of device @vid (slot state @s); returns packets moved.
- * Busy cycles are counted per queue poll that moved packets (as testpmd's
- * --record-core-cycles counts per stream).
+ * Busy cycles are counted per queue poll that received packets, or for txonly
+ * built a burst (as testpmd 22.11's --record-core-cycles counts per stream).
  */
 static uint32_t poll_device(struct fwd_ctx *c, struct fwd_slot *s, int vid)
 {
@@ -184,15 +198,16 @@ static uint32_t poll_device(struct fwd_ctx *c, struct fwd_slot *s, int vid)
 	for (uint16_t q = 0; q < c->o.queues; q++) {
 		uint64_t t0 = stats_cycles();
 		uint16_t moved;
+		bool built = false;
 
 		quiet_pair(c, s, vid, q);
 		if (c->o.tx_first && s->may_send)
 			tx_first(c, s, vid, q);
 		if (c->o.mode == FWD_TXONLY)
-			moved = s->may_send ? tx_burst(c, vid, q) : 0;
+			moved = s->may_send ? tx_burst(c, vid, q, &built) : 0;
 		else
 			moved = rx_burst(c, vid, q);
-		if (moved)
+		if (moved || built)
 			count(&c->st->busy_cycles, stats_cycles() - t0);
 		total += moved;
 	}
