@@ -200,7 +200,10 @@ def increasing_periods(ctx, nic, what="RX-packets", need=3):
 def case_loopback(ctx, cfg):
     """vhk-fwd mac --tx-first <-> testpmd mac: the loop keeps forwarding."""
     sock = ctx.path("vhost.sock")
-    fwd, tp = start_pair(ctx, sock, "mac", ["--tx-first", "--stats-period", "1"], "mac", cfg)
+    # --start-delay: a tx-first burst that lands before testpmd has started
+    # its port would be flushed by testpmd, and the loop would never start.
+    fwd, tp = start_pair(ctx, sock, "mac", ["--tx-first", "--start-delay", "1",
+                                            "--stats-period", "1"], "mac", cfg)
     time.sleep(RUN_SECONDS + 2)  # testpmd prints its statistics every 1-2 s
     st, text = stop_testpmd(ctx, tp)
     time.sleep(0.5)
