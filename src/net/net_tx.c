@@ -296,8 +296,8 @@ VHK_EXPORT uint16_t vhk_net_dequeue_burst(int vid, uint16_t qid, struct vhk_pool
 					  memory_order_relaxed)))
 		n = (uint16_t)rarp_inject(d, pool, pkts);
 
-	uint16_t avail = vq_avail_count(vq);
-	uint16_t want = MIN((uint16_t)(count - n), avail);
+	uint16_t avail = vq_avail_count_max(vq, (uint16_t)(count - n));
+	uint16_t want = avail;
 	if (want) {
 		b.vq = vq;
 		b.pool = pool;

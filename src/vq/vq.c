@@ -318,9 +318,15 @@ int vq_remap(struct vq *vq, const struct mem_table *mem)
 
 uint16_t vq_avail_count(struct vq *vq)
 {
+	return vq_avail_count_max(vq, UINT16_MAX);
+}
+
+uint16_t vq_avail_count_max(struct vq *vq, uint16_t max)
+{
 	if (unlikely(vq->packed))
-		return vq_packed_avail_count(vq);
-	return vq_split_avail_count(vq);
+		return vq_packed_avail_count(vq, max);
+	uint16_t n = vq_split_avail_count(vq); /* once: MIN() evaluates twice */
+	return MIN(n, max);
 }
 
 int vq_pop(struct vq *vq, struct vq_chain *c)

@@ -185,6 +185,11 @@ static inline void vq_leave(struct vq *vq)
 
 /* Chains available and not consumed; 0 if none; marks broken if > size. */
 uint16_t vq_avail_count(struct vq *vq);
+/*
+ * Same, but stops counting at @max (packed rings walk descriptor flags to
+ * count, so a burst asks only for as many as it can take).
+ */
+uint16_t vq_avail_count_max(struct vq *vq, uint16_t max);
 
 /*
  * Pop the next available chain into @c (validated and translated).
@@ -230,7 +235,7 @@ bool vq_split_set_notification(struct vq *vq, bool enable);
 /* Packed format (vq_packed.c, chain_packed.c). */
 int vq_packed_start(struct vq *vq);
 uint32_t vq_packed_base(const struct vq *vq);
-uint16_t vq_packed_avail_count(struct vq *vq);
+uint16_t vq_packed_avail_count(struct vq *vq, uint16_t max);
 int vq_packed_pop(struct vq *vq, struct vq_chain *c);
 void vq_packed_rewind(struct vq *vq, const uint16_t *ids, uint16_t n);
 void vq_packed_push(struct vq *vq, uint16_t id, uint32_t len);

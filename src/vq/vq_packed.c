@@ -15,7 +15,10 @@
  */
 #include <errno.h>
 
+#include <string.h>
+
 #include "vq/vq.h"
+#include "vq/chain_walk.h"
 
 #define PK_F_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
 #define PK_F_USED (1u << VRING_PACKED_DESC_F_USED)
@@ -83,15 +86,16 @@ uint32_t vq_packed_base(const struct vq *vq)
 
 /*
  * Chains available: walk the flags from last_avail_idx counting chain ends,
- * at most size descriptors. A chain whose end is not yet published is not
- * counted; malformed chains are left for vq_pop() to reject.
+ * at most size descriptors and @max chains. A chain whose end is not yet
+ * published is not counted; malformed chains are left for vq_pop() to
+ * reject.
  */
-uint16_t vq_packed_avail_count(struct vq *vq)
+uint16_t vq_packed_avail_count(struct vq *vq, uint16_t max)
 {
 	uint16_t pos = vq->last_avail_idx, n = 0;
 	bool wrap = vq->avail_wrap;
 
-	for (uint32_t i = 0; i < vq->size; i++) {
+	for (uint32_t i = 0; i < vq->size && n < max; i++) {
 		uint16_t f = load_acquire(&vq->pdesc[pos].flags);
 		if (!!(f & PK_F_AVAIL) != wrap || !!(f & PK_F_USED) == wrap)
 			break;
@@ -106,10 +110,24 @@ int vq_packed_pop(struct vq *vq, struct vq_chain *c)
 {
 	uint16_t pos = vq->last_avail_idx;
 	bool wrap = vq->avail_wrap;
+	struct vring_packed_desc d;
 	int rc;
 
-	rc = chain_walk_packed(vq->mem, &vq->mem_hint, vq->pdesc, vq->size, pos, wrap,
-			       vq->indirect, c);
+	/* Acquire pairs with the driver's release (or wmb) before its flags store. */
+	uint16_t flags = load_acquire(&vq->pdesc[pos].flags);
+	if (!!(flags & PK_F_AVAIL) != wrap || !!(flags & PK_F_USED) == wrap)
+		return -ENOENT;
+	/* Fetch once: the flags checked above and one copy of the rest decide the fast path. */
+	memcpy(&d, &vq->pdesc[pos], sizeof(d));
+	CHAIN_LAUNDER(d);
+	if (likely(d.id < vq->size &&
+		   chain_one_fast(vq->mem, &vq->mem_hint, d.addr, d.len, flags, c))) {
+		c->id = d.id;
+		rc = 0;
+	} else {
+		rc = chain_walk_packed(vq->mem, &vq->mem_hint, vq->pdesc, vq->size, pos, wrap,
+				       vq->indirect, c);
+	}
 	if (rc == -ENOENT)
 		return -ENOENT;
 	if (unlikely(rc == -EIO)) {
