@@ -177,11 +177,12 @@ static void give_back(struct rx_burst *b, uint32_t nbufs, bool interleaved)
 }
 
 /*
- * Place one packet. @hdr is its header (num_buffers = 1 when 12 bytes).
- * Returns 0, -ENOSPC (does not fit: chains given back), -EIO (ring broken).
+ * Place one packet, general case (any chain shape, several chains with
+ * MRG_RXBUF, chained packets, checksum patch). @first is the result of the
+ * vq_pop() rx_one() already did into b->chain. Same returns as rx_one().
  */
-static int rx_one(struct rx_burst *b, const struct vhk_pkt *p, const uint8_t *hdr,
-		  const struct csum_patch *pt)
+static int rx_one_slow(struct rx_burst *b, const struct vhk_pkt *p, const uint8_t *hdr,
+		       const struct csum_patch *pt, int first)
 {
 	struct vq_chain *c = &b->chain;
 	struct src_cur s = {p, vhk_pkt_data(p), MIN(p->data_len, p->pkt_len), p->pkt_len, 0};
@@ -191,7 +192,8 @@ static int rx_one(struct rx_burst *b, const struct vhk_pkt *p, const uint8_t *hd
 	bool interleaved = false;
 
 	for (;;) {
-		int r = vq_pop(b->vq, c);
+		int r = first <= 0 ? first : vq_pop(b->vq, c);
+		first = 1; /* pop for real from the second chain on */
 		if (unlikely(r < 0)) {
 			if (r == -E2BIG) {
 				chain_reject(b, c->id);
@@ -242,6 +244,35 @@ static int rx_one(struct rx_burst *b, const struct vhk_pkt *p, const uint8_t *hd
 err_no_space:
 	give_back(b, nbufs, interleaved);
 	return -ENOSPC;
+}
+
+/*
+ * Place one packet. @hdr is its header (num_buffers = 1 when 12 bytes).
+ * Fast path: the packet is one segment and the next chain is one writable
+ * piece that holds header and packet; anything else goes to rx_one_slow()
+ * with the chain already popped. Returns 0, -ENOSPC (does not fit: chains
+ * given back), -EIO (ring broken).
+ */
+static inline int rx_one(struct rx_burst *b, const struct vhk_pkt *p, const uint8_t *hdr,
+			 const struct csum_patch *pt)
+{
+	struct vq_chain *c = &b->chain;
+	int r = vq_pop(b->vq, c);
+
+	if (likely(r == 0 && !pt && c->nout == 0 && c->nin == 1 && p->data_len >= p->pkt_len &&
+		   c->iov[0].len >= (uint64_t)b->hdr_len + p->pkt_len)) {
+		uint8_t *dst = c->iov[0].base;
+		/* Guest memory is only written, never read back. */
+		if (b->hdr_len == NET_HDR_MRG_LEN)
+			memcpy(dst, hdr, NET_HDR_MRG_LEN);
+		else
+			memcpy(dst, hdr, NET_HDR_LEGACY_LEN);
+		net_copy(dst + b->hdr_len, vhk_pkt_data(p), p->pkt_len);
+		vq_push(b->vq, c->id, b->hdr_len + p->pkt_len);
+		b->pushed++;
+		return 0;
+	}
+	return rx_one_slow(b, p, hdr, pt, r);
 }
 
 /* Header for a packet with offload metadata; -EINVAL if the guest cannot take it. */

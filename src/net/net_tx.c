@@ -217,6 +217,24 @@ static int tx_one(struct tx_burst *b, struct vhk_pkt *p)
 		     c->out_len - b->hdr_len > NET_TX_MAX_PKT_LEN))
 		goto err_reject;
 	uint32_t pkt_len = (uint32_t)(c->out_len - b->hdr_len);
+	if (likely(c->nout == 1 && c->out_len >= NET_HDR_MRG_LEN && pkt_len <= b->data_room)) {
+		/* Fast path: one piece holding header and packet, one pool buffer. */
+		const uint8_t *src = c->iov[0].base;
+		memcpy(raw, src, NET_HDR_MRG_LEN); /* fetch once */
+		net_hdr_decode(raw, b->hdr_len, &h);
+		if (unlikely(h.flags | h.gso_type | h.hdr_len)) {
+			if (net_hdr_validate_tx(&h, pkt_len, b->features) < 0)
+				goto err_reject;
+			net_hdr_to_offload(&h, &p->ol);
+		} /* else p->ol stays as allocated: all zero */
+		net_copy(vhk_pkt_data(p), src + b->hdr_len, pkt_len);
+		p->data_len = pkt_len;
+		p->pkt_len = pkt_len;
+		vq_push(b->vq, c->id, 0);
+		b->pushed++;
+		b->bytes += pkt_len;
+		return 1;
+	}
 	src_init(&s, c);
 	if (likely(s.left >= NET_HDR_MRG_LEN)) {
 		/* Fetch once: the guest may change its memory under us. */

@@ -231,6 +231,11 @@ static inline void batch_add(struct free_batch *b, struct vhk_pkt *seg)
 /* Queue every segment of the chain starting at @p. */
 static inline void batch_add_chain(struct free_batch *b, struct vhk_pkt *p)
 {
+	/* Common case: one segment of the pool being collected, batch not full. */
+	if (likely(p && !p->next && p->pool == b->pool && b->n < FREE_BATCH)) {
+		b->segs[b->n++] = p;
+		return;
+	}
 	while (p) {
 		struct vhk_pkt *next = p->next;
 		if (likely(p->pool))
