@@ -20,6 +20,7 @@
 #include "net/net.h"
 #include "vq/vdev.h"
 #include "vq/vq.h"
+#include "vq/vq_fast.h"
 
 /* Write cursor over the writable pieces of one chain. */
 struct dst_cur {
@@ -256,23 +257,25 @@ err_no_space:
 static inline int rx_one(struct rx_burst *b, const struct vhk_pkt *p, const uint8_t *hdr,
 			 const struct csum_patch *pt)
 {
-	struct vq_chain *c = &b->chain;
-	int r = vq_pop(b->vq, c);
+	struct vq *vq = b->vq;
+	struct vq_one o;
 
-	if (likely(r == 0 && !pt && c->nout == 0 && c->nin == 1 && p->data_len >= p->pkt_len &&
-		   c->iov[0].len >= (uint64_t)b->hdr_len + p->pkt_len)) {
-		uint8_t *dst = c->iov[0].base;
+	if (unlikely(!vq_pop_one(vq, &o)))
+		return rx_one_slow(b, p, hdr, pt, vq_pop(vq, &b->chain));
+	const uint32_t hlen = b->hdr_len, plen = p->pkt_len;
+	if (likely(o.write && !pt && p->data_len >= plen && o.len >= (uint64_t)hlen + plen)) {
 		/* Guest memory is only written, never read back. */
-		if (b->hdr_len == NET_HDR_MRG_LEN)
-			memcpy(dst, hdr, NET_HDR_MRG_LEN);
+		if (hlen == NET_HDR_MRG_LEN)
+			memcpy(o.base, hdr, NET_HDR_MRG_LEN);
 		else
-			memcpy(dst, hdr, NET_HDR_LEGACY_LEN);
-		net_copy(dst + b->hdr_len, vhk_pkt_data(p), p->pkt_len);
-		vq_push(b->vq, c->id, b->hdr_len + p->pkt_len);
+			memcpy(o.base, hdr, NET_HDR_LEGACY_LEN);
+		net_copy(o.base + hlen, vhk_pkt_data(p), plen);
+		vq_push_fast(vq, o.id, hlen + plen);
 		b->pushed++;
 		return 0;
 	}
-	return rx_one_slow(b, p, hdr, pt, r);
+	vq_one_to_chain(&o, &b->chain);
+	return rx_one_slow(b, p, hdr, pt, 0);
 }
 
 /* Header for a packet with offload metadata; -EINVAL if the guest cannot take it. */

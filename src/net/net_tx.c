@@ -22,6 +22,7 @@
 #include "net/net.h"
 #include "vq/vdev.h"
 #include "vq/vq.h"
+#include "vq/vq_fast.h"
 
 #define RARP_FRAME_LEN 60u
 #define ETH_P_RARP_BE  0x8035u
@@ -48,6 +49,7 @@ struct tx_burst {
 	uint64_t features;
 	uint32_t hdr_len;
 	uint32_t data_room;
+	uint32_t fast_max; /* largest packet of the fast path: one buffer, <= NET_TX_MAX_PKT_LEN */
 	uint32_t pushed;
 	uint64_t errors;
 	uint64_t bytes;
@@ -206,7 +208,35 @@ static int tx_one(struct tx_burst *b, struct vhk_pkt *p)
 	struct net_hdr h;
 	struct src_iov s;
 
-	int r = vq_pop(b->vq, c);
+	struct vq_one o;
+	int r = 0;
+
+	if (likely(vq_pop_one(b->vq, &o))) {
+		const uint32_t hlen = b->hdr_len;
+		if (likely(!o.write && o.len >= NET_HDR_MRG_LEN && o.len - hlen <= b->fast_max)) {
+			/* Fast path: one piece holding header and packet, one pool buffer. */
+			const uint32_t plen = o.len - hlen;
+			memcpy(raw, o.base, NET_HDR_MRG_LEN); /* fetch once */
+			net_hdr_decode(raw, hlen, &h);
+			if (unlikely(h.flags | h.gso_type | h.hdr_len)) {
+				if (net_hdr_validate_tx(&h, plen, b->features) < 0) {
+					chain_reject(b, o.id);
+					return 0;
+				}
+				net_hdr_to_offload(&h, &p->ol);
+			} /* else p->ol stays as allocated: all zero */
+			net_copy(vhk_pkt_data(p), o.base + hlen, plen);
+			p->data_len = plen;
+			p->pkt_len = plen;
+			vq_push_fast(b->vq, o.id, 0);
+			b->pushed++;
+			b->bytes += plen;
+			return 1;
+		}
+		vq_one_to_chain(&o, c);
+	} else {
+		r = vq_pop(b->vq, c);
+	}
 	if (unlikely(r < 0)) {
 		if (r != -E2BIG)
 			return r;
@@ -217,24 +247,6 @@ static int tx_one(struct tx_burst *b, struct vhk_pkt *p)
 		     c->out_len - b->hdr_len > NET_TX_MAX_PKT_LEN))
 		goto err_reject;
 	uint32_t pkt_len = (uint32_t)(c->out_len - b->hdr_len);
-	if (likely(c->nout == 1 && c->out_len >= NET_HDR_MRG_LEN && pkt_len <= b->data_room)) {
-		/* Fast path: one piece holding header and packet, one pool buffer. */
-		const uint8_t *src = c->iov[0].base;
-		memcpy(raw, src, NET_HDR_MRG_LEN); /* fetch once */
-		net_hdr_decode(raw, b->hdr_len, &h);
-		if (unlikely(h.flags | h.gso_type | h.hdr_len)) {
-			if (net_hdr_validate_tx(&h, pkt_len, b->features) < 0)
-				goto err_reject;
-			net_hdr_to_offload(&h, &p->ol);
-		} /* else p->ol stays as allocated: all zero */
-		net_copy(vhk_pkt_data(p), src + b->hdr_len, pkt_len);
-		p->data_len = pkt_len;
-		p->pkt_len = pkt_len;
-		vq_push(b->vq, c->id, 0);
-		b->pushed++;
-		b->bytes += pkt_len;
-		return 1;
-	}
 	src_init(&s, c);
 	if (likely(s.left >= NET_HDR_MRG_LEN)) {
 		/* Fetch once: the guest may change its memory under us. */
@@ -322,6 +334,7 @@ VHK_EXPORT uint16_t vhk_net_dequeue_burst(int vid, uint16_t qid, struct vhk_pool
 		b.features = vq->features;
 		b.hdr_len = net_hdr_len(b.features);
 		b.data_room = vhk_pool_data_room(pool);
+		b.fast_max = MIN(b.data_room, NET_TX_MAX_PKT_LEN);
 		b.pushed = 0;
 		b.errors = 0;
 		b.bytes = 0;

@@ -92,8 +92,8 @@ static inline int chain_add_buffer(struct chain_walk *w, uint64_t addr, uint32_t
  * type, and the translation covered [addr, addr + len) in one region, so
  * the range neither wraps nor touches an unmapped byte.
  */
-static inline bool chain_one_fast(const struct mem_table *mem, uint32_t *hint, uint64_t addr,
-				  uint32_t len, uint16_t flags, struct vq_chain *c)
+static inline bool chain_one_xlate(const struct mem_table *mem, uint32_t *hint, uint64_t addr,
+				   uint32_t len, uint16_t flags, uint8_t **base)
 {
 	uint64_t l = len;
 
@@ -101,6 +101,18 @@ static inline bool chain_one_fast(const struct mem_table *mem, uint32_t *hint, u
 		return false;
 	uint8_t *p = mem_gpa_to_hva(mem, addr, &l, hint);
 	if (unlikely(!p || l != len))
+		return false;
+	*base = p;
+	return true;
+}
+
+/* chain_one_xlate() and, on success, @c filled with the one piece (all but id). */
+static inline bool chain_one_fast(const struct mem_table *mem, uint32_t *hint, uint64_t addr,
+				  uint32_t len, uint16_t flags, struct vq_chain *c)
+{
+	uint8_t *p;
+
+	if (!chain_one_xlate(mem, hint, addr, len, flags, &p))
 		return false;
 	c->ndesc = 1;
 	c->iov[0].base = p;

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Inline fast paths of vq_pop() and vq_push() for devices' per-packet loops.
+ *
+ * They handle the commonest case completely inline, without a call per
+ * packet: a chain of one descriptor whose buffer lies in one region (pop)
+ * and a used entry outside IN_ORDER (push). Anything else calls the
+ * out-of-line vq_pop() / vq_push(), which start from scratch: the fast
+ * attempt changes no state before it commits, and the slow path fetches
+ * and validates everything again itself (so a guest that changes a ring
+ * entry between the two reads only gets the slow path's view).
+ *
+ * The checks are the slow path's for this shape: head / id < size (then
+ * clamped with index_nospec), not in flight, one fetch of the descriptor
+ * into a laundered local, whole-range translation (chain_one_fast()).
+ *
+ * Includes: vq.h, chain_walk.h. Datapath owner only (between vq_enter and
+ * vq_leave).
+ */
+#ifndef VHK_VQ_VQ_FAST_H
+#define VHK_VQ_VQ_FAST_H
+
+#include <errno.h>
+#include <string.h>
+
+#include "vq/vq.h"
+#include "vq/chain_walk.h"
+
+#define VQF_PK_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
+#define VQF_PK_USED  (1u << VRING_PACKED_DESC_F_USED)
+
+/* In-flight bitmap of heads (split) or buffer ids (packed). */
+static inline bool vqf_inflight_test(const struct vq *vq, uint16_t id)
+{
+	return vq->inflight[id >> 6] & (1ull << (id & 63));
+}
+
+static inline void vqf_inflight_set(struct vq *vq, uint16_t id)
+{
+	vq->inflight[id >> 6] |= 1ull << (id & 63);
+}
+
+static inline void vqf_inflight_clear(struct vq *vq, uint16_t id)
+{
+	vq->inflight[id >> 6] &= ~(1ull << (id & 63));
+}
+
+/* A chain of one descriptor, as the fast pop returns it. */
+struct vq_one {
+	uint8_t *base; /* translated buffer, len bytes in one region */
+	uint32_t len;  /* > 0 */
+	uint16_t id;   /* head (split) or buffer id (packed), < size */
+	bool write;    /* device-writable */
+};
+
+/* Split: pop a one-descriptor chain into @o, or false (nothing changed). */
+static inline bool vqf_split_pop_one(struct vq *vq, struct vq_one *o)
+{
+	uint16_t idx = vq->last_avail_idx;
+	struct vring_desc d;
+
+	/* Only entries counted by the last acquire load of avail->idx (vq_split_avail_count). */
+	if (unlikely(idx == vq->shadow_avail_idx))
+		return false;
+	uint16_t head = READ_ONCE(vq->avail->ring[idx & (vq->size - 1)]);
+	if (unlikely(head >= vq->size))
+		return false;
+	head = (uint16_t)index_nospec(head, vq->size);
+	if (unlikely(vqf_inflight_test(vq, head)))
+		return false;
+	memcpy(&d, &vq->desc[head], sizeof(d));
+	CHAIN_LAUNDER(d);
+	if (unlikely(!chain_one_xlate(vq->mem, &vq->mem_hint, d.addr, d.len, d.flags, &o->base)))
+		return false;
+	o->len = d.len;
+	o->id = head;
+	o->write = d.flags & VRING_DESC_F_WRITE;
+	vqf_inflight_set(vq, head);
+	/* IN_ORDER bookkeeping, as vq_split_pop(): avail position, writable flag. */
+	vq->pk_state[head] = idx | (o->write ? 1u << 16 : 0);
+	vq->last_avail_idx = (uint16_t)(idx + 1);
+	return true;
+}
+
+/* Packed: pop a one-descriptor chain into @o, or false (nothing changed). */
+static inline bool vqf_packed_pop_one(struct vq *vq, struct vq_one *o)
+{
+	uint16_t pos = vq->last_avail_idx;
+	bool wrap = vq->avail_wrap;
+	struct vring_packed_desc d;
+
+	/* Acquire pairs with the driver's release (or wmb) before its flags store. */
+	uint16_t flags = load_acquire(&vq->pdesc[pos].flags);
+	if (!!(flags & VQF_PK_AVAIL) != wrap || !!(flags & VQF_PK_USED) == wrap)
+		return false;
+	memcpy(&d, &vq->pdesc[pos], sizeof(d));
+	CHAIN_LAUNDER(d);
+	if (unlikely(d.id >= vq->size))
+		return false;
+	uint16_t id = (uint16_t)index_nospec(d.id, vq->size);
+	if (unlikely(vqf_inflight_test(vq, id)))
+		return false;
+	if (unlikely(!chain_one_xlate(vq->mem, &vq->mem_hint, d.addr, d.len, flags, &o->base)))
+		return false;
+	o->len = d.len;
+	o->id = id;
+	o->write = flags & VRING_DESC_F_WRITE;
+	vqf_inflight_set(vq, id);
+	/* As vq_packed_pop(): 1 slot, writable flag, ring position and wrap. */
+	vq->pk_state[id] = 1u | (o->write ? 1u << 15 : 0) | (uint32_t)pos << 16 | (wrap ? 1u << 31 : 0);
+	if (unlikely(++pos == vq->size)) {
+		pos = 0;
+		vq->avail_wrap = !wrap;
+	}
+	vq->last_avail_idx = pos;
+	return true;
+}
+
+/*
+ * Pop the next chain if it is one descriptor in one region (true, @o
+ * filled). False: nothing changed, use vq_pop().
+ */
+static inline bool vq_pop_one(struct vq *vq, struct vq_one *o)
+{
+	return vq->packed ? vqf_packed_pop_one(vq, o) : vqf_split_pop_one(vq, o);
+}
+
+/* The chain of one piece @o in vq_pop()'s form. */
+static inline void vq_one_to_chain(const struct vq_one *o, struct vq_chain *c)
+{
+	c->id = o->id;
+	c->ndesc = 1;
+	c->iov[0].base = o->base;
+	c->iov[0].len = o->len;
+	c->nout = o->write ? 0 : 1;
+	c->nin = o->write ? 1 : 0;
+	c->out_len = o->write ? 0 : o->len;
+	c->in_len = o->write ? o->len : 0;
+}
+
+/* vq_pop() with the one-descriptor case inline. Same returns. */
+static inline int vq_pop_fast(struct vq *vq, struct vq_chain *c)
+{
+	struct vq_one o;
+
+	if (likely(vq_pop_one(vq, &o))) {
+		vq_one_to_chain(&o, c);
+		return 0;
+	}
+	return vq_pop(vq, c);
+}
+
+/* vq_push() with the non-IN_ORDER case inline. */
+static inline void vq_push_fast(struct vq *vq, uint16_t id, uint32_t len)
+{
+	if (unlikely(vq->in_order || id >= vq->size || vq->shadow_count >= vq->size)) {
+		vq_push(vq, id, len);
+		return;
+	}
+	struct vring_used_elem *e = &vq->shadow_used[vq->shadow_count++];
+	vqf_inflight_clear(vq, id);
+	e->len = len;
+	if (vq->packed) {
+		/* The chain's slot count rides in bits 16..31, as vq_packed_push(). */
+		uint32_t st = vq->pk_state[index_nospec(id, vq->size)];
+		e->id = id | (st & 0x7fffu) << 16;
+	} else {
+		e->id = id;
+	}
+}
+
+#endif
