@@ -29,17 +29,7 @@
 #define VQF_PK_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
 #define VQF_PK_USED  (1u << VRING_PACKED_DESC_F_USED)
 
-/* In-flight bitmap of heads (split) or buffer ids (packed). */
-static inline bool vqf_inflight_test(const struct vq *vq, uint16_t id)
-{
-	return vq->inflight[id >> 6] & (1ull << (id & 63));
-}
-
-static inline void vqf_inflight_set(struct vq *vq, uint16_t id)
-{
-	vq->inflight[id >> 6] |= 1ull << (id & 63);
-}
-
+/* In-flight bitmap of heads (split) or buffer ids (packed): cleared on push. */
 static inline void vqf_inflight_clear(struct vq *vq, uint16_t id)
 {
 	vq->inflight[id >> 6] &= ~(1ull << (id & 63));
@@ -66,7 +56,8 @@ static inline bool vqf_split_pop_one(struct vq *vq, struct vq_one *o)
 	if (unlikely(head >= vq->size))
 		return false;
 	head = (uint16_t)index_nospec(head, vq->size);
-	if (unlikely(vqf_inflight_test(vq, head)))
+	uint64_t *iw = &vq->inflight[head >> 6], ibit = 1ull << (head & 63), iword = *iw;
+	if (unlikely(iword & ibit))
 		return false;
 	memcpy(&d, &vq->desc[head], sizeof(d));
 	CHAIN_LAUNDER(d);
@@ -75,7 +66,7 @@ static inline bool vqf_split_pop_one(struct vq *vq, struct vq_one *o)
 	o->len = d.len;
 	o->id = head;
 	o->write = d.flags & VRING_DESC_F_WRITE;
-	vqf_inflight_set(vq, head);
+	*iw = iword | ibit; /* in flight (nothing stored to the bitmap since the load) */
 	/* IN_ORDER bookkeeping, as vq_split_pop(): avail position, writable flag. */
 	vq->pk_state[head] = idx | (o->write ? 1u << 16 : 0);
 	vq->last_avail_idx = (uint16_t)(idx + 1);
@@ -98,14 +89,15 @@ static inline bool vqf_packed_pop_one(struct vq *vq, struct vq_one *o)
 	if (unlikely(d.id >= vq->size))
 		return false;
 	uint16_t id = (uint16_t)index_nospec(d.id, vq->size);
-	if (unlikely(vqf_inflight_test(vq, id)))
+	uint64_t *iw = &vq->inflight[id >> 6], ibit = 1ull << (id & 63), iword = *iw;
+	if (unlikely(iword & ibit))
 		return false;
 	if (unlikely(!chain_one_xlate(vq->mem, &vq->mem_hint, d.addr, d.len, flags, &o->base)))
 		return false;
 	o->len = d.len;
 	o->id = id;
 	o->write = flags & VRING_DESC_F_WRITE;
-	vqf_inflight_set(vq, id);
+	*iw = iword | ibit; /* in flight (nothing stored to the bitmap since the load) */
 	/* As vq_packed_pop(): 1 slot, writable flag, ring position and wrap. */
 	vq->pk_state[id] = 1u | (o->write ? 1u << 15 : 0) | (uint32_t)pos << 16 | (wrap ? 1u << 31 : 0);
 	if (unlikely(++pos == vq->size)) {
@@ -150,21 +142,51 @@ static inline int vq_pop_fast(struct vq *vq, struct vq_chain *c)
 	return vq_pop(vq, c);
 }
 
-/* vq_push() with the non-IN_ORDER case inline. */
+/*
+ * vq_push() inline; the same bookkeeping as vq_split_push() /
+ * vq_packed_push(), IN_ORDER batching included. Out of range (a device
+ * bug) goes to vq_push(), which ignores it.
+ */
 static inline void vq_push_fast(struct vq *vq, uint16_t id, uint32_t len)
 {
-	if (unlikely(vq->in_order || id >= vq->size || vq->shadow_count >= vq->size)) {
+	const uint16_t size = vq->size;
+
+	if (unlikely(id >= size || vq->shadow_count >= size)) {
 		vq_push(vq, id, len);
 		return;
 	}
+	id = (uint16_t)index_nospec(id, size);
 	struct vring_used_elem *e = &vq->shadow_used[vq->shadow_count++];
 	vqf_inflight_clear(vq, id);
 	e->len = len;
+	if (!vq->packed && !vq->in_order) {
+		e->id = id;
+		return;
+	}
+	uint32_t st = vq->pk_state[id];
 	if (vq->packed) {
+		if (vq->in_order) {
+			/* Batchable only if popped in order, len 0 and read-only. */
+			uint16_t at = (uint16_t)((st >> 16) & 0x7fffu);
+			bool wrap = st >> 31;
+			if (at != vq->io_next || wrap != vq->io_wrap || (st & 0x8000u) || len)
+				vq->io_batch_ok = false;
+			uint32_t next = (uint32_t)at + (st & 0x7fffu);
+			if (next >= size) {
+				next -= size;
+				wrap = !wrap;
+			}
+			vq->io_next = (uint16_t)next;
+			vq->io_wrap = wrap;
+		}
 		/* The chain's slot count rides in bits 16..31, as vq_packed_push(). */
-		uint32_t st = vq->pk_state[index_nospec(id, vq->size)];
 		e->id = id | (st & 0x7fffu) << 16;
 	} else {
+		if (vq->in_order) {
+			if ((uint16_t)st != vq->io_next || (st >> 16) || len)
+				vq->io_batch_ok = false;
+			vq->io_next = (uint16_t)(st + 1);
+		}
 		e->id = id;
 	}
 }

@@ -216,13 +216,17 @@ static void vq_packed_flush_in_order(struct vq *vq)
 }
 
 /*
- * Publish the shadowed entries as one batch: ids and lengths first, then
- * (release) the flags of every entry but the first, the first one last, so
- * the driver sees the whole batch at once.
+ * Publish the shadowed entries as one batch in one pass: the first entry's
+ * id and length, then id, length and (release) flags of every other entry,
+ * the first entry's flags last, so the driver (which reads used entries in
+ * ring order, starting at the first) sees the whole batch at once.
  */
 void vq_packed_flush(struct vq *vq)
 {
-	uint16_t n = vq->shadow_count, size = vq->size, pos = vq->last_used_idx;
+	const uint16_t n = vq->shadow_count, size = vq->size, first = vq->last_used_idx;
+	const struct vring_used_elem *sh = vq->shadow_used;
+	struct vring_packed_desc *ring = vq->pdesc;
+	uint16_t pos = first;
 	bool wrap = vq->used_wrap;
 
 	if (!n)
@@ -231,24 +235,20 @@ void vq_packed_flush(struct vq *vq)
 		vq_packed_flush_in_order(vq);
 		return;
 	}
-	for (uint16_t i = 0; i < n; i++) {
-		const struct vring_used_elem *e = &vq->shadow_used[i];
-		struct vring_packed_desc *d = &vq->pdesc[pos];
+	WRITE_ONCE(ring[first].id, (uint16_t)sh[0].id);
+	WRITE_ONCE(ring[first].len, sh[0].len);
+	pk_advance(size, &pos, &wrap, (uint16_t)(sh[0].id >> 16));
+	for (uint16_t i = 1; i < n; i++) {
+		const struct vring_used_elem *e = &sh[i];
+		struct vring_packed_desc *d = &ring[pos];
 		WRITE_ONCE(d->id, (uint16_t)e->id);
 		WRITE_ONCE(d->len, e->len);
-		pk_advance(size, &pos, &wrap, (uint16_t)(e->id >> 16));
-	}
-	pos = vq->last_used_idx;
-	wrap = vq->used_wrap;
-	for (uint16_t i = 0; i < n; i++) {
-		const struct vring_used_elem *e = &vq->shadow_used[i];
-		if (i)
-			store_release(&vq->pdesc[pos].flags, pk_used_flags(wrap, e->len));
+		/* Release: this entry's id and len before its flags. */
+		store_release(&d->flags, pk_used_flags(wrap, e->len));
 		pk_advance(size, &pos, &wrap, (uint16_t)(e->id >> 16));
 	}
 	/* Release pairs with the driver's acquire of the flags of its next used entry. */
-	store_release(&vq->pdesc[vq->last_used_idx].flags,
-		      pk_used_flags(vq->used_wrap, vq->shadow_used[0].len));
+	store_release(&ring[first].flags, pk_used_flags(vq->used_wrap, sh[0].len));
 	vq->last_used_idx = pos;
 	vq->used_wrap = wrap;
 	vq->shadow_count = 0;
