@@ -260,6 +260,7 @@ static inline int rx_one(struct rx_burst *b, const struct vhk_pkt *p, const uint
 	struct vq *vq = b->vq;
 	struct vq_one o;
 
+	vq_prefetch_ahead(vq, true);
 	if (unlikely(!vq_pop_one(vq, &o)))
 		return rx_one_slow(b, p, hdr, pt, vq_pop(vq, &b->chain));
 	const uint32_t hlen = b->hdr_len, plen = p->pkt_len;

@@ -211,6 +211,7 @@ static int tx_one(struct tx_burst *b, struct vhk_pkt *p)
 	struct vq_one o;
 	int r = 0;
 
+	vq_prefetch_ahead(b->vq, false);
 	if (likely(vq_pop_one(b->vq, &o))) {
 		const uint32_t hlen = b->hdr_len;
 		if (likely(!o.write && o.len >= NET_HDR_MRG_LEN && o.len - hlen <= b->fast_max)) {

@@ -130,6 +130,72 @@ static inline void vq_one_to_chain(const struct vq_one *o, struct vq_chain *c)
 	c->in_len = o->write ? o->len : 0;
 }
 
+/* Prefetch a line we will write (prefetchw: fetched exclusive, no later upgrade). */
+static inline void vqf_prefetch_w(const void *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+#else
+	__builtin_prefetch(p, 1, 3);
+#endif
+}
+
+/*
+ * Prefetch the first two lines of the buffer at guest address @gpa if the
+ * hint region holds it. A hint only: nothing is dereferenced, and a stale
+ * or hostile address merely prefetches a useless line of our mapping.
+ */
+static inline void vqf_prefetch_buf(const struct vq *vq, uint64_t gpa, bool write)
+{
+	const struct mem_table *t = vq->mem;
+	uint32_t h = vq->mem_hint;
+
+	if (unlikely(!t || h >= t->nregions))
+		return;
+	const struct mem_region *r = &t->regions[h];
+	uint64_t off = gpa - r->gpa;
+	if (unlikely(off >= r->size))
+		return;
+	const uint8_t *p = r->hva + off;
+	if (write) {
+		vqf_prefetch_w(p);
+		vqf_prefetch_w(p + 64);
+	} else {
+		__builtin_prefetch(p, 0, 3);
+		__builtin_prefetch(p + 64, 0, 3);
+	}
+}
+
+/*
+ * Software pipelining for the packet loop: before popping the next chain,
+ * prefetch the buffer of the chain after it, so the guest's lines travel
+ * to this core while we work on the current packet (descriptor lines are
+ * shared by 4 chains and left to the hardware prefetcher). @write: the
+ * buffer will be written (receive): prefetchw, no later ownership upgrade.
+ * Reads of guest memory here only compute a prefetch address; indices are
+ * masked into the ring, and nothing read is used for anything else.
+ */
+static inline void vq_prefetch_ahead(const struct vq *vq, bool write)
+{
+	const uint16_t size = vq->size;
+
+#ifdef VHK_NO_PREFETCH /* for A/B measurements only */
+	return;
+#endif
+	if (vq->packed) {
+		uint32_t p1 = vq->last_avail_idx + 1u;
+		if (p1 >= size)
+			p1 = 0;
+		vqf_prefetch_buf(vq, READ_ONCE(vq->pdesc[p1].addr), write);
+		return;
+	}
+	const uint16_t idx = vq->last_avail_idx, mask = (uint16_t)(size - 1);
+	if ((uint16_t)(vq->shadow_avail_idx - idx) > 1) {
+		uint16_t h1 = READ_ONCE(vq->avail->ring[(uint16_t)(idx + 1) & mask]) & mask;
+		vqf_prefetch_buf(vq, READ_ONCE(vq->desc[h1].addr), write);
+	}
+}
+
 /* vq_pop() with the one-descriptor case inline. Same returns. */
 static inline int vq_pop_fast(struct vq *vq, struct vq_chain *c)
 {
