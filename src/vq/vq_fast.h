@@ -117,6 +117,142 @@ static inline bool vq_pop_one(struct vq *vq, struct vq_one *o)
 	return vq->packed ? vqf_packed_pop_one(vq, o) : vqf_split_pop_one(vq, o);
 }
 
+/*
+ * Burst form of vq_pop_one(): pop up to @max chains in a row that are one
+ * descriptor each, with the buffer inside the region of the translation
+ * hint (the common case: one region, or locality). Stops at the first
+ * chain of any other shape, leaving it to vq_pop(). Per-burst values (ring
+ * pointers, the hint region's bounds) stay in registers. The checks per
+ * chain are vq_pop_one()'s: head / id < size (clamped), not in flight, one
+ * laundered fetch of the descriptor, neither NEXT nor INDIRECT, non-empty,
+ * [addr, addr + len) inside the region. Returns the number popped; the
+ * last ones can be given back with vq_rewind().
+ */
+static inline uint16_t vqf_split_pop_burst(struct vq *vq, struct vq_one *o, uint16_t max)
+{
+	const struct mem_table *t = vq->mem;
+	const uint32_t h = vq->mem_hint;
+	uint16_t idx = vq->last_avail_idx, n;
+
+	if (unlikely(!t || h >= t->nregions))
+		return 0;
+	if ((uint16_t)(vq->shadow_avail_idx - idx) < max) {
+		(void)vq_split_avail_count(vq); /* acquire load of avail->idx */
+		if (unlikely(vq->broken))
+			return 0;
+	}
+	max = MIN(max, (uint16_t)(vq->shadow_avail_idx - idx));
+	const struct mem_region *r = &t->regions[h];
+	const uint64_t rgpa = r->gpa, rsize = r->size;
+	uint8_t *const rhva = r->hva;
+	const uint16_t size = vq->size, mask = (uint16_t)(size - 1);
+	const struct vring_desc *desc = vq->desc;
+	const uint16_t *ring = vq->avail->ring;
+	uint64_t *inflight = vq->inflight;
+	uint32_t *state = vq->pk_state;
+
+	for (n = 0; n < max; n++) {
+		/* Ordered after the acquire load of avail->idx that counted it. */
+		uint16_t head = READ_ONCE(ring[(uint16_t)(idx + n) & mask]);
+		struct vring_desc d;
+		if (unlikely(head >= size))
+			break;
+		head = (uint16_t)index_nospec(head, size);
+		uint64_t *iw = &inflight[head >> 6], ibit = 1ull << (head & 63), iword = *iw;
+		if (unlikely(iword & ibit))
+			break;
+		memcpy(&d, &desc[head], sizeof(d));
+		CHAIN_LAUNDER(d);
+		uint64_t off = d.addr - rgpa;
+		if (unlikely((d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) || d.len == 0 ||
+			     off >= rsize || rsize - off < d.len))
+			break;
+		bool wr = d.flags & VRING_DESC_F_WRITE;
+		*iw = iword | ibit;
+		state[head] = (uint16_t)(idx + n) | (wr ? 1u << 16 : 0);
+		o[n].base = rhva + off;
+		o[n].len = d.len;
+		o[n].id = head;
+		o[n].write = wr;
+	}
+	vq->last_avail_idx = (uint16_t)(idx + n);
+	return n;
+}
+
+/* Packed form of vqf_split_pop_burst() (availability from each descriptor's flags). */
+static inline uint16_t vqf_packed_pop_burst(struct vq *vq, struct vq_one *o, uint16_t max)
+{
+	const struct mem_table *t = vq->mem;
+	const uint32_t h = vq->mem_hint;
+	uint16_t pos = vq->last_avail_idx, n;
+	bool wrap = vq->avail_wrap;
+
+	if (unlikely(!t || h >= t->nregions))
+		return 0;
+	const struct mem_region *r = &t->regions[h];
+	const uint64_t rgpa = r->gpa, rsize = r->size;
+	uint8_t *const rhva = r->hva;
+	const uint16_t size = vq->size;
+	struct vring_packed_desc *ring = vq->pdesc;
+	uint64_t *inflight = vq->inflight;
+	uint32_t *state = vq->pk_state;
+
+	for (n = 0; n < max; n++) {
+		struct vring_packed_desc d;
+		/* Acquire pairs with the driver's release (or wmb) before its flags store. */
+		uint16_t flags = load_acquire(&ring[pos].flags);
+		if (!!(flags & VQF_PK_AVAIL) != wrap || !!(flags & VQF_PK_USED) == wrap)
+			break;
+		memcpy(&d, &ring[pos], sizeof(d));
+		CHAIN_LAUNDER(d);
+		if (unlikely(d.id >= size))
+			break;
+		uint16_t id = (uint16_t)index_nospec(d.id, size);
+		uint64_t *iw = &inflight[id >> 6], ibit = 1ull << (id & 63), iword = *iw;
+		if (unlikely(iword & ibit))
+			break;
+		uint64_t off = d.addr - rgpa;
+		if (unlikely((flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) || d.len == 0 ||
+			     off >= rsize || rsize - off < d.len))
+			break;
+		bool wr = flags & VRING_DESC_F_WRITE;
+		*iw = iword | ibit;
+		state[id] = 1u | (wr ? 1u << 15 : 0) | (uint32_t)pos << 16 | (wrap ? 1u << 31 : 0);
+		o[n].base = rhva + off;
+		o[n].len = d.len;
+		o[n].id = id;
+		o[n].write = wr;
+		if (unlikely(++pos == size)) {
+			pos = 0;
+			wrap = !wrap;
+		}
+	}
+	vq->last_avail_idx = pos;
+	vq->avail_wrap = wrap;
+	return n;
+}
+
+/* See vqf_split_pop_burst(). */
+static inline uint16_t vq_pop_burst_one(struct vq *vq, struct vq_one *o, uint16_t max)
+{
+	return vq->packed ? vqf_packed_pop_burst(vq, o, max) : vqf_split_pop_burst(vq, o, max);
+}
+
+/* Give back the chains @o[0 .. @n), the last popped (vq_rewind() in pop order). */
+static inline void vq_rewind_one(struct vq *vq, const struct vq_one *o, uint16_t n)
+{
+	uint16_t ids[64];
+
+	while (n) {
+		/* In chunks from the end: each chunk is the last popped when it is given back. */
+		uint16_t k = MIN(n, (uint16_t)64);
+		for (uint16_t i = 0; i < k; i++)
+			ids[i] = o[n - k + i].id;
+		vq_rewind(vq, ids, k);
+		n = (uint16_t)(n - k);
+	}
+}
+
 /* The chain of one piece @o in vq_pop()'s form. */
 static inline void vq_one_to_chain(const struct vq_one *o, struct vq_chain *c)
 {
@@ -138,62 +274,6 @@ static inline void vqf_prefetch_w(const void *p)
 #else
 	__builtin_prefetch(p, 1, 3);
 #endif
-}
-
-/*
- * Prefetch the first two lines of the buffer at guest address @gpa if the
- * hint region holds it. A hint only: nothing is dereferenced, and a stale
- * or hostile address merely prefetches a useless line of our mapping.
- */
-static inline void vqf_prefetch_buf(const struct vq *vq, uint64_t gpa, bool write)
-{
-	const struct mem_table *t = vq->mem;
-	uint32_t h = vq->mem_hint;
-
-	if (unlikely(!t || h >= t->nregions))
-		return;
-	const struct mem_region *r = &t->regions[h];
-	uint64_t off = gpa - r->gpa;
-	if (unlikely(off >= r->size))
-		return;
-	const uint8_t *p = r->hva + off;
-	if (write) {
-		vqf_prefetch_w(p);
-		vqf_prefetch_w(p + 64);
-	} else {
-		__builtin_prefetch(p, 0, 3);
-		__builtin_prefetch(p + 64, 0, 3);
-	}
-}
-
-/*
- * Software pipelining for the packet loop: before popping the next chain,
- * prefetch the buffer of the chain after it, so the guest's lines travel
- * to this core while we work on the current packet (descriptor lines are
- * shared by 4 chains and left to the hardware prefetcher). @write: the
- * buffer will be written (receive): prefetchw, no later ownership upgrade.
- * Reads of guest memory here only compute a prefetch address; indices are
- * masked into the ring, and nothing read is used for anything else.
- */
-static inline void vq_prefetch_ahead(const struct vq *vq, bool write)
-{
-	const uint16_t size = vq->size;
-
-#ifdef VHK_NO_PREFETCH /* for A/B measurements only */
-	return;
-#endif
-	if (vq->packed) {
-		uint32_t p1 = vq->last_avail_idx + 1u;
-		if (p1 >= size)
-			p1 = 0;
-		vqf_prefetch_buf(vq, READ_ONCE(vq->pdesc[p1].addr), write);
-		return;
-	}
-	const uint16_t idx = vq->last_avail_idx, mask = (uint16_t)(size - 1);
-	if ((uint16_t)(vq->shadow_avail_idx - idx) > 1) {
-		uint16_t h1 = READ_ONCE(vq->avail->ring[(uint16_t)(idx + 1) & mask]) & mask;
-		vqf_prefetch_buf(vq, READ_ONCE(vq->desc[h1].addr), write);
-	}
 }
 
 /* vq_pop() with the one-descriptor case inline. Same returns. */
