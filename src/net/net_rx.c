@@ -366,9 +366,10 @@ static uint16_t rx_fast(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t coun
 			else
 				memcpy(o[i].base, b->hdr_plain, NET_HDR_LEGACY_LEN);
 			net_copy(o[i].base + hlen, vhk_pkt_data(p), plen);
-			vq_push_fast(vq, o[i].id, hlen + plen);
+			o[i].len = hlen + plen; /* used length, for the push below */
 			*bytes += plen;
 		}
+		vq_push_burst(vq, o, i);
 		b->pushed += i;
 		n = (uint16_t)(n + i);
 		if (i < k) {

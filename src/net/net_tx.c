@@ -304,7 +304,8 @@ static inline void tx_prefetch(const struct vq_one *o)
  * whose single readable piece holds header and packet and whose packet
  * fits one pool buffer are copied straight into @pkts (header fetched once
  * into a local, validated only when a field is non-zero; a bad header
- * consumes the chain as an error). Buffers are prefetched two chains ahead.
+ * consumes the chain as an error). Every chain taken goes back used with
+ * length 0, in pop order. Buffers are prefetched two chains ahead.
  * Stops at the first chain that needs the general path (it and the chains
  * after it go back). *@tries counts the chains consumed; returns packets
  * stored.
@@ -338,7 +339,7 @@ static uint16_t tx_fast(struct tx_burst *b, struct vhk_pkt **pkts, uint32_t nall
 			net_hdr_decode(raw, hlen, &h);
 			if (unlikely(h.flags | h.gso_type | h.hdr_len)) {
 				if (net_hdr_validate_tx(&h, plen, b->features) < 0) {
-					chain_reject(b, o[i].id);
+					b->errors++; /* consumed, pushed below */
 					continue;
 				}
 				net_hdr_to_offload(&h, &p->ol);
@@ -346,11 +347,13 @@ static uint16_t tx_fast(struct tx_burst *b, struct vhk_pkt **pkts, uint32_t nall
 			net_copy(vhk_pkt_data(p), o[i].base + hlen, plen);
 			p->data_len = plen;
 			p->pkt_len = plen;
-			vq_push_fast(vq, o[i].id, 0);
-			b->pushed++;
 			b->bytes += plen;
 			n++;
 		}
+		for (uint16_t j = 0; j < i; j++)
+			o[j].len = 0; /* used length of a transmit chain */
+		vq_push_burst(vq, o, i);
+		b->pushed += i;
 		*tries += i;
 		if (i < k) {
 			vq_rewind_one(vq, o + i, (uint16_t)(k - i));

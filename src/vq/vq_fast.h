@@ -337,4 +337,59 @@ static inline void vq_push_fast(struct vq *vq, uint16_t id, uint32_t len)
 	}
 }
 
+/*
+ * Push the chains @o[0 .. @n) popped by vq_pop_burst_one(), each with
+ * o[i].len bytes written, in order, in one loop (a one-descriptor chain
+ * takes one slot: bits 16..31 of a packed shadow id = 1). With IN_ORDER the
+ * batching bookkeeping of vq_push_fast() runs in the same loop, on locals.
+ * A shadow that could overflow (device bug) takes vq_push_fast().
+ */
+static inline void vq_push_burst(struct vq *vq, const struct vq_one *o, uint16_t n)
+{
+	const uint16_t sc = vq->shadow_count, size = vq->size;
+
+	if (unlikely((uint32_t)sc + n > size)) {
+		for (uint16_t i = 0; i < n; i++)
+			vq_push_fast(vq, o[i].id, o[i].len);
+		return;
+	}
+	struct vring_used_elem *e = vq->shadow_used + sc;
+	uint64_t *inflight = vq->inflight;
+	const bool packed = vq->packed;
+	const uint32_t slots = packed ? 1u << 16 : 0;
+	for (uint16_t i = 0; i < n; i++) {
+		uint16_t id = o[i].id; /* < size: checked and clamped by the pop */
+		inflight[id >> 6] &= ~(1ull << (id & 63));
+		e[i].id = id | slots;
+		e[i].len = o[i].len;
+	}
+	vq->shadow_count = (uint16_t)(sc + n);
+	if (!vq->in_order)
+		return;
+	/* IN_ORDER: batchable only if popped in order, len 0 and read-only. */
+	const uint32_t *state = vq->pk_state;
+	uint16_t next = vq->io_next;
+	bool wrap = vq->io_wrap, ok = vq->io_batch_ok;
+	for (uint16_t i = 0; i < n; i++) {
+		uint32_t st = state[o[i].id];
+		if (packed) {
+			uint16_t at = (uint16_t)((st >> 16) & 0x7fffu);
+			bool w = st >> 31;
+			ok &= at == next && w == wrap && !(st & 0x8000u) && !o[i].len;
+			next = (uint16_t)(at + 1); /* one slot */
+			wrap = w;
+			if (next >= size) {
+				next = 0;
+				wrap = !wrap;
+			}
+		} else {
+			ok &= (uint16_t)st == next && !(st >> 16) && !o[i].len;
+			next = (uint16_t)(st + 1);
+		}
+	}
+	vq->io_next = next;
+	vq->io_wrap = wrap;
+	vq->io_batch_ok = ok;
+}
+
 #endif
