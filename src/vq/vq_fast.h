@@ -196,12 +196,15 @@ static inline uint16_t vqf_packed_pop_burst(struct vq *vq, struct vq_one *o, uin
 	struct vring_packed_desc *ring = vq->pdesc;
 	uint64_t *inflight = vq->inflight;
 	uint32_t *state = vq->pk_state;
+	/* Available in lap w: AVAIL == w and USED != w; pk_state's wrap bit of the lap. */
+	uint16_t want = wrap ? VQF_PK_AVAIL : VQF_PK_USED;
+	uint32_t wbit = wrap ? 1u << 31 : 0;
 
 	for (n = 0; n < max; n++) {
 		struct vring_packed_desc d;
 		/* Acquire pairs with the driver's release (or wmb) before its flags store. */
 		uint16_t flags = load_acquire(&ring[pos].flags);
-		if (!!(flags & VQF_PK_AVAIL) != wrap || !!(flags & VQF_PK_USED) == wrap)
+		if ((flags & (VQF_PK_AVAIL | VQF_PK_USED)) != want)
 			break;
 		memcpy(&d, &ring[pos], sizeof(d));
 		CHAIN_LAUNDER(d);
@@ -217,7 +220,7 @@ static inline uint16_t vqf_packed_pop_burst(struct vq *vq, struct vq_one *o, uin
 			break;
 		bool wr = flags & VRING_DESC_F_WRITE;
 		*iw = iword | ibit;
-		state[id] = 1u | (wr ? 1u << 15 : 0) | (uint32_t)pos << 16 | (wrap ? 1u << 31 : 0);
+		state[id] = 1u | (uint32_t)wr << 15 | (uint32_t)pos << 16 | wbit;
 		o[n].base = rhva + off;
 		o[n].len = d.len;
 		o[n].id = id;
@@ -225,6 +228,8 @@ static inline uint16_t vqf_packed_pop_burst(struct vq *vq, struct vq_one *o, uin
 		if (unlikely(++pos == size)) {
 			pos = 0;
 			wrap = !wrap;
+			want ^= VQF_PK_AVAIL | VQF_PK_USED;
+			wbit ^= 1u << 31;
 		}
 	}
 	vq->last_avail_idx = pos;

@@ -92,16 +92,22 @@ uint32_t vq_packed_base(const struct vq *vq)
  */
 uint16_t vq_packed_avail_count(struct vq *vq, uint16_t max)
 {
+	const uint16_t size = vq->size;
+	const struct vring_packed_desc *ring = vq->pdesc;
 	uint16_t pos = vq->last_avail_idx, n = 0;
-	bool wrap = vq->avail_wrap;
+	/* Available in lap w: AVAIL == w and USED != w, i.e. these two bits equal: */
+	uint16_t want = vq->avail_wrap ? PK_F_AVAIL : PK_F_USED;
 
-	for (uint32_t i = 0; i < vq->size && n < max; i++) {
-		uint16_t f = load_acquire(&vq->pdesc[pos].flags);
-		if (!!(f & PK_F_AVAIL) != wrap || !!(f & PK_F_USED) == wrap)
+	for (uint32_t i = 0; i < size && n < max; i++) {
+		/* Acquire pairs with the driver's release (or wmb) before its flags store. */
+		uint16_t f = load_acquire(&ring[pos].flags);
+		if ((f & (PK_F_AVAIL | PK_F_USED)) != want)
 			break;
-		if (!(f & VRING_DESC_F_NEXT))
-			n++;
-		pk_advance(vq->size, &pos, &wrap, 1);
+		n += !(f & VRING_DESC_F_NEXT); /* a chain ends here */
+		if (unlikely(++pos == size)) {
+			pos = 0;
+			want ^= PK_F_AVAIL | PK_F_USED; /* next lap */
+		}
 	}
 	return n;
 }
@@ -238,14 +244,21 @@ void vq_packed_flush(struct vq *vq)
 	WRITE_ONCE(ring[first].id, (uint16_t)sh[0].id);
 	WRITE_ONCE(ring[first].len, sh[0].len);
 	pk_advance(size, &pos, &wrap, (uint16_t)(sh[0].id >> 16));
+	uint16_t lap = pk_used_flags(wrap, 0); /* used flags of the current lap */
 	for (uint16_t i = 1; i < n; i++) {
 		const struct vring_used_elem *e = &sh[i];
 		struct vring_packed_desc *d = &ring[pos];
 		WRITE_ONCE(d->id, (uint16_t)e->id);
 		WRITE_ONCE(d->len, e->len);
 		/* Release: this entry's id and len before its flags. */
-		store_release(&d->flags, pk_used_flags(wrap, e->len));
-		pk_advance(size, &pos, &wrap, (uint16_t)(e->id >> 16));
+		store_release(&d->flags, (uint16_t)(lap | (e->len ? VRING_DESC_F_WRITE : 0)));
+		uint32_t p = (uint32_t)pos + (e->id >> 16); /* slots of the chain, <= size */
+		if (p >= size) {
+			p -= size;
+			wrap = !wrap;
+			lap ^= PK_F_AVAIL | PK_F_USED;
+		}
+		pos = (uint16_t)p;
 	}
 	/* Release pairs with the driver's acquire of the flags of its next used entry. */
 	store_release(&ring[first].flags, pk_used_flags(vq->used_wrap, sh[0].len));
