@@ -109,7 +109,7 @@ void vq_reset(struct vq *vq)
 	vq->index = index;
 }
 
-bool vq_asym_fence_ok;
+_Atomic bool vq_asym_fence_ok;
 __thread struct vq_thr *vq_thr_self __attribute__((tls_model("initial-exec")));
 static pthread_once_t asym_once = PTHREAD_ONCE_INIT;
 static pthread_key_t thr_key;
@@ -136,7 +136,7 @@ static void asym_init(void)
 
 	if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
 	    syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
-		vq_asym_fence_ok = true;
+		atomic_store_explicit(&vq_asym_fence_ok, true, memory_order_relaxed);
 	thr_key_ok = pthread_key_create(&thr_key, thr_release) == 0;
 }
 
@@ -177,11 +177,25 @@ static struct vq_thr *thr_get(void)
  */
 static void asym_fence(void)
 {
-	if (vq_asym_fence_ok &&
+	if (!atomic_load_explicit(&vq_asym_fence_ok, memory_order_relaxed)) {
+		fence_full(); /* owners fence themselves */
+		return;
+	}
+	if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+		return;
+	/* A forked child does not inherit the registration: register again. */
+	if (syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
 	    syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
 		return;
-	/* Not reached after a successful registration; a fence keeps our side ordered. */
+	/*
+	 * Not expected on a kernel that registered us once. From now on owners
+	 * fence themselves; an owner that skipped its fence just before this
+	 * has its store drained long before the pause below ends.
+	 */
+	log_err_rl("vq: membarrier failed, falling back to fences on the datapath");
+	atomic_store_explicit(&vq_asym_fence_ok, false, memory_order_relaxed);
 	fence_full();
+	usleep(1000);
 }
 
 /*

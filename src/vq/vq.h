@@ -198,7 +198,7 @@ int vq_remap(struct vq *vq, const struct mem_table *mem);
 /* ---- datapath side (the thread between vq_enter and vq_leave) ---- */
 
 /* True once membarrier(2) PRIVATE_EXPEDITED works (set before any owner exists). */
-extern bool vq_asym_fence_ok;
+extern _Atomic bool vq_asym_fence_ok;
 
 /* Per datapath thread (see the file comment); written only by its thread. */
 struct vq_thr {
@@ -220,7 +220,7 @@ bool vq_enter_slow(struct vq *vq);
 static inline bool vq_enter_owned(struct vq *vq, struct vq_thr *me)
 {
 	atomic_store_explicit(&me->inside, vq, memory_order_relaxed);
-	if (unlikely(!vq_asym_fence_ok))
+	if (unlikely(!atomic_load_explicit(&vq_asym_fence_ok, memory_order_relaxed)))
 		atomic_thread_fence(memory_order_seq_cst);
 	else
 		atomic_signal_fence(memory_order_seq_cst); /* compiler: keep store before load */

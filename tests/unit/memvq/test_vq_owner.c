@@ -137,4 +137,43 @@ static void t_owner_revoked(void)
 	vq_unquiesce(vq);
 }
 
-TEST_MAIN(TEST(t_owner_exclusion), TEST(t_owner_self_quiesce), TEST(t_owner_revoked))
+/* Enter once on another thread (it becomes the owner), then return. */
+static void *enter_once(void *arg)
+{
+	struct vq *vq = arg;
+	if (vq_enter(vq))
+		vq_leave(vq);
+	return NULL;
+}
+
+/*
+ * After fork() the child revokes an owner: the asymmetric fence still works
+ * there (registered again if the child's mm lost the registration), so no
+ * fallback to datapath fences happens.
+ */
+static void t_owner_after_fork(void)
+{
+	struct vq *vq = &g_fx.vq;
+	pthread_t t;
+	int st = 0;
+
+	vq_init(vq, 0);
+	vq->ready = true;
+	vq_quiesce(vq); /* registers in this process */
+	vq_unquiesce(vq);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		bool ok = pthread_create(&t, NULL, enter_once, vq) == 0 && pthread_join(t, NULL) == 0;
+		ok = ok && atomic_load(&vq->dp_owner) != 0;
+		vq_quiesce(vq); /* revokes the (exited) thread's ownership */
+		ok = ok && atomic_load(&vq->dp_owner) == 0 && atomic_load(&vq_asym_fence_ok);
+		vq_unquiesce(vq);
+		_exit(ok ? 0 : 1);
+	}
+	CHECK_EQ(waitpid(pid, &st, 0), pid);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+TEST_MAIN(TEST(t_owner_exclusion), TEST(t_owner_self_quiesce), TEST(t_owner_revoked),
+	  TEST(t_owner_after_fork))
