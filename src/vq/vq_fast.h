@@ -1,18 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Inline fast paths of vq_pop() and vq_push() for devices' per-packet loops.
+ * Inline fast paths of vq_pop() and vq_push() for devices' packet loops.
  *
- * They handle the commonest case completely inline, without a call per
- * packet: a chain of one descriptor whose buffer lies in one region (pop)
- * and a used entry outside IN_ORDER (push). Anything else calls the
- * out-of-line vq_pop() / vq_push(), which start from scratch: the fast
+ * The common case runs without a call per packet: chains of one
+ * descriptor whose buffer lies in one region, popped one at a time
+ * (vq_pop_one) or as a burst (vq_pop_burst_one, ring pointers and the
+ * region bounds in registers), used entries recorded one at a time
+ * (vq_push_fast) or per burst (vq_push_burst). Anything else goes to the
+ * out-of-line vq_pop() / vq_push(), which start from scratch: a fast
  * attempt changes no state before it commits, and the slow path fetches
  * and validates everything again itself (so a guest that changes a ring
- * entry between the two reads only gets the slow path's view).
+ * entry between the two reads only gets the slow path's view). Chains a
+ * burst popped but the device cannot use go back with vq_rewind_one().
  *
  * The checks are the slow path's for this shape: head / id < size (then
  * clamped with index_nospec), not in flight, one fetch of the descriptor
- * into a laundered local, whole-range translation (chain_one_fast()).
+ * into a laundered local, neither NEXT nor INDIRECT, non-empty, the whole
+ * range translated in one region.
  *
  * Includes: vq.h, chain_walk.h. Datapath owner only (between vq_enter and
  * vq_leave).
@@ -279,18 +283,6 @@ static inline void vqf_prefetch_w(const void *p)
 #else
 	__builtin_prefetch(p, 1, 3);
 #endif
-}
-
-/* vq_pop() with the one-descriptor case inline. Same returns. */
-static inline int vq_pop_fast(struct vq *vq, struct vq_chain *c)
-{
-	struct vq_one o;
-
-	if (likely(vq_pop_one(vq, &o))) {
-		vq_one_to_chain(&o, c);
-		return 0;
-	}
-	return vq_pop(vq, c);
 }
 
 /*
