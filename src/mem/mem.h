@@ -114,10 +114,19 @@ static inline void *mem_gpa_to_hva(const struct mem_table *t, uint64_t gpa, uint
 
 	if (unlikely(!t || *len == 0))
 		return NULL;
-	if (hint && *hint < t->nregions) {
-		r = &t->regions[*hint];
-		if (gpa - r->gpa >= r->size)
+	if (likely(hint != NULL)) {
+		/* Last region hit first: with one region (or locality) the lookup is one compare. */
+		uint32_t h = *hint;
+		if (likely(h < t->nregions)) {
+			r = &t->regions[h];
+			uint64_t off = gpa - r->gpa;
+			if (likely(off < r->size)) {
+				if (*len > r->size - off)
+					*len = r->size - off;
+				return r->hva + off;
+			}
 			r = NULL;
+		}
 	}
 	if (!r) {
 		r = mem_find_gpa(t, gpa);

@@ -47,6 +47,27 @@ struct net_priv {
 	uint8_t mac[6];
 };
 
+/*
+ * Copy @n bytes between a packet buffer and guest memory (never
+ * overlapping). 16..64 bytes, the common small-packet case, are two
+ * overlapping fixed-size moves inlined here; everything else goes to
+ * memcpy, whose vector / rep movsb variants win for larger sizes.
+ */
+static inline void net_copy(uint8_t *restrict d, const uint8_t *restrict s, uint32_t n)
+{
+	if (n >= 16 && n <= 64) {
+		if (n <= 32) {
+			memcpy(d, s, 16);
+			memcpy(d + n - 16, s + n - 16, 16);
+		} else {
+			memcpy(d, s, 32);
+			memcpy(d + n - 32, s + n - 32, 32);
+		}
+		return;
+	}
+	memcpy(d, s, n);
+}
+
 /* Header length for negotiated @features (10 or 12 bytes). */
 static inline uint32_t net_hdr_len(uint64_t features)
 {

@@ -20,6 +20,7 @@
 #include "net/net.h"
 #include "vq/vdev.h"
 #include "vq/vq.h"
+#include "vq/vq_fast.h"
 
 /* Write cursor over the writable pieces of one chain. */
 struct dst_cur {
@@ -177,11 +178,12 @@ static void give_back(struct rx_burst *b, uint32_t nbufs, bool interleaved)
 }
 
 /*
- * Place one packet. @hdr is its header (num_buffers = 1 when 12 bytes).
- * Returns 0, -ENOSPC (does not fit: chains given back), -EIO (ring broken).
+ * Place one packet, general case (any chain shape, several chains with
+ * MRG_RXBUF, chained packets, checksum patch). @first is the result of the
+ * vq_pop() rx_one() already did into b->chain. Same returns as rx_one().
  */
-static int rx_one(struct rx_burst *b, const struct vhk_pkt *p, const uint8_t *hdr,
-		  const struct csum_patch *pt)
+static int rx_one_slow(struct rx_burst *b, const struct vhk_pkt *p, const uint8_t *hdr,
+		       const struct csum_patch *pt, int first)
 {
 	struct vq_chain *c = &b->chain;
 	struct src_cur s = {p, vhk_pkt_data(p), MIN(p->data_len, p->pkt_len), p->pkt_len, 0};
@@ -191,7 +193,8 @@ static int rx_one(struct rx_burst *b, const struct vhk_pkt *p, const uint8_t *hd
 	bool interleaved = false;
 
 	for (;;) {
-		int r = vq_pop(b->vq, c);
+		int r = first <= 0 ? first : vq_pop(b->vq, c);
+		first = 1; /* pop for real from the second chain on */
 		if (unlikely(r < 0)) {
 			if (r == -E2BIG) {
 				chain_reject(b, c->id);
@@ -244,6 +247,37 @@ err_no_space:
 	return -ENOSPC;
 }
 
+/*
+ * Place one packet. @hdr is its header (num_buffers = 1 when 12 bytes).
+ * Fast path: the packet is one segment and the next chain is one writable
+ * piece that holds header and packet; anything else goes to rx_one_slow()
+ * with the chain already popped. Returns 0, -ENOSPC (does not fit: chains
+ * given back), -EIO (ring broken).
+ */
+static inline int rx_one(struct rx_burst *b, const struct vhk_pkt *p, const uint8_t *hdr,
+			 const struct csum_patch *pt)
+{
+	struct vq *vq = b->vq;
+	struct vq_one o;
+
+	if (unlikely(!vq_pop_one(vq, &o)))
+		return rx_one_slow(b, p, hdr, pt, vq_pop(vq, &b->chain));
+	const uint32_t hlen = b->hdr_len, plen = p->pkt_len;
+	if (likely(o.write && !pt && p->data_len >= plen && o.len >= (uint64_t)hlen + plen)) {
+		/* Guest memory is only written, never read back. */
+		if (hlen == NET_HDR_MRG_LEN)
+			memcpy(o.base, hdr, NET_HDR_MRG_LEN);
+		else
+			memcpy(o.base, hdr, NET_HDR_LEGACY_LEN);
+		net_copy(o.base + hlen, vhk_pkt_data(p), plen);
+		vq_push_fast(vq, o.id, hlen + plen);
+		b->pushed++;
+		return 0;
+	}
+	vq_one_to_chain(&o, &b->chain);
+	return rx_one_slow(b, p, hdr, pt, 0);
+}
+
 /* Header for a packet with offload metadata; -EINVAL if the guest cannot take it. */
 static cold_path int rx_offload_hdr(struct rx_burst *b, const struct vhk_pkt *p, uint8_t *hdr,
 				    struct csum_patch *pt, bool *use_patch)
@@ -285,13 +319,76 @@ static inline void stat_add(uint64_t *ctr, uint64_t n)
 	store_relaxed(ctr, load_relaxed(ctr) + n);
 }
 
+#define RX_FAST_CHUNK 32u
+
+/* Prefetch (for writing) the first two lines of @o's buffer. */
+static inline void rx_prefetch(const struct vq_one *o)
+{
+	vqf_prefetch_w(o->base);
+	vqf_prefetch_w(o->base + 64);
+}
+
+/*
+ * Fast section of the packet loop: chains popped in bulk
+ * (vq_pop_burst_one), and packets that are one segment without offload
+ * metadata written straight into their chain's single writable piece when
+ * header and packet fit. The buffers' addresses are known after the pop, so
+ * they are prefetched two packets ahead without reading guest memory.
+ * Stops at the first packet or chain that needs the general path (the
+ * chains popped for it and after it go back). Returns packets placed.
+ */
+static uint16_t rx_fast(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t count,
+			uint64_t *bytes)
+{
+	struct vq *vq = b->vq;
+	const uint32_t hlen = b->hdr_len;
+	struct vq_one o[RX_FAST_CHUNK];
+	uint16_t n = 0;
+
+	while (n < count) {
+		uint16_t want = (uint16_t)MIN((uint32_t)(count - n), RX_FAST_CHUNK);
+		uint16_t k = vq_pop_burst_one(vq, o, want), i;
+		if (k > 0)
+			rx_prefetch(&o[0]);
+		if (k > 1)
+			rx_prefetch(&o[1]);
+		for (i = 0; i < k; i++) {
+			const struct vhk_pkt *p = pkts[n + i];
+			if (unlikely(!p || (p->ol.flags | p->ol.gso_type) || p->data_len < p->pkt_len ||
+				     !o[i].write || o[i].len < (uint64_t)hlen + p->pkt_len))
+				break;
+			if (i + 2 < k)
+				rx_prefetch(&o[i + 2]);
+			const uint32_t plen = p->pkt_len;
+			/* Guest memory is only written, never read back. */
+			if (hlen == NET_HDR_MRG_LEN)
+				memcpy(o[i].base, b->hdr_plain, NET_HDR_MRG_LEN);
+			else
+				memcpy(o[i].base, b->hdr_plain, NET_HDR_LEGACY_LEN);
+			net_copy(o[i].base + hlen, vhk_pkt_data(p), plen);
+			o[i].len = hlen + plen; /* used length, for the push below */
+			*bytes += plen;
+		}
+		vq_push_burst(vq, o, i);
+		b->pushed += i;
+		n = (uint16_t)(n + i);
+		if (i < k) {
+			vq_rewind_one(vq, o + i, (uint16_t)(k - i));
+			break;
+		}
+		if (k < want)
+			break; /* ring empty, or the next chain needs vq_pop() */
+	}
+	return n;
+}
+
 /* The packet loop; returns packets enqueued. */
 static uint16_t rx_burst(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t count)
 {
 	uint64_t bytes = 0;
-	uint16_t n;
+	uint16_t n = rx_fast(b, pkts, count, &bytes);
 
-	for (n = 0; n < count; n++) {
+	for (; n < count; n++) {
 		const struct vhk_pkt *p = pkts[n];
 		const uint8_t *hdr = b->hdr_plain;
 		uint8_t hdr_ol[NET_HDR_MRG_LEN];

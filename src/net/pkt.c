@@ -231,6 +231,11 @@ static inline void batch_add(struct free_batch *b, struct vhk_pkt *seg)
 /* Queue every segment of the chain starting at @p. */
 static inline void batch_add_chain(struct free_batch *b, struct vhk_pkt *p)
 {
+	/* Common case: one segment of the pool being collected, batch not full. */
+	if (likely(p && !p->next && p->pool == b->pool && b->n < FREE_BATCH)) {
+		b->segs[b->n++] = p;
+		return;
+	}
 	while (p) {
 		struct vhk_pkt *next = p->next;
 		if (likely(p->pool))
@@ -245,6 +250,17 @@ VHK_EXPORT void vhk_pkt_free_bulk(struct vhk_pkt **pkts, uint32_t n)
 
 	if (!pkts)
 		return;
+	/* Common case: all single segments of one pool go back in one stack copy. */
+	if (n && pkts[0] && likely(pkts[0]->pool)) {
+		struct vhk_pool *pool = pkts[0]->pool;
+		uint32_t i = 0;
+		while (i < n && pkts[i] && !pkts[i]->next && pkts[i]->pool == pool)
+			i++;
+		if (likely(i == n)) {
+			pool_put(pool, pkts, n);
+			return;
+		}
+	}
 	b.n = 0;
 	b.pool = NULL;
 	for (uint32_t i = 0; i < n; i++)

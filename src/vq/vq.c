@@ -8,7 +8,11 @@
  * which the datapath owner also calls.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/membarrier.h>
 #include <linux/vhost_types.h>
 #include <linux/virtio_config.h>
 
@@ -84,6 +88,7 @@ static void vq_clear_state(struct vq *vq)
 void vq_init(struct vq *vq, uint32_t index)
 {
 	atomic_init(&vq->busy, 0);
+	atomic_init(&vq->dp_owner, 0);
 	vq->dev_priv = NULL;
 	vq_clear_state(vq);
 	vq->index = index;
@@ -104,10 +109,150 @@ void vq_reset(struct vq *vq)
 	vq->index = index;
 }
 
+_Atomic bool vq_asym_fence_ok;
+__thread struct vq_thr *vq_thr_self __attribute__((tls_model("initial-exec")));
+static pthread_once_t asym_once = PTHREAD_ONCE_INIT;
+static pthread_key_t thr_key;
+static bool thr_key_ok;
+static pthread_mutex_t thr_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct vq_thr *thr_free; /* records of exited threads, under thr_lock */
+
+/* Thread exit: its record goes back for reuse (never freed: owners may still name it). */
+static void thr_release(void *arg)
+{
+	struct vq_thr *t = arg;
+
+	atomic_store_explicit(&t->inside, NULL, memory_order_release);
+	pthread_mutex_lock(&thr_lock);
+	t->next_free = thr_free;
+	thr_free = t;
+	pthread_mutex_unlock(&thr_lock);
+}
+
+/* Register for membarrier(2) PRIVATE_EXPEDITED and the record key, once per process. */
+static void asym_init(void)
+{
+	long cmds = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+
+	if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+	    syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+		atomic_store_explicit(&vq_asym_fence_ok, true, memory_order_relaxed);
+	thr_key_ok = pthread_key_create(&thr_key, thr_release) == 0;
+}
+
+/*
+ * This thread's record, made on first use (a recycled one if any). A
+ * record reused by a new thread keeps the vqs its dead thread owned: still
+ * one live thread per record. NULL if out of memory.
+ */
+static struct vq_thr *thr_get(void)
+{
+	struct vq_thr *t = vq_thr_self;
+
+	if (likely(t) || !thr_key_ok)
+		return t;
+	pthread_mutex_lock(&thr_lock);
+	t = thr_free;
+	if (t)
+		thr_free = t->next_free;
+	pthread_mutex_unlock(&thr_lock);
+	if (!t) {
+		t = calloc(1, sizeof(*t));
+		if (!t)
+			return NULL;
+		atomic_init(&t->inside, NULL);
+	}
+	if (pthread_setspecific(thr_key, t) != 0) {
+		thr_release(t);
+		return NULL;
+	}
+	vq_thr_self = t;
+	return t;
+}
+
+/*
+ * The revoker's side of the ownership handshake (vq.h): a full barrier on
+ * every CPU running one of our threads, or our own full fence when owners
+ * fence themselves (no membarrier).
+ */
+static void asym_fence(void)
+{
+	if (!atomic_load_explicit(&vq_asym_fence_ok, memory_order_relaxed)) {
+		fence_full(); /* owners fence themselves */
+		return;
+	}
+	if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+		return;
+	/* A forked child does not inherit the registration: register again. */
+	if (syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+	    syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+		return;
+	/*
+	 * Not expected on a kernel that registered us once. From now on owners
+	 * fence themselves; an owner that skipped its fence just before this
+	 * has its store drained long before the pause below ends.
+	 */
+	log_err_rl("vq: membarrier failed, falling back to fences on the datapath");
+	atomic_store_explicit(&vq_asym_fence_ok, false, memory_order_relaxed);
+	fence_full();
+	usleep(1000);
+}
+
+/*
+ * With busy held: make sure no thread but @self can be inside the vq.
+ * Clears another owner, fences, then waits (@wait) for it to leave its
+ * burst, or returns false if it is inside one (!@wait).
+ */
+static bool vq_revoke(struct vq *vq, const struct vq_thr *self, bool wait)
+{
+	uintptr_t o = atomic_load_explicit(&vq->dp_owner, memory_order_relaxed);
+	struct vq_thr *owner = (struct vq_thr *)o;
+
+	if (!owner || owner == self)
+		return true;
+	atomic_store_explicit(&vq->dp_owner, 0, memory_order_relaxed);
+	asym_fence();
+	/* Acquire pairs with the release store in vq_leave() / the owner's back-off. */
+	while (atomic_load_explicit(&owner->inside, memory_order_acquire) == vq) {
+		if (!wait) {
+			/*
+			 * It is inside: give the vq back to it (owner 0 would let
+			 * the next revoker think nobody is inside).
+			 */
+			atomic_store_explicit(&vq->dp_owner, o, memory_order_relaxed);
+			return false;
+		}
+		cpu_relax();
+	}
+	return true;
+}
+
+bool vq_enter_slow(struct vq *vq)
+{
+	struct vq_thr *me;
+	bool ok;
+
+	(void)pthread_once(&asym_once, asym_init);
+	me = thr_get();
+	if (unlikely(!me))
+		return false;
+	/* Held: the control thread has the vq quiesced, or another thread is taking it. */
+	if (atomic_exchange_explicit(&vq->busy, 1, memory_order_acquire))
+		return false;
+	ok = vq_revoke(vq, me, false);
+	if (ok)
+		atomic_store_explicit(&vq->dp_owner, (uintptr_t)me, memory_order_relaxed);
+	/* Release: the owner change is done before another revoker can start. */
+	atomic_store_explicit(&vq->busy, 0, memory_order_release);
+	return ok && vq_enter_owned(vq, me);
+}
+
 void vq_quiesce(struct vq *vq)
 {
+	(void)pthread_once(&asym_once, asym_init);
 	while (atomic_exchange_explicit(&vq->busy, 1, memory_order_acquire))
 		cpu_relax();
+	(void)vq_revoke(vq, vq_thr_self, true);
 }
 
 void vq_unquiesce(struct vq *vq)
@@ -318,9 +463,15 @@ int vq_remap(struct vq *vq, const struct mem_table *mem)
 
 uint16_t vq_avail_count(struct vq *vq)
 {
+	return vq_avail_count_max(vq, UINT16_MAX);
+}
+
+uint16_t vq_avail_count_max(struct vq *vq, uint16_t max)
+{
 	if (unlikely(vq->packed))
-		return vq_packed_avail_count(vq);
-	return vq_split_avail_count(vq);
+		return vq_packed_avail_count(vq, max);
+	uint16_t n = vq_split_avail_count(vq); /* once: MIN() evaluates twice */
+	return MIN(n, max);
 }
 
 int vq_pop(struct vq *vq, struct vq_chain *c)

@@ -9,10 +9,39 @@
  * the bounded descriptor-chain walkers in chain.c and chain_packed.c.
  *
  * Concurrency: one datapath thread at a time owns a vq between vq_enter()
- * and vq_leave() (an uncontended exchange per burst; a second thread gets
- * false). The control thread changes rings, memory and state only while it
- * holds the same flag (vq_quiesce()/vq_unquiesce()), so the datapath never
- * sees a half-updated ring or an unmapped region.
+ * and vq_leave(); a second thread gets false. The control thread changes
+ * rings, memory and state only while it holds the vq quiesced
+ * (vq_quiesce()/vq_unquiesce()), so the datapath never sees a half-updated
+ * ring or an unmapped region.
+ *
+ * The per-burst cost is two plain stores and two loads, no locked
+ * instruction (biased ownership with an asymmetric fence):
+ *  - every datapath thread has a record (struct vq_thr, never freed, reused
+ *    after the thread exits) whose only writer is that thread: inside = the
+ *    vq it is in a burst on, or NULL;
+ *  - busy is the slow lock: the control thread holds it while quiesced; a
+ *    datapath thread takes it only to become the vq's owner (dp_owner = its
+ *    record);
+ *  - the owner enters with: store me->inside = vq; load dp_owner again
+ *    (must still be me) and leaves with a release store me->inside = NULL;
+ *  - whoever takes the vq away from its owner O (vq_quiesce, another
+ *    thread's vq_enter_slow) holds busy, stores dp_owner = 0, then runs a
+ *    full barrier on every CPU running this process (membarrier(2)
+ *    PRIVATE_EXPEDITED), then waits while O->inside == vq (acquire).
+ * Why that excludes the owner without a fence on its side: the owner's
+ * barrier forced by membarrier splits its program order. If its inside
+ * store came before that barrier, the store is visible when membarrier
+ * returns and the revoker waits for the release store of NULL. If it came
+ * after, the owner's later load of dp_owner comes after too and sees the
+ * change (the revoker's store preceded membarrier's own full barrier), so it
+ * backs off. A stale owner that backs off only clears its own record, so it
+ * cannot hide the new owner's burst.
+ * A descheduled owner is covered the same way by the context switch's full
+ * barrier. The release store in vq_leave() orders every ring and guest
+ * memory access of the burst before the revoker's acquire load, so the
+ * control thread never frees or unmaps what a burst still uses. Without
+ * membarrier (old kernel, seccomp) the owner issues a full fence between
+ * its store and its load instead (plain Dekker), see vq_asym_fence_ok.
  */
 #ifndef VHK_VQ_VQ_H
 #define VHK_VQ_VQ_H
@@ -61,8 +90,9 @@ struct vq_stats {
 };
 
 struct vq {
-	/* ---- hot, datapath-owned while busy is held ---- */
-	atomic_uint busy;      /* owner flag (see file comment) */
+	/* ---- hot, datapath-owned while inside vq_enter()/vq_leave() ---- */
+	atomic_uint busy;      /* slow lock (see file comment) */
+	_Atomic uintptr_t dp_owner; /* struct vq_thr of the owner thread, 0 = none */
 	bool ready;            /* started && enabled && translated && !broken */
 	bool packed;
 	bool event_idx;        /* VIRTIO_RING_F_EVENT_IDX negotiated */
@@ -167,24 +197,74 @@ int vq_remap(struct vq *vq, const struct mem_table *mem);
 
 /* ---- datapath side (the thread between vq_enter and vq_leave) ---- */
 
-static inline bool vq_enter(struct vq *vq)
+/* True once membarrier(2) PRIVATE_EXPEDITED works (set before any owner exists). */
+extern _Atomic bool vq_asym_fence_ok;
+
+/* Per datapath thread (see the file comment); written only by its thread. */
+struct vq_thr {
+	struct vq *_Atomic inside; /* vq of the burst in progress, or NULL */
+	struct vq_thr *next_free;  /* recycling list, after the thread exited */
+};
+
+/* This thread's record, NULL until its first vq_enter_slow(). */
+extern __thread struct vq_thr *vq_thr_self __attribute__((tls_model("initial-exec")));
+
+/* Become the owner (takes busy briefly; may revoke another owner). */
+bool vq_enter_slow(struct vq *vq);
+
+/*
+ * Owner fast path (see the file comment for the ordering argument). The
+ * relaxed store / relaxed load pair is only ordered by the revoker's
+ * membarrier, or by the fence below when membarrier is unavailable.
+ */
+static inline bool vq_enter_owned(struct vq *vq, struct vq_thr *me)
 {
-	if (unlikely(atomic_exchange_explicit(&vq->busy, 1, memory_order_acquire)))
-		return false;
+	atomic_store_explicit(&me->inside, vq, memory_order_relaxed);
+	if (unlikely(!atomic_load_explicit(&vq_asym_fence_ok, memory_order_relaxed)))
+		atomic_thread_fence(memory_order_seq_cst);
+	else
+		atomic_signal_fence(memory_order_seq_cst); /* compiler: keep store before load */
+	if (unlikely(atomic_load_explicit(&vq->dp_owner, memory_order_relaxed) != (uintptr_t)me)) {
+		atomic_store_explicit(&me->inside, NULL, memory_order_release);
+		return false; /* revoked meanwhile */
+	}
+	/*
+	 * The burst's loads stay after the ownership check (a compiler barrier
+	 * on x86; orders loads on weaker CPUs). Changes the control thread made
+	 * while it held busy were acquired by the exchange in vq_enter_slow()
+	 * that made us the owner: a revoked owner always passes there again.
+	 */
+	atomic_thread_fence(memory_order_acquire);
 	if (unlikely(!vq->ready)) {
-		atomic_store_explicit(&vq->busy, 0, memory_order_release);
+		atomic_store_explicit(&me->inside, NULL, memory_order_release);
 		return false;
 	}
 	return true;
 }
 
+static inline bool vq_enter(struct vq *vq)
+{
+	struct vq_thr *me = vq_thr_self;
+
+	if (likely(me && atomic_load_explicit(&vq->dp_owner, memory_order_relaxed) == (uintptr_t)me))
+		return vq_enter_owned(vq, me);
+	return vq_enter_slow(vq);
+}
+
 static inline void vq_leave(struct vq *vq)
 {
-	atomic_store_explicit(&vq->busy, 0, memory_order_release);
+	/* Release: every access of the burst happens before a revoker sees NULL. */
+	(void)vq;
+	atomic_store_explicit(&vq_thr_self->inside, NULL, memory_order_release);
 }
 
 /* Chains available and not consumed; 0 if none; marks broken if > size. */
 uint16_t vq_avail_count(struct vq *vq);
+/*
+ * Same, but stops counting at @max (packed rings walk descriptor flags to
+ * count, so a burst asks only for as many as it can take).
+ */
+uint16_t vq_avail_count_max(struct vq *vq, uint16_t max);
 
 /*
  * Pop the next available chain into @c (validated and translated).
@@ -230,7 +310,7 @@ bool vq_split_set_notification(struct vq *vq, bool enable);
 /* Packed format (vq_packed.c, chain_packed.c). */
 int vq_packed_start(struct vq *vq);
 uint32_t vq_packed_base(const struct vq *vq);
-uint16_t vq_packed_avail_count(struct vq *vq);
+uint16_t vq_packed_avail_count(struct vq *vq, uint16_t max);
 int vq_packed_pop(struct vq *vq, struct vq_chain *c);
 void vq_packed_rewind(struct vq *vq, const uint16_t *ids, uint16_t n);
 void vq_packed_push(struct vq *vq, uint16_t id, uint32_t len);

@@ -15,7 +15,10 @@
  */
 #include <errno.h>
 
+#include <string.h>
+
 #include "vq/vq.h"
+#include "vq/chain_walk.h"
 
 #define PK_F_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
 #define PK_F_USED (1u << VRING_PACKED_DESC_F_USED)
@@ -83,21 +86,28 @@ uint32_t vq_packed_base(const struct vq *vq)
 
 /*
  * Chains available: walk the flags from last_avail_idx counting chain ends,
- * at most size descriptors. A chain whose end is not yet published is not
- * counted; malformed chains are left for vq_pop() to reject.
+ * at most size descriptors and @max chains. A chain whose end is not yet
+ * published is not counted; malformed chains are left for vq_pop() to
+ * reject.
  */
-uint16_t vq_packed_avail_count(struct vq *vq)
+uint16_t vq_packed_avail_count(struct vq *vq, uint16_t max)
 {
+	const uint16_t size = vq->size;
+	const struct vring_packed_desc *ring = vq->pdesc;
 	uint16_t pos = vq->last_avail_idx, n = 0;
-	bool wrap = vq->avail_wrap;
+	/* Available in lap w: AVAIL == w and USED != w, i.e. these two bits equal: */
+	uint16_t want = vq->avail_wrap ? PK_F_AVAIL : PK_F_USED;
 
-	for (uint32_t i = 0; i < vq->size; i++) {
-		uint16_t f = load_acquire(&vq->pdesc[pos].flags);
-		if (!!(f & PK_F_AVAIL) != wrap || !!(f & PK_F_USED) == wrap)
+	for (uint32_t i = 0; i < size && n < max; i++) {
+		/* Acquire pairs with the driver's release (or wmb) before its flags store. */
+		uint16_t f = load_acquire(&ring[pos].flags);
+		if ((f & (PK_F_AVAIL | PK_F_USED)) != want)
 			break;
-		if (!(f & VRING_DESC_F_NEXT))
-			n++;
-		pk_advance(vq->size, &pos, &wrap, 1);
+		n += !(f & VRING_DESC_F_NEXT); /* a chain ends here */
+		if (unlikely(++pos == size)) {
+			pos = 0;
+			want ^= PK_F_AVAIL | PK_F_USED; /* next lap */
+		}
 	}
 	return n;
 }
@@ -106,10 +116,24 @@ int vq_packed_pop(struct vq *vq, struct vq_chain *c)
 {
 	uint16_t pos = vq->last_avail_idx;
 	bool wrap = vq->avail_wrap;
+	struct vring_packed_desc d;
 	int rc;
 
-	rc = chain_walk_packed(vq->mem, &vq->mem_hint, vq->pdesc, vq->size, pos, wrap,
-			       vq->indirect, c);
+	/* Acquire pairs with the driver's release (or wmb) before its flags store. */
+	uint16_t flags = load_acquire(&vq->pdesc[pos].flags);
+	if (!!(flags & PK_F_AVAIL) != wrap || !!(flags & PK_F_USED) == wrap)
+		return -ENOENT;
+	/* Fetch once: the flags checked above and one copy of the rest decide the fast path. */
+	memcpy(&d, &vq->pdesc[pos], sizeof(d));
+	CHAIN_LAUNDER(d);
+	if (likely(d.id < vq->size &&
+		   chain_one_fast(vq->mem, &vq->mem_hint, d.addr, d.len, flags, c))) {
+		c->id = d.id;
+		rc = 0;
+	} else {
+		rc = chain_walk_packed(vq->mem, &vq->mem_hint, vq->pdesc, vq->size, pos, wrap,
+				       vq->indirect, c);
+	}
 	if (rc == -ENOENT)
 		return -ENOENT;
 	if (unlikely(rc == -EIO)) {
@@ -198,13 +222,17 @@ static void vq_packed_flush_in_order(struct vq *vq)
 }
 
 /*
- * Publish the shadowed entries as one batch: ids and lengths first, then
- * (release) the flags of every entry but the first, the first one last, so
- * the driver sees the whole batch at once.
+ * Publish the shadowed entries as one batch in one pass: the first entry's
+ * id and length, then id, length and (release) flags of every other entry,
+ * the first entry's flags last, so the driver (which reads used entries in
+ * ring order, starting at the first) sees the whole batch at once.
  */
 void vq_packed_flush(struct vq *vq)
 {
-	uint16_t n = vq->shadow_count, size = vq->size, pos = vq->last_used_idx;
+	const uint16_t n = vq->shadow_count, size = vq->size, first = vq->last_used_idx;
+	const struct vring_used_elem *sh = vq->shadow_used;
+	struct vring_packed_desc *ring = vq->pdesc;
+	uint16_t pos = first;
 	bool wrap = vq->used_wrap;
 
 	if (!n)
@@ -213,24 +241,27 @@ void vq_packed_flush(struct vq *vq)
 		vq_packed_flush_in_order(vq);
 		return;
 	}
-	for (uint16_t i = 0; i < n; i++) {
-		const struct vring_used_elem *e = &vq->shadow_used[i];
-		struct vring_packed_desc *d = &vq->pdesc[pos];
+	WRITE_ONCE(ring[first].id, (uint16_t)sh[0].id);
+	WRITE_ONCE(ring[first].len, sh[0].len);
+	pk_advance(size, &pos, &wrap, (uint16_t)(sh[0].id >> 16));
+	uint16_t lap = pk_used_flags(wrap, 0); /* used flags of the current lap */
+	for (uint16_t i = 1; i < n; i++) {
+		const struct vring_used_elem *e = &sh[i];
+		struct vring_packed_desc *d = &ring[pos];
 		WRITE_ONCE(d->id, (uint16_t)e->id);
 		WRITE_ONCE(d->len, e->len);
-		pk_advance(size, &pos, &wrap, (uint16_t)(e->id >> 16));
-	}
-	pos = vq->last_used_idx;
-	wrap = vq->used_wrap;
-	for (uint16_t i = 0; i < n; i++) {
-		const struct vring_used_elem *e = &vq->shadow_used[i];
-		if (i)
-			store_release(&vq->pdesc[pos].flags, pk_used_flags(wrap, e->len));
-		pk_advance(size, &pos, &wrap, (uint16_t)(e->id >> 16));
+		/* Release: this entry's id and len before its flags. */
+		store_release(&d->flags, (uint16_t)(lap | (e->len ? VRING_DESC_F_WRITE : 0)));
+		uint32_t p = (uint32_t)pos + (e->id >> 16); /* slots of the chain, <= size */
+		if (p >= size) {
+			p -= size;
+			wrap = !wrap;
+			lap ^= PK_F_AVAIL | PK_F_USED;
+		}
+		pos = (uint16_t)p;
 	}
 	/* Release pairs with the driver's acquire of the flags of its next used entry. */
-	store_release(&vq->pdesc[vq->last_used_idx].flags,
-		      pk_used_flags(vq->used_wrap, vq->shadow_used[0].len));
+	store_release(&ring[first].flags, pk_used_flags(vq->used_wrap, sh[0].len));
 	vq->last_used_idx = pos;
 	vq->used_wrap = wrap;
 	vq->shadow_count = 0;

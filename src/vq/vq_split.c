@@ -16,6 +16,7 @@
 
 #include "util/fd.h"
 #include "vq/vq.h"
+#include "vq/chain_walk.h"
 
 /* The 16-bit event fields that live after the rings (EVENT_IDX). */
 static inline uint16_t *used_event_ptr(const struct vq *vq)
@@ -97,10 +98,20 @@ int vq_split_pop(struct vq *vq, struct vq_chain *c)
 		vq_mark_broken(vq, "avail head already in flight");
 		return -EIO;
 	}
-	rc = chain_walk_split(vq->mem, &vq->mem_hint, vq->desc, vq->size, head, vq->indirect, c);
-	if (unlikely(rc == -EIO)) {
-		vq_mark_broken(vq, "invalid descriptor chain");
-		return -EIO;
+	/* Fetch once: one copy of the head descriptor decides the fast path. */
+	struct vring_desc d;
+	memcpy(&d, &vq->desc[head], sizeof(d));
+	CHAIN_LAUNDER(d);
+	if (likely(chain_one_fast(vq->mem, &vq->mem_hint, d.addr, d.len, d.flags, c))) {
+		c->id = head;
+		rc = 0;
+	} else {
+		rc = chain_walk_split(vq->mem, &vq->mem_hint, vq->desc, vq->size, head,
+				      vq->indirect, c);
+		if (unlikely(rc == -EIO)) {
+			vq_mark_broken(vq, "invalid descriptor chain");
+			return -EIO;
+		}
 	}
 	inflight_set(vq, head);
 	/* IN_ORDER bookkeeping: where this head was popped, and whether it has writable pieces. */
