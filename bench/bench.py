@@ -36,7 +36,8 @@ SIZES = (64, 1518)
 TARGET = {64: 0.67, 1518: 0.80}  # vhostkit / DPDK busy cycles per packet
 STATS_PERIOD = 1                 # seconds between the frontend's NIC statistics
 WARMUP = 0.5                     # seconds after the backend starts before a period counts
-START_DELAY = 1.0                # vhk-fwd txonly: wait for the frontend to poll
+START_DELAY = 1.0                # vhk-fwd txonly / tx-first: wait for the frontend to poll
+TX_FIRST_BURSTS = 32             # loop rows: the backend starts the loop with 32 bursts (DTS plan)
 # Where DPDK's EAL keeps a process's run files (eal_create_runtime_dir).
 DPDK_RUN_DIR = os.path.join("/var/run" if os.geteuid() == 0 else
                             os.environ.get("XDG_RUNTIME_DIR", "/tmp"), "dpdk")
@@ -219,10 +220,12 @@ class Bench:
             return self.procs.start(argv, os.path.join(tmp, "backend.log"), stdin=subprocess.PIPE)
         argv = ["taskset", "-c", "0", self.fwd_bin, "--socket", sock, "--mode", be_mode,
                 "--json", "--burst", "32"]
-        if be_mode == "txonly":
+        if be_mode == "txonly" or row.kind == "loop":
             argv += ["--pkt-len", str(row.size)]
             if self.start_delay:
                 argv += ["--start-delay", str(START_DELAY)]
+        if row.kind == "loop":
+            argv += ["--tx-first=%d" % TX_FIRST_BURSTS]
         return self.procs.start(argv, os.path.join(tmp, "backend.log"))
 
     def start_frontend(self, row, sock, tmp):
@@ -230,8 +233,6 @@ class Bench:
         fe_mode = KINDS[row.kind][0]
         app = ["--forward-mode=" + fe_mode, "--stats-period", str(STATS_PERIOD),
                "--txpkts=%d" % row.size]
-        if row.kind == "loop":
-            app.append("--tx-first")
         argv = ["stdbuf", "-oL"] + testpmd_argv(
             "0@1,1@1", self.procs.prefix("%d-fe" % self.n),
             "net_virtio_user0,path=%s,queues=1%s" % (sock, row.vdev_flags()), app)
@@ -282,8 +283,11 @@ class Bench:
             raise RunError("the frontend printed no statistics (exit status %s)" % fe.poll())
         t_fwd = time.monotonic()
         if which == "dpdk":
-            self.dpdk_command(be, "start")
-        elif be_mode == "txonly" and self.start_delay:
+            # Loop rows: the backend starts the loop with 32 bursts, as the
+            # DTS plan does ("start tx_first 32"), so bursts run full.
+            self.dpdk_command(be, "start tx_first %d" % TX_FIRST_BURSTS
+                              if row.kind == "loop" else "start")
+        elif (be_mode == "txonly" or row.kind == "loop") and self.start_delay:
             reader.sleep(START_DELAY)
         t_start = time.monotonic()
         reader.sleep(WARMUP + self.args.seconds + 0.8)

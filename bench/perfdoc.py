@@ -58,8 +58,9 @@ METHOD = """\
   --burst=32 --nb-cores=1 --no-pci --no-flush-rx` and their own `--file-prefix`; vhk-fwd uses
   `--burst 32`. The backend is the vhost-user socket server. Each testpmd's main lcore shares
   the CPU with its forwarding lcore; it sleeps between its once-a-second statistics.
-- **Rows.** `loop-*`: the canonical loopback, both sides `mac` forwarding, the frontend
-  starts it with `--tx-first`, frame size `--txpkts`. `g2h-*`: frontend `txonly` → backend
+- **Rows.** `loop-*`: the canonical loopback, both sides `mac` forwarding;
+  the backend starts it with 32 bursts (`start tx_first 32` / vhk-fwd `--tx-first=32`,
+  as DPDK's DTS plan does), frame size `--txpkts`. `g2h-*`: frontend `txonly` → backend
   `rxonly`. `h2g-*`: backend `txonly` (`--txpkts` / vhk-fwd `--pkt-len`) → frontend
   `rxonly`. `ioN-mrgN` are virtio-user's `in_order` and `mrg_rxbuf`, always given
   explicitly (virtio-user defaults `in_order` to 1); `split`/`packed` is `packed_vq`.

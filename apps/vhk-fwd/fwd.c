@@ -27,7 +27,7 @@
 /* What the forwarding thread remembers about one device slot. */
 struct fwd_slot {
 	int seen;                                /* vid + 1 last seen, 0 = empty */
-	bool tx_first_done[VHK_MAX_QUEUE_PAIRS]; /* --tx-first burst sent */
+	uint32_t tx_first_sent[VHK_MAX_QUEUE_PAIRS]; /* --tx-first bursts sent */
 	bool quiet[VHK_MAX_QUEUE_PAIRS];         /* guest kicks disabled (we poll) */
 	bool may_send;                           /* --start-delay has passed */
 	double arrived;                          /* when the device appeared */
@@ -118,15 +118,19 @@ static uint16_t tx_burst(struct fwd_ctx *c, int vid, uint16_t q, bool *built)
 	return send_and_free(c, vid, (uint16_t)(2 * q), pkts, (uint16_t)c->o.burst);
 }
 
-/* --tx-first: one txonly burst per queue once the guest has receive buffers. */
+/*
+ * --tx-first[=N]: N txonly bursts per queue pair (one per poll) once the
+ * guest has receive buffers, to start a loopback; what the ring cannot take
+ * is dropped and counted, as testpmd's "start tx_first N" does.
+ */
 static void tx_first(struct fwd_ctx *c, struct fwd_slot *s, int vid, uint16_t q)
 {
 	bool built = false;
 
-	if (s->tx_first_done[q] || vhk_net_free_entries(vid, (uint16_t)(2 * q)) <= 0)
+	if (s->tx_first_sent[q] >= c->o.tx_first || vhk_net_free_entries(vid, (uint16_t)(2 * q)) <= 0)
 		return;
 	tx_burst(c, vid, q, &built);
-	s->tx_first_done[q] = true;
+	s->tx_first_sent[q]++;
 }
 
 /*

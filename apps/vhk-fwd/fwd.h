@@ -39,7 +39,7 @@ struct fwd_opts {
 	enum fwd_mode mode;
 	uint32_t pkt_len;
 	uint32_t burst;
-	bool tx_first;
+	uint32_t tx_first;   /* --tx-first bursts per queue pair (0 = none) */
 	double duration;     /* seconds, 0 = until a signal */
 	double start_delay;  /* seconds between a device's arrival and our first send to it */
 	double stats_period; /* seconds, 0 = no live statistics */

@@ -72,7 +72,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: vhk-fwd --socket PATH [--client] [--queues N]\n"
 		"               [--mode rxonly|txonly|mac|io|echo] [--pkt-len BYTES]\n"
-		"               [--burst N] [--tx-first] [--start-delay SECONDS]\n"
+		"               [--burst N] [--tx-first[=BURSTS]] [--start-delay SECONDS]\n"
 		"               [--duration SECONDS]\n"
 		"               [--stats-period SECONDS] [--disable-features LIST]\n"
 		"               [--mac XX:XX:XX:XX:XX:XX] [--json]\n");
@@ -176,7 +176,12 @@ static int apply_option(struct fwd_opts *o, int opt, const char *arg)
 	case 'm': return parse_mode(arg, &o->mode);
 	case 'l': return parse_u32(arg, FWD_MIN_PKT_LEN, FWD_MAX_PKT_LEN, &o->pkt_len);
 	case 'b': return parse_u32(arg, 1, FWD_MAX_BURST, &o->burst);
-	case 't': o->tx_first = true; return 0;
+	case 't': /* --tx-first or --tx-first=BURSTS */
+		if (!arg) {
+			o->tx_first = 1;
+			return 0;
+		}
+		return parse_u32(arg, 1, 1024, &o->tx_first);
 	case 'd': return parse_seconds(arg, &o->duration);
 	case 'w': return parse_seconds(arg, &o->start_delay);
 	case 'p': return parse_seconds(arg, &o->stats_period);
@@ -197,7 +202,7 @@ static int parse_args(int argc, char **argv, struct fwd_opts *o)
 		{"mode", required_argument, NULL, 'm'},
 		{"pkt-len", required_argument, NULL, 'l'},
 		{"burst", required_argument, NULL, 'b'},
-		{"tx-first", no_argument, NULL, 't'},
+		{"tx-first", optional_argument, NULL, 't'},
 		{"duration", required_argument, NULL, 'd'},
 		{"start-delay", required_argument, NULL, 'w'},
 		{"stats-period", required_argument, NULL, 'p'},

@@ -205,6 +205,29 @@ static void t_tx_first(void)
 	fwd_cleanup(&fp);
 }
 
+/* --tx-first=3: three bursts start the loop, then only what comes back is sent. */
+static void t_tx_first_bursts(void)
+{
+	static const char *const args[] = {"--mode", "io", "--tx-first=3", "--burst", "4",
+					   "--pkt-len", "90", NULL};
+	struct fwdproc fp;
+	struct guest g;
+	uint8_t f[2048];
+	uint32_t len;
+
+	spawn_mode(&fp, args);
+	guest_connect(&g, fp.path, 1, 0);
+	for (int i = 0; i < 12; i++) {
+		CHECK(guest_recv(&g, 0, f, &len, 5000));
+		check_udp(f, len, 90);
+	}
+	CHECK(!guest_recv(&g, 0, f, &len, 300)); /* three bursts only */
+	guest_close(&g);
+	CHECK_EQ(fwd_finish(&fp, SIGTERM), 0);
+	CHECK_EQ(fwd_json_u64(&fp, "tx_packets"), 12);
+	fwd_cleanup(&fp);
+}
+
 /* --start-delay: nothing reaches the guest before the delay, then traffic flows. */
 static void t_start_delay(void)
 {
@@ -252,4 +275,4 @@ static void t_two_queue_pairs(void)
 }
 
 TEST_MAIN(TEST(t_rxonly_counts), TEST(t_txonly_frames), TEST(t_io_unchanged),
-	  TEST(t_mac_rewrite), TEST(t_tx_first), TEST(t_start_delay), TEST(t_two_queue_pairs))
+	  TEST(t_mac_rewrite), TEST(t_tx_first), TEST(t_tx_first_bursts), TEST(t_start_delay), TEST(t_two_queue_pairs))
