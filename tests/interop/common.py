@@ -44,14 +44,14 @@ class Ctx:
         print("%s: %s %s" % ("ok" if ok else "FAILED", what, detail), flush=True)
         return ok
 
-    def start(self, argv, log_name, cpu=None):
+    def start(self, argv, log_name, cpu=None, stdin=subprocess.DEVNULL):
         """Start a process with stdout+stderr to a log file; returns the Popen."""
         if cpu is not None:
             argv = ["taskset", "-c", str(cpu)] + argv
         print("$ " + " ".join(argv), flush=True)
         log = open(self.path(log_name), "wb")
         p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
+                             stdin=stdin, start_new_session=True)
         log.close()
         p.log_path = self.path(log_name)
         self.procs.append(p)

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 
 from common import CaseFailed, fwd_result, read_log, start_fwd, wait_for, wait_socket
@@ -61,8 +62,11 @@ def record_paths(ctx, text):
     ctx.numbers["dpdk_paths"] = "; ".join(seen[:6]) or "not logged"
 
 
-def testpmd_start(ctx, sock, fwd_mode, cfg, extra=(), log="testpmd.log"):
-    """Start testpmd with a virtio-user port on sock; returns the Popen."""
+def testpmd_start(ctx, sock, fwd_mode, cfg, extra=(), log="testpmd.log", interactive=False):
+    """Start testpmd with a virtio-user port on sock; returns the Popen.
+
+    interactive: "-i --auto-start" with commands on stdin (testpmd_command), so
+    that forwarding can stop while the port stays up."""
     prefix = "vhk-%s-%d" % (ctx.name, os.getpid())
     if prefix not in ctx.dpdk_prefixes:
         ctx.dpdk_prefixes.append(prefix)
@@ -72,18 +76,32 @@ def testpmd_start(ctx, sock, fwd_mode, cfg, extra=(), log="testpmd.log"):
     argv = ["dpdk-testpmd", "--lcores", "0@1,1@1", "--no-huge", "-m", "1024",
             "--file-prefix=" + prefix, "--no-pci", "--vdev", vdev] + list(cfg.get("eal", ())) + [
             "--",
-            "--nb-cores=1", "--forward-mode=" + fwd_mode, "--stats-period", "1",
+            "--nb-cores=1", "--forward-mode=" + fwd_mode] + (
+                ["-i", "--auto-start"] if interactive else ["--stats-period", "1"]) + [
             "--total-num-mbufs=16384", "--rxq=%d" % q, "--txq=%d" % q,
             "--txpkts=%d" % PKT_LEN, "--no-flush-rx"] + list(extra)
     if cfg.get("desc"):
         argv += ["--rxd=%d" % cfg["desc"], "--txd=%d" % cfg["desc"]]
+    if interactive:  # line-buffered, so that each command's output shows at once
+        return ctx.start(["stdbuf", "-oL"] + argv, log, stdin=subprocess.PIPE)
     return ctx.start(argv, log)
+
+
+def testpmd_command(tp, cmd):
+    """Type one command into an interactive testpmd."""
+    try:
+        tp.stdin.write((cmd + "\n").encode())
+        tp.stdin.flush()
+    except OSError as e:
+        raise CaseFailed("testpmd gone before '%s': %s" % (cmd, e)) from e
 
 
 def testpmd_wait_forwarding(ctx, p, timeout=30):
     """Wait until testpmd has started forwarding."""
-    ok = wait_for(lambda: "start packet forwarding" in read_log(p) or p.poll() is not None,
-                  timeout)
+    # Non-interactive testpmd says "start packet forwarding"; interactive with
+    # --auto-start starts it silently before its first prompt.
+    ok = wait_for(lambda: re.search(r"start packet forwarding|Auto-start selected(.|\n)*testpmd> ",
+                                    read_log(p)) or p.poll() is not None, timeout)
     if not ok or p.poll() is not None:
         raise CaseFailed("testpmd did not start forwarding:\n" + read_log(p)[-3000:])
 
@@ -108,18 +126,18 @@ def nic_blocks(text):
     return out
 
 
-def start_pair(ctx, sock, fwd_mode, fwd_args, tp_mode, cfg, tp_extra=()):
+def start_pair(ctx, sock, fwd_mode, fwd_args, tp_mode, cfg, tp_extra=(), interactive=False):
     """Start vhk-fwd and testpmd in the order the socket roles need."""
     q = cfg.get("queues", 1)
     args = list(fwd_args) + (["--queues", str(q)] if q > 1 else [])
     if cfg.get("server"):
-        tp = testpmd_start(ctx, sock, tp_mode, cfg, tp_extra)
+        tp = testpmd_start(ctx, sock, tp_mode, cfg, tp_extra, interactive=interactive)
         wait_socket(sock, 30)
         fwd = start_fwd(ctx, sock, fwd_mode, "--client", *args)
     else:
         fwd = start_fwd(ctx, sock, fwd_mode, *args)
         wait_socket(sock)
-        tp = testpmd_start(ctx, sock, tp_mode, cfg, tp_extra)
+        tp = testpmd_start(ctx, sock, tp_mode, cfg, tp_extra, interactive=interactive)
     testpmd_wait_forwarding(ctx, tp)
     return fwd, tp
 
@@ -138,12 +156,26 @@ def stop_testpmd(ctx, tp, peer_gone=False):
 
 
 def case_virtio_tx(ctx, cfg):
-    """testpmd txonly -> vhk-fwd rxonly: every packet sent arrives, bytes too."""
+    """testpmd txonly -> vhk-fwd rxonly: every packet sent arrives, bytes too.
+
+    testpmd runs interactively: "stop" ends its forwarding but keeps the port
+    (and the rings) up, so vhk-fwd drains what the last bursts left in the
+    ring before "quit" stops the rings (a SIGINT would stop forwarding and
+    close the port within a millisecond, racing the drain)."""
     sock = ctx.path("vhost.sock")
-    fwd, tp = start_pair(ctx, sock, "rxonly", [], "txonly", cfg)
+    fwd, tp = start_pair(ctx, sock, "rxonly", [], "txonly", cfg, interactive=True)
     time.sleep(RUN_SECONDS)
-    st, text = stop_testpmd(ctx, tp)
-    time.sleep(0.5)
+    testpmd_command(tp, "stop")
+    wait_for(lambda: "Forward statistics for port 0" in read_log(tp) and "Done." in
+             read_log(tp)[read_log(tp).rfind("Forward statistics for port 0"):], 15)
+    time.sleep(0.5)  # vhk-fwd drains the ring
+    testpmd_command(tp, "quit")
+    rc = ctx.stop(tp, signal.SIGINT, timeout=30) if not wait_for(
+        lambda: tp.poll() is not None, 30) else tp.returncode
+    text = read_log(tp)
+    ctx.check("testpmd stopped forwarding, printed its statistics and quit",
+              rc == 0 and "Forward statistics for port 0" in text, "exit status %s" % rc)
+    st = fwd_stats(text)
     c = fwd_result(ctx, fwd)
     if cfg.get("eal"):
         record_paths(ctx, text)
