@@ -29,7 +29,8 @@ sys.path.insert(0, BENCH_DIR)
 sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
 
 import perfdoc  # noqa: E402
-from common import CaseFailed, fwd_result, read_log, wait_for, wait_socket  # noqa: E402
+from common import (CaseFailed, fwd_result, read_log, stop_process, wait_for,  # noqa: E402
+                    wait_socket)
 from dpdk_cases import testpmd_wait_forwarding  # noqa: E402
 
 SIZES = (64, 1518)
@@ -105,16 +106,7 @@ class Procs:
 
     def stop(self, p, sig=signal.SIGINT, timeout=15):
         """Signal one process by pid and reap it; SIGKILL after timeout."""
-        if p.poll() is None:
-            try:
-                os.kill(p.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait()
+        stop_process(p, sig, timeout)
         if p.stdin:
             try:
                 p.stdin.close()

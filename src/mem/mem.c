@@ -337,10 +337,7 @@ void *mem_qva_to_hva(const struct mem_table *t, uint64_t qva, uint64_t *len)
 	r = mem_find_qva(t, qva);
 	if (!r)
 		return NULL;
-	uint64_t off = qva - r->qva;
-	if (*len > r->size - off)
-		*len = r->size - off;
-	return r->hva + off;
+	return mem_region_at(r, qva - r->qva, len);
 }
 
 /* The whole of [addr, addr + len) inside @r (addr >= r's start), overflow-safe. */

@@ -99,6 +99,14 @@ uint64_t mem_table_gpa_end(const struct mem_table *t);
 const struct mem_region *mem_find_gpa(const struct mem_table *t, uint64_t gpa);
 const struct mem_region *mem_find_qva(const struct mem_table *t, uint64_t qva);
 
+/* Pointer to @off bytes into region @r, *len clipped to the region's end. */
+static inline void *mem_region_at(const struct mem_region *r, uint64_t off, uint64_t *len)
+{
+	if (*len > r->size - off)
+		*len = r->size - off;
+	return r->hva + off;
+}
+
 /*
  * Translate guest physical [gpa, gpa + *len) to a host pointer.
  * On success returns the pointer and sets *len to the number of bytes that
@@ -110,36 +118,20 @@ const struct mem_region *mem_find_qva(const struct mem_table *t, uint64_t qva);
 static inline void *mem_gpa_to_hva(const struct mem_table *t, uint64_t gpa, uint64_t *len,
 				   uint32_t *hint)
 {
-	const struct mem_region *r = NULL;
-
 	if (unlikely(!t || *len == 0))
 		return NULL;
-	if (likely(hint != NULL)) {
-		/* Last region hit first: with one region (or locality) the lookup is one compare. */
-		uint32_t h = *hint;
-		if (likely(h < t->nregions)) {
-			r = &t->regions[h];
-			uint64_t off = gpa - r->gpa;
-			if (likely(off < r->size)) {
-				if (*len > r->size - off)
-					*len = r->size - off;
-				return r->hva + off;
-			}
-			r = NULL;
-		}
+	/* Last region hit first: with one region (or locality) the lookup is one compare. */
+	if (likely(hint != NULL) && likely(*hint < t->nregions)) {
+		const struct mem_region *h = &t->regions[*hint];
+		if (likely(gpa - h->gpa < h->size))
+			return mem_region_at(h, gpa - h->gpa, len);
 	}
-	if (!r) {
-		r = mem_find_gpa(t, gpa);
-		if (unlikely(!r))
-			return NULL;
-		if (hint)
-			*hint = (uint32_t)(r - t->regions);
-	}
-	uint64_t off = gpa - r->gpa;
-	uint64_t avail = r->size - off;
-	if (*len > avail)
-		*len = avail;
-	return r->hva + off;
+	const struct mem_region *r = mem_find_gpa(t, gpa);
+	if (unlikely(!r))
+		return NULL;
+	if (hint)
+		*hint = (uint32_t)(r - t->regions);
+	return mem_region_at(r, gpa - r->gpa, len);
 }
 
 /* Same for frontend user addresses (ring addresses without IOMMU). */

@@ -369,15 +369,10 @@ static uint16_t rx_fast(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t coun
 			o[i].len = hlen + plen; /* used length, for the push below */
 			*bytes += plen;
 		}
-		vq_push_burst(vq, o, i);
 		b->pushed += i;
 		n = (uint16_t)(n + i);
-		if (i < k) {
-			vq_rewind_one(vq, o + i, (uint16_t)(k - i));
+		if (!vq_fast_section_end(vq, o, i, k, want))
 			break;
-		}
-		if (k < want)
-			break; /* ring empty, or the next chain needs vq_pop() */
 	}
 	return n;
 }

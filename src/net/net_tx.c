@@ -352,15 +352,10 @@ static uint16_t tx_fast(struct tx_burst *b, struct vhk_pkt **pkts, uint32_t nall
 		}
 		for (uint16_t j = 0; j < i; j++)
 			o[j].len = 0; /* used length of a transmit chain */
-		vq_push_burst(vq, o, i);
 		b->pushed += i;
 		*tries += i;
-		if (i < k) {
-			vq_rewind_one(vq, o + i, (uint16_t)(k - i));
+		if (!vq_fast_section_end(vq, o, i, k, want))
 			break;
-		}
-		if (k < want)
-			break; /* ring empty, or the next chain needs vq_pop() */
 	}
 	return n;
 }

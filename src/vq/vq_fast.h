@@ -389,4 +389,22 @@ static inline void vq_push_burst(struct vq *vq, const struct vq_one *o, uint16_t
 	vq->io_batch_ok = ok;
 }
 
+/*
+ * End of a device's fast section: push the first @used chains of @o
+ * (vq_push_burst) and give back the other @popped - @used (vq_rewind_one).
+ * Returns true when the section may pop again: every chain popped was used
+ * and the pop returned all @want asked for (else the ring is empty or the
+ * next chain needs vq_pop()).
+ */
+static inline bool vq_fast_section_end(struct vq *vq, const struct vq_one *o, uint16_t used,
+				       uint16_t popped, uint16_t want)
+{
+	vq_push_burst(vq, o, used);
+	if (used < popped) {
+		vq_rewind_one(vq, o + used, (uint16_t)(popped - used));
+		return false;
+	}
+	return popped == want;
+}
+
 #endif

@@ -178,6 +178,19 @@ static void t_mac_rewrite(void)
 	fwd_cleanup(&fp);
 }
 
+/* Exactly @n txonly frames of @pkt_len bytes arrive on queue 0, then nothing (the last in @f). */
+static void recv_udp_burst_only(struct guest *g, int n, uint32_t pkt_len, uint8_t *f,
+				uint32_t *len)
+{
+	for (int i = 0; i < n; i++) {
+		CHECK(guest_recv(g, 0, f, len, 5000));
+		check_udp(f, *len, pkt_len);
+	}
+	uint8_t extra[2048];
+	uint32_t elen;
+	CHECK(!guest_recv(g, 0, extra, &elen, 300));
+}
+
 static void t_tx_first(void)
 {
 	static const char *const args[] = {"--mode", "io", "--tx-first", "--burst", "8",
@@ -189,11 +202,7 @@ static void t_tx_first(void)
 
 	spawn_mode(&fp, args);
 	guest_connect(&g, fp.path, 1, 0);
-	for (int i = 0; i < 8; i++) {
-		CHECK(guest_recv(&g, 0, f, &len, 5000));
-		check_udp(f, len, 100);
-	}
-	CHECK(!guest_recv(&g, 0, f, &len, 300)); /* one burst only */
+	recv_udp_burst_only(&g, 8, 100, f, &len); /* one burst only */
 	/* the loop: sending one back makes it come back again (io mode) */
 	guest_send(&g, 0, f, len);
 	CHECK(guest_recv(&g, 0, f, &len, 5000));
@@ -217,11 +226,7 @@ static void t_tx_first_bursts(void)
 
 	spawn_mode(&fp, args);
 	guest_connect(&g, fp.path, 1, 0);
-	for (int i = 0; i < 12; i++) {
-		CHECK(guest_recv(&g, 0, f, &len, 5000));
-		check_udp(f, len, 90);
-	}
-	CHECK(!guest_recv(&g, 0, f, &len, 300)); /* three bursts only */
+	recv_udp_burst_only(&g, 12, 90, f, &len); /* three bursts only */
 	guest_close(&g);
 	CHECK_EQ(fwd_finish(&fp, SIGTERM), 0);
 	CHECK_EQ(fwd_json_u64(&fp, "tx_packets"), 12);

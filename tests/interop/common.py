@@ -59,17 +59,7 @@ class Ctx:
 
     def stop(self, p, sig=signal.SIGINT, timeout=20):
         """Signal one process by pid and reap it; SIGKILL after timeout."""
-        if p.poll() is None:
-            try:
-                os.kill(p.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait()
-        return p.returncode
+        return stop_process(p, sig, timeout)
 
     def cleanup(self):
         """Stop whatever is still running, keep the logs under
@@ -91,6 +81,21 @@ def read_log(p):
     """Current text of a process's log (as far as written)."""
     with open(p.log_path, "rb") as f:
         return f.read().decode("utf-8", "replace")
+
+
+def stop_process(p, sig=signal.SIGINT, timeout=20):
+    """Signal process p by pid and reap it; SIGKILL after timeout. Returns its status."""
+    if p.poll() is None:
+        try:
+            os.kill(p.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+    return p.returncode
 
 
 def wait_for(pred, timeout, step=0.1):
