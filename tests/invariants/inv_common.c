@@ -234,47 +234,49 @@ void inv_raw_init(struct inv_raw *rw)
 	*rw = (struct inv_raw){.pos = 0, .wrap = true, .upos = 0, .uwrap = true};
 }
 
-uint16_t inv_raw_post(struct inv *f, uint32_t q, struct inv_raw *rw, uint16_t id, uint64_t addr,
-		      uint32_t len, uint16_t flags)
+/* Split: publish head @id in the next avail slot and bump avail->idx (release). */
+static uint16_t raw_avail_push(struct gring *r, struct inv_raw *rw, uint16_t id)
 {
-	if (!f->p[q]) {
-		struct gring *r = f->r[q];
-		gring_raw_desc(r, id, addr, len, flags, 0);
-		__atomic_store_n(&r->avail->ring[rw->pos & (r->size - 1)], id, __ATOMIC_RELAXED);
-		rw->pos++;
-		__atomic_store_n(&r->avail->idx, rw->pos, __ATOMIC_RELEASE);
-		return id;
-	}
-	struct pring *r = f->p[q];
+	__atomic_store_n(&r->avail->ring[rw->pos & (r->size - 1)], id, __ATOMIC_RELAXED);
+	rw->pos++;
+	__atomic_store_n(&r->avail->idx, rw->pos, __ATOMIC_RELEASE);
+	return id;
+}
+
+/* Packed: the slot just written; move to the next one (flipping the lap at the end). */
+static uint16_t raw_slot_advance(struct inv_raw *rw, uint16_t size)
+{
 	uint16_t slot = rw->pos;
-	pring_raw_desc(r, slot, addr, len, id, (uint16_t)(flags | pring_avail_bits(rw->wrap)));
-	if (++rw->pos == r->size) {
+
+	if (++rw->pos == size) {
 		rw->pos = 0;
 		rw->wrap = !rw->wrap;
 	}
 	return slot;
 }
 
+uint16_t inv_raw_post(struct inv *f, uint32_t q, struct inv_raw *rw, uint16_t id, uint64_t addr,
+		      uint32_t len, uint16_t flags)
+{
+	if (!f->p[q]) {
+		gring_raw_desc(f->r[q], id, addr, len, flags, 0);
+		return raw_avail_push(f->r[q], rw, id);
+	}
+	struct pring *r = f->p[q];
+	pring_raw_desc(r, rw->pos, addr, len, id, (uint16_t)(flags | pring_avail_bits(rw->wrap)));
+	return raw_slot_advance(rw, r->size);
+}
+
 uint16_t inv_raw_republish(struct inv *f, uint32_t q, struct inv_raw *rw, uint16_t id,
 			   uint16_t flags)
 {
-	if (!f->p[q]) {
-		struct gring *r = f->r[q];
-		__atomic_store_n(&r->avail->ring[rw->pos & (r->size - 1)], id, __ATOMIC_RELAXED);
-		rw->pos++;
-		__atomic_store_n(&r->avail->idx, rw->pos, __ATOMIC_RELEASE);
-		return id;
-	}
+	if (!f->p[q])
+		return raw_avail_push(f->r[q], rw, id);
 	struct pring *r = f->p[q];
-	uint16_t slot = rw->pos;
-	__atomic_store_n(&r->desc[slot].id, id, __ATOMIC_RELAXED);
-	__atomic_store_n(&r->desc[slot].flags, (uint16_t)(flags | pring_avail_bits(rw->wrap)),
+	__atomic_store_n(&r->desc[rw->pos].id, id, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->desc[rw->pos].flags, (uint16_t)(flags | pring_avail_bits(rw->wrap)),
 			 __ATOMIC_RELEASE);
-	if (++rw->pos == r->size) {
-		rw->pos = 0;
-		rw->wrap = !rw->wrap;
-	}
-	return slot;
+	return raw_slot_advance(rw, r->size);
 }
 
 int inv_raw_used(struct inv *f, uint32_t q, struct inv_raw *rw, uint16_t *id, uint32_t *len)
