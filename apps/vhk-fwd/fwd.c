@@ -68,25 +68,37 @@ static uint64_t bytes_of(struct vhk_pkt **pkts, uint16_t n)
 	return b;
 }
 
-/* Enqueue @n packets to vring @qid, count sent and dropped, free them all. */
+/*
+ * Enqueue @n packets to vring @qid, free them all, count sent, dropped and
+ * the cycles of both (enqueue_cycles).
+ */
 static uint16_t send_and_free(struct fwd_ctx *c, int vid, uint16_t qid, struct vhk_pkt **pkts,
 			      uint16_t n)
 {
+	uint64_t t0 = stats_cycles();
 	uint16_t sent = n ? vhk_net_enqueue_burst(vid, qid, pkts, n) : 0;
+	uint64_t b = bytes_of(pkts, sent);
 
-	count(&c->st->tx_packets, sent);
-	count(&c->st->tx_bytes, bytes_of(pkts, sent));
-	count(&c->st->dropped, (uint64_t)(n - sent));
 	vhk_pkt_free_bulk(pkts, n);
+	if (n)
+		count(&c->st->eq_cycles, stats_cycles() - t0);
+	count(&c->st->tx_packets, sent);
+	count(&c->st->tx_bursts, sent != 0);
+	count(&c->st->tx_bytes, b);
+	count(&c->st->dropped, (uint64_t)(n - sent));
 	return sent;
 }
 
-/* Receive a burst from vring @qid and count it. */
+/* Receive a burst from vring @qid and count it (dequeue_cycles when non-empty). */
 static uint16_t receive(struct fwd_ctx *c, int vid, uint16_t qid, struct vhk_pkt **pkts)
 {
+	uint64_t t0 = stats_cycles();
 	uint16_t n = vhk_net_dequeue_burst(vid, qid, c->pool, pkts, (uint16_t)c->o.burst);
 
+	if (n)
+		count(&c->st->dq_cycles, stats_cycles() - t0);
 	count(&c->st->rx_packets, n);
+	count(&c->st->rx_bursts, n != 0);
 	count(&c->st->rx_bytes, bytes_of(pkts, n));
 	return n;
 }

@@ -56,6 +56,10 @@ struct fwd_stats {
 	_Atomic uint64_t tx_bytes;
 	_Atomic uint64_t dropped;    /* not accepted by enqueue, or not answered (echo) */
 	_Atomic uint64_t busy_cycles;
+	_Atomic uint64_t rx_bursts;  /* dequeue calls that returned packets */
+	_Atomic uint64_t tx_bursts;  /* enqueue calls that sent packets */
+	_Atomic uint64_t dq_cycles;  /* TSC cycles in dequeue calls that returned packets */
+	_Atomic uint64_t eq_cycles;  /* TSC cycles in enqueue calls + freeing their bursts */
 	_Atomic uint64_t devices;    /* new_device callbacks accepted */
 };
 

@@ -61,6 +61,7 @@ void stats_final(const struct fwd_stats *st, const struct fwd_opts *o, double se
 	uint64_t rxp = rd(&st->rx_packets), rxb = rd(&st->rx_bytes);
 	uint64_t txp = rd(&st->tx_packets), txb = rd(&st->tx_bytes);
 	uint64_t drop = rd(&st->dropped), busy = rd(&st->busy_cycles);
+	uint64_t rxn = rd(&st->rx_bursts), txn = rd(&st->tx_bursts);
 	/* Per forwarded packet: packets sent for txonly, packets received otherwise. */
 	uint64_t per = o->mode == FWD_TXONLY ? txp : rxp;
 	double cpp = per ? (double)busy / (double)per : 0;
@@ -73,12 +74,16 @@ void stats_final(const struct fwd_stats *st, const struct fwd_opts *o, double se
 	printf("  tx (to guest):   %" PRIu64 " packets, %" PRIu64 " bytes, %.0f pps, %.0f bps\n",
 	       txp, txb, (double)txp / s, (double)txb * 8 / s);
 	printf("  dropped: %" PRIu64 "  busy cycles/packet: %.1f\n", drop, cpp);
+	printf("  packets per burst: rx %.1f, tx %.1f\n", rxn ? (double)rxp / (double)rxn : 0,
+	       txn ? (double)txp / (double)txn : 0);
 	if (o->json)
 		printf("{\"mode\":\"%s\",\"rx_packets\":%" PRIu64 ",\"tx_packets\":%" PRIu64
 		       ",\"rx_bytes\":%" PRIu64 ",\"tx_bytes\":%" PRIu64 ",\"dropped\":%" PRIu64
 		       ",\"seconds\":%.6f,\"busy_cycles\":%" PRIu64
-		       ",\"busy_cycles_per_packet\":%.3f,\"devices\":%" PRIu64 "}\n",
-		       fwd_mode_name(o->mode), rxp, txp, rxb, txb, drop, seconds, busy, cpp,
-		       rd(&st->devices));
+		       ",\"busy_cycles_per_packet\":%.3f,\"rx_bursts\":%" PRIu64
+		       ",\"tx_bursts\":%" PRIu64 ",\"dequeue_cycles\":%" PRIu64
+		       ",\"enqueue_cycles\":%" PRIu64 ",\"devices\":%" PRIu64 "}\n",
+		       fwd_mode_name(o->mode), rxp, txp, rxb, txb, drop, seconds, busy, cpp, rxn,
+		       txn, rd(&st->dq_cycles), rd(&st->eq_cycles), rd(&st->devices));
 	fflush(stdout);
 }

@@ -65,6 +65,9 @@ static void t_rxonly_counts(void)
 	guest_close(&g);
 	CHECK_EQ(fwd_finish(&fp, SIGTERM), 0);
 	CHECK_EQ(fwd_json_u64(&fp, "rx_packets"), 600);
+	CHECK(fwd_json_u64(&fp, "rx_bursts") >= 600 / 32 && fwd_json_u64(&fp, "rx_bursts") <= 600);
+	CHECK_EQ(fwd_json_u64(&fp, "tx_bursts"), 0);
+	CHECK_EQ(fwd_json_u64(&fp, "enqueue_cycles"), 0);
 	CHECK_EQ(fwd_json_u64(&fp, "rx_bytes"), bytes);
 	CHECK_EQ(fwd_json_u64(&fp, "tx_packets"), 0);
 	CHECK_EQ(fwd_json_u64(&fp, "dropped"), 0);
@@ -146,6 +149,13 @@ static void t_io_unchanged(void)
 	CHECK_EQ(fwd_finish(&fp, SIGTERM), 0);
 	CHECK_EQ(fwd_json_u64(&fp, "rx_packets"), 300);
 	CHECK_EQ(fwd_json_u64(&fp, "tx_packets"), 300);
+	/* One frame in flight at a time: every burst holds exactly one. */
+	CHECK_EQ(fwd_json_u64(&fp, "rx_bursts"), 300);
+	CHECK_EQ(fwd_json_u64(&fp, "tx_bursts"), 300);
+	CHECK(fwd_json_u64(&fp, "dequeue_cycles") > 0);
+	CHECK(fwd_json_u64(&fp, "enqueue_cycles") > 0);
+	CHECK(fwd_json_u64(&fp, "dequeue_cycles") + fwd_json_u64(&fp, "enqueue_cycles") <=
+	      fwd_json_u64(&fp, "busy_cycles"));
 	CHECK_EQ(fwd_json_u64(&fp, "rx_bytes"), bytes);
 	CHECK_EQ(fwd_json_u64(&fp, "tx_bytes"), bytes);
 	CHECK_EQ(fwd_json_u64(&fp, "dropped"), 0);
