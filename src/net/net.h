@@ -68,6 +68,45 @@ static inline void net_copy(uint8_t *restrict d, const uint8_t *restrict s, uint
 	memcpy(d, s, n);
 }
 
+/*
+ * Write the @hlen-byte (10 or 12) virtio-net header @hdr at guest address
+ * @dst, storing only the 8-byte and 2/4-byte words that differ from what
+ * the buffer already holds. A guest that recycles its receive buffers
+ * (DPDK's virtio PMD keeps the header in the mbuf headroom, all zero but
+ * num_buffers = 1 after the first use) then finds its header line
+ * unchanged: the line stays shared by the two cores instead of moving to
+ * ours and back for every packet. In the 64-byte loopback this takes the
+ * enqueue from 79 to 59 busy cycles per packet, and from 210-270 to ~90 in
+ * the runs where the frontend polls its receive ring hardest (in-run A/B,
+ * docs/performance.md). The loads read the writable buffer the chain gave
+ * us (bounds checked by the caller); they only decide whether to store.
+ * The guest reads the header after it sees the used entry, which is
+ * published with release semantics after this, so skipped stores need no
+ * barrier either.
+ */
+static inline void net_hdr_put(uint8_t *dst, const uint8_t *hdr, uint32_t hlen)
+{
+	uint64_t g8, h8;
+
+	memcpy(&g8, dst, 8);
+	memcpy(&h8, hdr, 8);
+	if (g8 != h8)
+		memcpy(dst, &h8, 8);
+	if (hlen == NET_HDR_MRG_LEN) {
+		uint32_t g4, h4;
+		memcpy(&g4, dst + 8, 4);
+		memcpy(&h4, hdr + 8, 4);
+		if (g4 != h4)
+			memcpy(dst + 8, &h4, 4);
+	} else {
+		uint16_t g2, h2;
+		memcpy(&g2, dst + 8, 2);
+		memcpy(&h2, hdr + 8, 2);
+		if (g2 != h2)
+			memcpy(dst + 8, &h2, 2);
+	}
+}
+
 /* Header length for negotiated @features (10 or 12 bytes). */
 static inline uint32_t net_hdr_len(uint64_t features)
 {

@@ -11,8 +11,10 @@
  * write stays inside the pieces it returned. Chains the guest built wrongly
  * (readable parts, too short for the header) are returned used with length
  * 0 and counted as errors. A packet that does not fit is handed back to the
- * caller with its chains rewound, never partially delivered. Guest-writable
- * buffers are never read.
+ * caller with its chains rewound, never partially delivered. The only read
+ * of a guest-writable buffer is net_hdr_put()'s compare of the header bytes
+ * it is about to write (inside the checked piece); what it reads decides
+ * whether a store happens, nothing else.
  */
 #include <errno.h>
 #include <string.h>
@@ -89,11 +91,7 @@ static inline bool dst_next(struct dst_cur *d)
 static void dst_write_hdr(struct dst_cur *d, const uint8_t *hdr, uint32_t len, uint8_t *nb[2])
 {
 	if (likely(d->left >= len)) {
-		/* Constant sizes: the compiler turns these into two moves. */
-		if (len == NET_HDR_MRG_LEN)
-			memcpy(d->p, hdr, NET_HDR_MRG_LEN);
-		else
-			memcpy(d->p, hdr, NET_HDR_LEGACY_LEN);
+		net_hdr_put(d->p, hdr, len);
 		nb[0] = d->p + 10;
 		nb[1] = d->p + 11;
 		d->p += len;
@@ -264,11 +262,7 @@ static inline int rx_one(struct rx_burst *b, const struct vhk_pkt *p, const uint
 		return rx_one_slow(b, p, hdr, pt, vq_pop(vq, &b->chain));
 	const uint32_t hlen = b->hdr_len, plen = p->pkt_len;
 	if (likely(o.write && !pt && p->data_len >= plen && o.len >= (uint64_t)hlen + plen)) {
-		/* Guest memory is only written, never read back. */
-		if (hlen == NET_HDR_MRG_LEN)
-			memcpy(o.base, hdr, NET_HDR_MRG_LEN);
-		else
-			memcpy(o.base, hdr, NET_HDR_LEGACY_LEN);
+		net_hdr_put(o.base, hdr, hlen);
 		net_copy(o.base + hlen, vhk_pkt_data(p), plen);
 		vq_push_fast(vq, o.id, hlen + plen);
 		b->pushed++;
@@ -321,11 +315,18 @@ static inline void stat_add(uint64_t *ctr, uint64_t n)
 
 #define RX_FAST_CHUNK 32u
 
-/* Prefetch (for writing) the first two lines of @o's buffer. */
-static inline void rx_prefetch(const struct vq_one *o)
+/*
+ * Prefetch @o's buffer for a packet placed after an @hlen-byte header: the
+ * header line for reading (net_hdr_put() may leave it unwritten, see
+ * there), the first 64 bytes of packet data for writing (prefetchw: fetched
+ * exclusive, no later upgrade). Measured in-run against prefetchw of the
+ * first two lines: enqueue 90 -> 82 busy cycles per packet (64 B loop).
+ */
+static inline void rx_prefetch(const struct vq_one *o, uint32_t hlen)
 {
-	vqf_prefetch_w(o->base);
-	vqf_prefetch_w(o->base + 64);
+	__builtin_prefetch(o->base, 0, 3);
+	vqf_prefetch_w(o->base + hlen);
+	vqf_prefetch_w(o->base + hlen + 63);
 }
 
 /*
@@ -333,7 +334,7 @@ static inline void rx_prefetch(const struct vq_one *o)
  * (vq_pop_burst_one), and packets that are one segment without offload
  * metadata written straight into their chain's single writable piece when
  * header and packet fit. The buffers' addresses are known after the pop, so
- * they are prefetched two packets ahead without reading guest memory.
+ * they are prefetched two packets ahead.
  * Stops at the first packet or chain that needs the general path (the
  * chains popped for it and after it go back). Returns packets placed.
  */
@@ -349,22 +350,18 @@ static uint16_t rx_fast(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t coun
 		uint16_t want = (uint16_t)MIN((uint32_t)(count - n), RX_FAST_CHUNK);
 		uint16_t k = vq_pop_burst_one(vq, o, want), i;
 		if (k > 0)
-			rx_prefetch(&o[0]);
+			rx_prefetch(&o[0], hlen);
 		if (k > 1)
-			rx_prefetch(&o[1]);
+			rx_prefetch(&o[1], hlen);
 		for (i = 0; i < k; i++) {
 			const struct vhk_pkt *p = pkts[n + i];
 			if (unlikely(!p || (p->ol.flags | p->ol.gso_type) || p->data_len < p->pkt_len ||
 				     !o[i].write || o[i].len < (uint64_t)hlen + p->pkt_len))
 				break;
 			if (i + 2 < k)
-				rx_prefetch(&o[i + 2]);
+				rx_prefetch(&o[i + 2], hlen);
 			const uint32_t plen = p->pkt_len;
-			/* Guest memory is only written, never read back. */
-			if (hlen == NET_HDR_MRG_LEN)
-				memcpy(o[i].base, b->hdr_plain, NET_HDR_MRG_LEN);
-			else
-				memcpy(o[i].base, b->hdr_plain, NET_HDR_LEGACY_LEN);
+			net_hdr_put(o[i].base, b->hdr_plain, hlen);
 			net_copy(o[i].base + hlen, vhk_pkt_data(p), plen);
 			o[i].len = hlen + plen; /* used length, for the push below */
 			*bytes += plen;

@@ -290,5 +290,32 @@ static void t_hdr_from_pkt(void)
 	vhk_pool_free(pool);
 }
 
-TEST_MAIN(TEST(t_hdr_encode_decode), TEST(t_hdr_validate_table), TEST(t_hdr_to_offload),
+/*
+ * net_hdr_put(): whatever the buffer held (equal words, one word differing,
+ * all differing), it ends up holding exactly the header, and the bytes
+ * after the header are not touched, for both layouts.
+ */
+static void t_hdr_put(void)
+{
+	struct net_hdr h = {0, 0, 0, 0, 0, 0, 1};
+	uint8_t want[12], buf[16];
+
+	for (uint32_t hlen = 10; hlen <= 12; hlen += 2) {
+		net_hdr_encode(&h, want, hlen);
+		for (int pattern = 0; pattern < 4; pattern++) {
+			memset(buf, 0xa5, sizeof(buf));
+			memcpy(buf, want, hlen);
+			if (pattern & 1)
+				buf[3] ^= 0x40; /* first word differs */
+			if (pattern & 2)
+				buf[hlen - 1] ^= 0x01; /* last word differs */
+			net_hdr_put(buf, want, hlen);
+			CHECK(memcmp(buf, want, hlen) == 0);
+			for (uint32_t i = hlen; i < sizeof(buf); i++)
+				CHECK_EQ(buf[i], 0xa5);
+		}
+	}
+}
+
+TEST_MAIN(TEST(t_hdr_encode_decode), TEST(t_hdr_put), TEST(t_hdr_validate_table), TEST(t_hdr_to_offload),
 	  TEST(t_csum_basic), TEST(t_csum_known_udp), TEST(t_hdr_from_pkt))
