@@ -38,6 +38,7 @@ struct fwd_ctx {
 	struct fwd_stats *st;
 	struct vhk_pool *pool;
 	uint8_t tmpl[FWD_MAX_PKT_LEN]; /* txonly / --tx-first frame */
+	uint32_t tmpl_copy;             /* bytes of it copied per packet (see prefill_pool) */
 	pthread_t thread;
 	atomic_bool stop;
 	/* forwarding thread only */
@@ -104,7 +105,8 @@ static uint16_t receive(struct fwd_ctx *c, int vid, uint16_t qid, struct vhk_pkt
 }
 
 /*
- * txonly: copy the template into a fresh burst and enqueue it on pair @q.
+ * txonly: copy the template (its headers only when the pool was prefilled,
+ * see prefill_pool) into a fresh burst and enqueue it on pair @q.
  * Returns the packets sent; *built is set when a burst was built, sent or not
  * (testpmd's txonly counts such a poll as busy even when the ring was full).
  */
@@ -124,7 +126,7 @@ static uint16_t tx_burst(struct fwd_ctx *c, int vid, uint16_t q, bool *built)
 			vhk_pkt_free_bulk(pkts, c->o.burst);
 			return 0;
 		}
-		memcpy(d, c->tmpl, len);
+		memcpy(d, c->tmpl, c->tmpl_copy);
 	}
 	*built = true;
 	return send_and_free(c, vid, (uint16_t)(2 * q), pkts, (uint16_t)c->o.burst);
@@ -289,6 +291,39 @@ static void *fwd_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * txonly: write the whole frame into every buffer of the pool once, so that
+ * each burst only rewrites the Ethernet/IPv4/UDP headers, as testpmd's
+ * txonly does (it writes the headers per packet and leaves the payload as
+ * it is). Valid because in txonly nothing else writes into this pool's
+ * buffers: enqueue only reads them, and nothing is dequeued into them.
+ * Allocation resets a packet to the same data offset, so the payload stays
+ * where it was written. Returns 0 or -errno.
+ */
+static int prefill_pool(struct fwd_ctx *c)
+{
+	struct vhk_pkt **all = calloc(POOL_COUNT, sizeof(*all));
+	int rc = -ENOMEM;
+
+	if (!all)
+		return rc;
+	rc = vhk_pkt_alloc_bulk(c->pool, all, POOL_COUNT);
+	if (rc == 0) {
+		for (uint32_t i = 0; i < POOL_COUNT; i++) {
+			uint8_t *d = vhk_pkt_append(all[i], c->o.pkt_len);
+			if (d)
+				memcpy(d, c->tmpl, c->o.pkt_len);
+			else
+				rc = -ENOSPC; /* cannot happen: the data room holds pkt_len */
+		}
+		vhk_pkt_free_bulk(all, POOL_COUNT);
+	}
+	free(all);
+	if (rc == 0)
+		c->tmpl_copy = FWD_MIN_PKT_LEN;
+	return rc;
+}
+
 int fwd_start(const struct fwd_opts *o, struct fwd_stats *st, struct fwd_ctx **ret)
 {
 	uint32_t room = o->pkt_len > POOL_ROOM ? o->pkt_len : POOL_ROOM;
@@ -300,9 +335,15 @@ int fwd_start(const struct fwd_opts *o, struct fwd_stats *st, struct fwd_ctx **r
 	c->o = *o;
 	c->st = st;
 	pkt_build_udp(c->tmpl, o->pkt_len, o->mac);
+	c->tmpl_copy = o->pkt_len;
 	rc = vhk_pool_create(POOL_COUNT, room, POOL_HEADROOM, 0, &c->pool);
 	if (rc < 0)
 		goto err_free_ctx;
+	if (o->mode == FWD_TXONLY) {
+		rc = prefill_pool(c);
+		if (rc < 0)
+			goto err_free_pool;
+	}
 	rc = -pthread_create(&c->thread, NULL, fwd_thread, c);
 	if (rc < 0)
 		goto err_free_pool;
