@@ -684,8 +684,60 @@ static void t_inorder_rewind(void)
 	CHECK_EQ(f->vq.last_used_idx, 6);
 }
 
+/*
+ * vq_avail_count_max() against the expected count: k chains of 1 or 2
+ * descriptors from every start position (laps of rings of 5, 13 and 16),
+ * each max from 1 to k + 2, then with the head of chain h made
+ * unavailable (a hole: the count stops before it), then restored. Covers
+ * the four-at-a-time test in every phase against a batch of four: a hole,
+ * a NEXT, the ring's end, a max that is not a multiple of four.
+ */
+static void t_avail_count_exact(void)
+{
+	static const uint16_t sizes[] = {5, 13, 16};
+
+	for (unsigned si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+		const uint16_t size = sizes[si];
+		struct fx *f = fx_new(size, 0);
+		for (uint32_t round = 0; round < 80; round++) {
+			struct tb b[2] = {{BUF, 10, 0}, {BUF + 64, 20, 0}};
+			uint16_t hpos[16], used = 0, k = 0;
+			bool hwrap[16];
+			while (k < (round % 9) && used + 2 <= size) {
+				int n = (round & 1) ? 1 : 1 + ((round + k) % 4 == 0); /* odd: singles */
+				hpos[k] = f->r.pos;
+				hwrap[k] = f->r.wrap;
+				pr_chain(&f->r, b + (2 - n), n, k);
+				used = (uint16_t)(used + n);
+				k++;
+			}
+			for (uint16_t max = 1; max <= k + 2; max++)
+				CHECK_EQ(vq_avail_count_max(&f->vq, max), MIN(k, max));
+			if (k) {
+				uint16_t h = (uint16_t)(round % k), saved = f->r.desc[hpos[h]].flags;
+				f->r.desc[hpos[h]].flags = avail_bits(!hwrap[h]); /* not in this lap */
+				for (uint16_t max = 1; max <= k + 2; max++)
+					CHECK_EQ(vq_avail_count_max(&f->vq, max), MIN(h, max));
+				f->r.desc[hpos[h]].flags = saved;
+				CHECK_EQ(vq_avail_count_max(&f->vq, UINT16_MAX), k);
+			}
+			for (uint16_t j = 0; j < k; j++) {
+				CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+				vq_push(&f->vq, f->c.id, 0);
+			}
+			vq_flush(&f->vq);
+			uint16_t id;
+			uint32_t len;
+			for (uint16_t j = 0; j < k; j++)
+				CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+			CHECK_EQ(vq_avail_count_max(&f->vq, UINT16_MAX), 0);
+		}
+	}
+}
+
 TEST_MAIN(TEST(t_pop_push_exact), TEST(t_wrap_laps), TEST(t_batch_and_rewind), TEST(t_indirect),
 	  TEST(t_zero_len_unmapped), TEST(t_hostile_chains), TEST(t_nested_indirect),
 	  TEST(t_chain_longer_than_ring), TEST(t_rest_not_available), TEST(t_id_in_flight_twice),
 	  TEST(t_base), TEST(t_base_default), TEST(t_notify), TEST(t_notify_event_idx),
-	  TEST(t_inorder_batch), TEST(t_inorder_no_batch), TEST(t_inorder_rewind))
+	  TEST(t_inorder_batch), TEST(t_inorder_no_batch), TEST(t_inorder_rewind),
+	  TEST(t_avail_count_exact))
