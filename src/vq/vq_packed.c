@@ -105,7 +105,6 @@ uint16_t vq_packed_avail_count(struct vq *vq, uint16_t max)
 	uint16_t pos = vq->last_avail_idx, n = 0;
 	/* Available in lap w: AVAIL == w and USED != w, i.e. these two bits equal: */
 	uint16_t want = vq->avail_wrap ? PK_F_AVAIL : PK_F_USED;
-	uint32_t i = 0;
 
 	/* pos + 4 <= size: the four never wrap; n counts chains = descriptors here. */
 	while ((uint32_t)n + 4 <= max && (uint32_t)pos + 4 <= size) {
@@ -116,14 +115,14 @@ uint16_t vq_packed_avail_count(struct vq *vq, uint16_t max)
 		     ((f3 & lap) ^ want) | ((f0 | f1 | f2 | f3) & VRING_DESC_F_NEXT)) != 0)
 			break;
 		n += 4;
-		i += 4;
 		pos += 4;
 	}
 	if (pos == size) {
 		pos = 0;
 		want ^= lap; /* next lap */
 	}
-	for (; i < size && n < max; i++) {
+	/* Descriptors walked so far: n, one per chain counted above. */
+	for (uint32_t i = n; i < size && n < max; i++) {
 		uint16_t f = load_acquire(&ring[pos].flags);
 		if ((f & lap) != want)
 			break;
