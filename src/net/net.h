@@ -68,6 +68,19 @@ static inline void net_copy(uint8_t *restrict d, const uint8_t *restrict s, uint
 	memcpy(d, s, n);
 }
 
+/* Store the @n (2, 4 or 8: a constant after inlining) bytes at @src to @dst unless equal. */
+static inline __attribute__((always_inline)) void net_put_unless_equal(uint8_t *dst,
+									const uint8_t *src,
+									uint32_t n)
+{
+	uint64_t g = 0, h = 0;
+
+	memcpy(&g, dst, n);
+	memcpy(&h, src, n);
+	if (g != h)
+		memcpy(dst, src, n);
+}
+
 /*
  * Write the @hlen-byte (10 or 12) virtio-net header @hdr at guest address
  * @dst, storing only the 8-byte and 2/4-byte words that differ from what
@@ -86,25 +99,11 @@ static inline void net_copy(uint8_t *restrict d, const uint8_t *restrict s, uint
  */
 static inline void net_hdr_put(uint8_t *dst, const uint8_t *hdr, uint32_t hlen)
 {
-	uint64_t g8, h8;
-
-	memcpy(&g8, dst, 8);
-	memcpy(&h8, hdr, 8);
-	if (g8 != h8)
-		memcpy(dst, &h8, 8);
-	if (hlen == NET_HDR_MRG_LEN) {
-		uint32_t g4, h4;
-		memcpy(&g4, dst + 8, 4);
-		memcpy(&h4, hdr + 8, 4);
-		if (g4 != h4)
-			memcpy(dst + 8, &h4, 4);
-	} else {
-		uint16_t g2, h2;
-		memcpy(&g2, dst + 8, 2);
-		memcpy(&h2, hdr + 8, 2);
-		if (g2 != h2)
-			memcpy(dst + 8, &h2, 2);
-	}
+	net_put_unless_equal(dst, hdr, 8);
+	if (hlen == NET_HDR_MRG_LEN)
+		net_put_unless_equal(dst + 8, hdr + 8, 4); /* csum_offset, num_buffers */
+	else
+		net_put_unless_equal(dst + 8, hdr + 8, 2); /* csum_offset */
 }
 
 /* Header length for negotiated @features (10 or 12 bytes). */
