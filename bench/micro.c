@@ -291,25 +291,25 @@ static void lib_start(struct bench *b)
 	if (!mkdtemp(b->dir))
 		die("mkdtemp", -errno);
 	snprintf(b->path, sizeof(b->path), "%s/sock", b->dir);
-	if ((rc = vhk_register(b->path, 0)) < 0 || (rc = vhk_net_attach(b->path)) < 0)
-		die("vhk_register/attach", rc);
+	if ((rc = vhk_socket_register(b->path, 0)) < 0 || (rc = vhk_net_attach(b->path)) < 0)
+		die("vhk_socket_register/attach", rc);
 	if (!b->o.mrg)
 		off |= F(VHK_NET_F_MRG_RXBUF);
 	if (!b->o.in_order)
 		off |= F(VHK_F_IN_ORDER);
 	if (!b->o.packed)
 		off |= F(VHK_F_RING_PACKED);
-	if ((rc = vhk_disable_features(b->path, off)) < 0)
-		die("vhk_disable_features", rc);
-	if (b->o.in_order && (rc = vhk_enable_features(b->path, F(VHK_F_IN_ORDER))) < 0)
-		die("vhk_enable_features", rc);
+	if ((rc = vhk_socket_disable_features(b->path, off)) < 0)
+		die("vhk_socket_disable_features", rc);
+	if (b->o.in_order && (rc = vhk_socket_enable_features(b->path, F(VHK_F_IN_ORDER))) < 0)
+		die("vhk_socket_enable_features", rc);
 	struct vhk_callbacks cb = {.new_device = cb_new_device, .destroy_device = cb_destroy_device};
-	if ((rc = vhk_callback_register(b->path, &cb, b)) < 0)
-		die("vhk_callback_register", rc);
+	if ((rc = vhk_socket_set_callbacks(b->path, &cb, b)) < 0)
+		die("vhk_socket_set_callbacks", rc);
 	if ((rc = vhk_pool_create(8192, 2048, 128, 0, &b->pool)) < 0)
 		die("vhk_pool_create", rc);
-	if ((rc = vhk_start(b->path)) < 0)
-		die("vhk_start", rc);
+	if ((rc = vhk_socket_start(b->path)) < 0)
+		die("vhk_socket_start", rc);
 }
 
 /* Frontend side: negotiate like virtio-user (no EVENT_IDX), one region, two rings. */
@@ -345,8 +345,8 @@ static void front_start(struct bench *b)
 	if (atomic_load(&b->vid) < 0)
 		die("waiting for new_device", -ETIMEDOUT);
 	/* Like the DPDK vhost PMD: no kicks wanted, we poll. */
-	vhk_dev_set_guest_notification(b->vid, RXQ, false);
-	vhk_dev_set_guest_notification(b->vid, TXQ, false);
+	vhk_vq_set_notification(b->vid, RXQ, false);
+	vhk_vq_set_notification(b->vid, TXQ, false);
 }
 
 /* --dir rx: the packets enqueued every burst (the guest reaps, we keep them). */
@@ -474,7 +474,7 @@ int main(int argc, char **argv)
 	vuf_close(b.v);
 	for (int i = 0; i < 2000 && atomic_load(&b.vid) >= 0; i++)
 		usleep(1000);
-	vhk_unregister(b.path);
+	vhk_socket_unregister(b.path);
 	for (uint32_t i = 0; b.o.dir == DIR_RX && i < b.o.burst; i++)
 		vhk_pkt_free(b.rx_pkts[i]);
 	unlink(b.path);

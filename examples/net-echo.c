@@ -93,10 +93,10 @@ int main(int argc, char **argv)
 	rc = vhk_pool_create(4096, 2048, 128, 0, &pool);
 	if (rc < 0)
 		goto err;
-	if ((rc = vhk_register(path, flags)) < 0)
+	if ((rc = vhk_socket_register(path, flags)) < 0)
 		goto err_free_pool;
-	if ((rc = vhk_net_attach(path)) < 0 || (rc = vhk_set_max_queue_pairs(path, 4)) < 0 ||
-	    (rc = vhk_callback_register(path, &cb, NULL)) < 0 || (rc = vhk_start(path)) < 0)
+	if ((rc = vhk_net_attach(path)) < 0 || (rc = vhk_net_set_queue_pairs(path, 4)) < 0 ||
+	    (rc = vhk_socket_set_callbacks(path, &cb, NULL)) < 0 || (rc = vhk_socket_start(path)) < 0)
 		goto err_unregister;
 	printf("net-echo: serving %s (vhostkit %s)\n", path, vhk_version());
 	fflush(stdout);
@@ -124,12 +124,12 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("net-echo: echoed %llu packets\n", (unsigned long long)echoed);
-	vhk_unregister(path);
+	vhk_socket_unregister(path);
 	vhk_pool_free(pool);
 	return 0;
 
 err_unregister:
-	vhk_unregister(path);
+	vhk_socket_unregister(path);
 err_free_pool:
 	vhk_pool_free(pool);
 err:

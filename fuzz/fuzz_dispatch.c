@@ -303,8 +303,8 @@ static const struct vhk_device_ops g_cfg_ops = {
 static void teardown(void)
 {
 	vhk_pool_free(g_h.pool);
-	(void)vhk_unregister(g_h.net_path);
-	(void)vhk_unregister(g_h.cfg_path);
+	(void)vhk_socket_unregister(g_h.net_path);
+	(void)vhk_socket_unregister(g_h.cfg_path);
 	for (int i = 0; i < 10; i++)
 		(void)vhk_loop_dispatch(0);
 	unlink(g_h.net_path);
@@ -335,21 +335,21 @@ static void setup(void)
 	snprintf(g_h.cfg_path, sizeof(g_h.cfg_path), "%s/cfg.sock", g_h.dir);
 	setup_check(vhk_loop_app_driven(), "vhk_loop_app_driven");
 
-	setup_check(vhk_register(g_h.net_path, 0), "vhk_register(net)");
+	setup_check(vhk_socket_register(g_h.net_path, 0), "vhk_socket_register(net)");
 	setup_check(vhk_net_attach(g_h.net_path), "vhk_net_attach");
-	setup_check(vhk_set_max_queue_pairs(g_h.net_path, NET_PAIRS), "max_queue_pairs(net)");
-	setup_check(vhk_callback_register(g_h.net_path, &g_callbacks, NULL), "callbacks(net)");
-	setup_check(vhk_start(g_h.net_path), "vhk_start(net)");
+	setup_check(vhk_net_set_queue_pairs(g_h.net_path, NET_PAIRS), "max_queue_pairs(net)");
+	setup_check(vhk_socket_set_callbacks(g_h.net_path, &g_callbacks, NULL), "callbacks(net)");
+	setup_check(vhk_socket_start(g_h.net_path), "vhk_socket_start(net)");
 
-	setup_check(vhk_register(g_h.cfg_path, 0), "vhk_register(cfg)");
-	setup_check(vhk_device_ops_register(g_h.cfg_path, &g_cfg_ops), "device_ops(cfg)");
-	setup_check(vhk_enable_features(g_h.cfg_path, (1ull << VHK_F_EVENT_IDX) |
+	setup_check(vhk_socket_register(g_h.cfg_path, 0), "vhk_socket_register(cfg)");
+	setup_check(vhk_socket_set_device_ops(g_h.cfg_path, &g_cfg_ops), "device_ops(cfg)");
+	setup_check(vhk_socket_enable_features(g_h.cfg_path, (1ull << VHK_F_EVENT_IDX) |
 							 (1ull << VHK_F_INDIRECT_DESC) |
 							 (1ull << VHK_F_RING_PACKED)),
 		    "features(cfg)");
-	setup_check(vhk_set_max_queue_pairs(g_h.cfg_path, CFG_PAIRS), "max_queue_pairs(cfg)");
-	setup_check(vhk_callback_register(g_h.cfg_path, &g_callbacks, NULL), "callbacks(cfg)");
-	setup_check(vhk_start(g_h.cfg_path), "vhk_start(cfg)");
+	setup_check(vhk_socket_set_max_queues(g_h.cfg_path, 2 * CFG_PAIRS), "max_queues(cfg)");
+	setup_check(vhk_socket_set_callbacks(g_h.cfg_path, &g_callbacks, NULL), "callbacks(cfg)");
+	setup_check(vhk_socket_start(g_h.cfg_path), "vhk_socket_start(cfg)");
 	setup_check(vhk_pool_create(POOL_PKTS, 2048, 128, 0, &g_h.pool), "vhk_pool_create");
 	atexit(teardown);
 }
@@ -575,7 +575,7 @@ static void net_traffic(int vid)
 		if (g_h.verbose && in)
 			fprintf(stderr, "  enqueued %u packets into vring %u\n", in, q);
 		vhk_pkt_free_bulk(pkts, 4);
-		(void)vhk_net_free_entries(vid, (uint16_t)(q + 1));
+		(void)vhk_vq_avail_count(vid, (uint16_t)(q + 1));
 		uint16_t n = vhk_net_dequeue_burst(vid, (uint16_t)(q + 1), g_h.pool, pkts, BURST);
 		if (n > BURST)
 			oracle_fail("dequeue_burst returned more than asked");
@@ -589,19 +589,19 @@ static void net_traffic(int vid)
 static void datapath(void)
 {
 	struct vhk_mem_region regs[4];
-	struct vhk_vring_info info;
+	struct vhk_vq_info info;
 	uint32_t nv = 2 * ((g_h.mode & MODE_CFG) ? CFG_PAIRS : NET_PAIRS);
 	int vid = g_h.vid;
 
 	if (g_h.conns != 1 || (!g_h.running && !(g_h.mode & MODE_DP_ALWAYS)))
 		return;
 	(void)vhk_dev_get_mem_table(vid, regs, 4);
-	(void)vhk_dev_get_vring_num(vid);
+	(void)vhk_dev_get_vq_count(vid);
 	for (uint16_t q = 0; q < nv + 1; q++) {
-		(void)vhk_dev_get_vring(vid, q, &info);
-		(void)vhk_dev_set_guest_notification(vid, q, q & 1);
-		(void)vhk_dev_notify_guest(vid, q);
-		(void)vhk_dev_wait_kick(vid, q, 0);
+		(void)vhk_vq_get_info(vid, q, &info);
+		(void)vhk_vq_set_notification(vid, q, q & 1);
+		(void)vhk_vq_notify(vid, q);
+		(void)vhk_vq_wait_kick(vid, q, 0);
 	}
 	if (!(g_h.mode & MODE_CFG))
 		net_traffic(vid);

@@ -4,8 +4,9 @@
 #   transport -> util
 #   mem       -> util
 #   vq        -> util mem
-#   net       -> util mem vq
-#   proto     -> util transport mem vq
+#   core      -> util transport mem vq
+#   net       -> util mem vq core
+#   proto     -> util transport mem vq core
 #   examples, apps -> public headers only (<vhostkit/...>)
 # Every layer may include the public headers (vhostkit/...).
 set -u
@@ -15,8 +16,9 @@ declare -A allowed=(
     [transport]="util transport"
     [mem]="util mem"
     [vq]="util mem vq"
-    [net]="util mem vq net"
-    [proto]="util transport mem vq proto"
+    [core]="util transport mem vq core"
+    [net]="util mem vq core net"
+    [proto]="util transport mem vq core proto"
 )
 bad=0
 for layer in "${!allowed[@]}"; do
@@ -39,7 +41,7 @@ for f in $(find examples apps -name '*.c' -o -name '*.h' 2>/dev/null); do
         echo "apps/examples must include only <vhostkit/...> and local headers: $f"
         bad=1
     fi
-    if grep -nE '^#[[:space:]]*include[[:space:]]*<(util|transport|mem|vq|net|proto)/' "$f"; then
+    if grep -nE '^#[[:space:]]*include[[:space:]]*<(util|transport|mem|vq|core|net|proto)/' "$f"; then
         echo "apps/examples must not include library internals: $f"
         bad=1
     fi

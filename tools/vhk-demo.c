@@ -3,7 +3,7 @@
  * vhk-demo: the library serving a virtio-net device to the in-tree test
  * frontend, in one process, with live statistics.
  *
- *   backend  : vhk_register + vhk_net_attach + vhk_start (server socket), and
+ *   backend  : vhk_socket_register + vhk_net_attach + vhk_socket_start (server socket), and
  *              one datapath thread that echoes every frame the guest sends
  *              (dequeue from each TX vring, enqueue to the RX vring of the
  *              same pair) — what a real backend app does.
@@ -204,9 +204,9 @@ int main(int argc, char **argv)
 
 	printf("vhostkit %s demo: virtio-net over vhost-user socket %s, %u queue pair(s)\n",
 	       vhk_version(), path, nq);
-	if ((rc = vhk_register(path, 0)) < 0 || (rc = vhk_net_attach(path)) < 0 ||
-	    (rc = vhk_set_max_queue_pairs(path, nq)) < 0 ||
-	    (rc = vhk_callback_register(path, &cb, NULL)) < 0 || (rc = vhk_start(path)) < 0) {
+	if ((rc = vhk_socket_register(path, 0)) < 0 || (rc = vhk_net_attach(path)) < 0 ||
+	    (rc = vhk_net_set_queue_pairs(path, nq)) < 0 ||
+	    (rc = vhk_socket_set_callbacks(path, &cb, NULL)) < 0 || (rc = vhk_socket_start(path)) < 0) {
 		fprintf(stderr, "library setup failed: %s\n", strerror(-rc));
 		return 1;
 	}
@@ -302,7 +302,7 @@ int main(int argc, char **argv)
 	       " corrupted\n",
 	       sent, verified, bad);
 	vuf_close(v);
-	vhk_unregister(path);
+	vhk_socket_unregister(path);
 	for (uint32_t q = 0; q < nq; q++) {
 		gring_free(pairs[q].rx);
 		gring_free(pairs[q].tx);
@@ -317,7 +317,7 @@ fail:
 	atomic_store(&g_stop, true);
 	if (v)
 		vuf_close(v);
-	vhk_unregister(path);
+	vhk_socket_unregister(path);
 	for (uint32_t q = 0; q < nq; q++) {
 		gring_free(pairs[q].rx);
 		gring_free(pairs[q].tx);

@@ -69,7 +69,7 @@ int dev_callbacks_register(const char *path, struct fwd_stats *st)
 	};
 
 	stats = st;
-	return vhk_callback_register(path, &cb, NULL);
+	return vhk_socket_set_callbacks(path, &cb, NULL);
 }
 
 uint64_t dev_iter_begin(void)

@@ -27,8 +27,8 @@
 /* What the forwarding thread remembers about one device slot. */
 struct fwd_slot {
 	int seen;                                /* vid + 1 last seen, 0 = empty */
-	uint32_t tx_first_sent[VHK_MAX_QUEUE_PAIRS]; /* --tx-first bursts sent */
-	bool quiet[VHK_MAX_QUEUE_PAIRS];         /* guest kicks disabled (we poll) */
+	uint32_t tx_first_sent[VHK_NET_MAX_QUEUE_PAIRS]; /* --tx-first bursts sent */
+	bool quiet[VHK_NET_MAX_QUEUE_PAIRS];         /* guest kicks disabled (we poll) */
 	bool may_send;                           /* --start-delay has passed */
 	double arrived;                          /* when the device appeared */
 };
@@ -116,7 +116,7 @@ static uint16_t tx_burst(struct fwd_ctx *c, int vid, uint16_t q, bool *built)
 	uint32_t len = c->o.pkt_len;
 
 	/* A queue the guest has not set up (yet) is skipped, not "dropped". */
-	if (vhk_net_free_entries(vid, (uint16_t)(2 * q)) < 0)
+	if (vhk_vq_avail_count(vid, (uint16_t)(2 * q)) < 0)
 		return 0;
 	if (vhk_pkt_alloc_bulk(c->pool, pkts, c->o.burst) < 0)
 		return 0;
@@ -141,7 +141,7 @@ static void tx_first(struct fwd_ctx *c, struct fwd_slot *s, int vid, uint16_t q)
 {
 	bool built = false;
 
-	if (s->tx_first_sent[q] >= c->o.tx_first || vhk_net_free_entries(vid, (uint16_t)(2 * q)) <= 0)
+	if (s->tx_first_sent[q] >= c->o.tx_first || vhk_vq_avail_count(vid, (uint16_t)(2 * q)) <= 0)
 		return;
 	tx_burst(c, vid, q, &built);
 	s->tx_first_sent[q]++;
@@ -155,8 +155,8 @@ static void quiet_pair(struct fwd_ctx *c, struct fwd_slot *s, int vid, uint16_t 
 {
 	if (s->quiet[q] || c->iter % QUIET_RETRY)
 		return;
-	if (vhk_dev_set_guest_notification(vid, (uint16_t)(2 * q), false) == 0 &&
-	    vhk_dev_set_guest_notification(vid, (uint16_t)(2 * q + 1), false) == 0)
+	if (vhk_vq_set_notification(vid, (uint16_t)(2 * q), false) == 0 &&
+	    vhk_vq_set_notification(vid, (uint16_t)(2 * q + 1), false) == 0)
 		s->quiet[q] = true;
 }
 

@@ -172,7 +172,7 @@ static int apply_option(struct fwd_opts *o, int opt, const char *arg)
 	switch (opt) {
 	case 's': o->socket = arg; return *arg ? 0 : -1;
 	case 'c': o->client = true; return 0;
-	case 'q': return parse_u32(arg, 1, VHK_MAX_QUEUE_PAIRS, &o->queues);
+	case 'q': return parse_u32(arg, 1, VHK_NET_MAX_QUEUE_PAIRS, &o->queues);
 	case 'm': return parse_mode(arg, &o->mode);
 	case 'l': return parse_u32(arg, FWD_MIN_PKT_LEN, FWD_MAX_PKT_LEN, &o->pkt_len);
 	case 'b': return parse_u32(arg, 1, FWD_MAX_BURST, &o->burst);
@@ -260,17 +260,17 @@ static void on_signal(int sig)
 static int setup_socket(const struct fwd_opts *o, struct fwd_stats *st)
 {
 	const char *p = o->socket;
-	int rc = vhk_register(p, o->client ? VHK_CLIENT : 0);
+	int rc = vhk_socket_register(p, o->client ? VHK_CLIENT : 0);
 
 	if (rc < 0) {
 		fprintf(stderr, "vhk-fwd: register %s: %s\n", p, strerror(-rc));
 		return rc;
 	}
-	if ((rc = vhk_net_attach(p)) < 0 || (rc = vhk_set_max_queue_pairs(p, o->queues)) < 0 ||
-	    (o->disable_features && (rc = vhk_disable_features(p, o->disable_features)) < 0) ||
+	if ((rc = vhk_net_attach(p)) < 0 || (rc = vhk_net_set_queue_pairs(p, o->queues)) < 0 ||
+	    (o->disable_features && (rc = vhk_socket_disable_features(p, o->disable_features)) < 0) ||
 	    (rc = dev_callbacks_register(p, st)) < 0) {
 		fprintf(stderr, "vhk-fwd: configure %s: %s\n", p, strerror(-rc));
-		vhk_unregister(p);
+		vhk_socket_unregister(p);
 		return rc;
 	}
 	return 0;
@@ -323,7 +323,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vhk-fwd: forwarding thread: %s\n", strerror(-rc));
 		goto err_unregister;
 	}
-	if ((rc = vhk_start(o.socket)) < 0) {
+	if ((rc = vhk_socket_start(o.socket)) < 0) {
 		fprintf(stderr, "vhk-fwd: start %s: %s\n", o.socket, strerror(-rc));
 		goto err_stop_fwd;
 	}
@@ -336,13 +336,13 @@ int main(int argc, char **argv)
 	main_loop(&o, &st, t0);
 	double secs = stats_now() - t0;
 	fwd_stop(ctx);
-	vhk_unregister(o.socket);
+	vhk_socket_unregister(o.socket);
 	stats_final(&st, &o, secs);
 	return 0;
 
 err_stop_fwd:
 	fwd_stop(ctx);
 err_unregister:
-	vhk_unregister(o.socket);
+	vhk_socket_unregister(o.socket);
 	return 1;
 }

@@ -13,7 +13,7 @@
  *    mutex and may be called from any thread, including from callbacks.
  *  - Callbacks (struct vhk_callbacks, struct vhk_device_ops) run on the
  *    control thread (or inside vhk_loop_dispatch() in app-driven mode),
- *    except the destroy callbacks run by vhk_unregister(), which run on the
+ *    except the destroy callbacks run by vhk_socket_unregister(), which run on the
  *    thread that calls it.
  */
 #ifndef VHOSTKIT_VHK_DEV_H
@@ -32,13 +32,11 @@ extern "C" {
 #define VHK_CLIENT (1ull << 0)
 /** Client mode only: do not retry when the server is absent or goes away. */
 #define VHK_NO_RECONNECT (1ull << 1)
-/** All flags vhk_register() understands. */
+/** All flags vhk_socket_register() understands. */
 #define VHK_REGISTER_FLAGS_MASK (VHK_CLIENT | VHK_NO_RECONNECT)
 
-/** Largest number of queue pairs a socket may be configured for. */
-#define VHK_MAX_QUEUE_PAIRS 128
-/** Largest number of vrings per device (2 per queue pair). */
-#define VHK_MAX_VRINGS (2 * VHK_MAX_QUEUE_PAIRS)
+/** Largest number of virtqueues (vrings) of one device. */
+#define VHK_MAX_QUEUES 256
 /** Largest number of guest memory regions (ADD_MEM_REG slots). */
 #define VHK_MAX_MEM_REGIONS 509
 
@@ -105,6 +103,8 @@ struct vhk_callbacks {
 	int (*new_connection)(int vid);
 	/** The connection of @p vid is gone; the handle becomes invalid after. */
 	void (*destroy_connection)(int vid);
+	/** Reserved for later callbacks: leave zeroed (designated initialisers do). */
+	void (*reserved[10])(void);
 };
 
 /**
@@ -122,6 +122,12 @@ struct vhk_device_ops {
 	 * new_device runs. 0 means 1. Queues beyond these never hold it back.
 	 */
 	uint16_t min_queues;
+	/**
+	 * What GET_QUEUE_NUM counts, in virtqueues: it answers the socket's
+	 * maximum number of queues divided by this. 0 means 1 (blk, crypto:
+	 * queues); the net device sets 2 (queue pairs, as QEMU expects).
+	 */
+	uint16_t queue_num_unit;
 	/** Size in bytes of the device config space (GET/SET_CONFIG), 0 = none. */
 	uint32_t config_size;
 	/** Queue @p qid may now be processed. May return VHK_OP_PENDING. */
@@ -144,11 +150,13 @@ struct vhk_device_ops {
 	/** Called once when a device handle is created / destroyed. */
 	int (*dev_init)(int vid);
 	void (*dev_fini)(int vid);
+	/** Reserved for later operations: leave zeroed (designated initialisers do). */
+	void (*reserved[12])(void);
 };
 
 /**
  * Create a vhost-user socket description for @p path. Nothing is opened yet:
- * listening or connecting happens in vhk_start().
+ * listening or connecting happens in vhk_socket_start().
  *
  * @param path   Unix socket path (at most 107 bytes).
  * @param flags  VHK_CLIENT, VHK_NO_RECONNECT.
@@ -156,12 +164,12 @@ struct vhk_device_ops {
  *         -ENOMEM.
  * Thread-safety: any thread.
  */
-int vhk_register(const char *path, uint64_t flags);
+int vhk_socket_register(const char *path, uint64_t flags);
 
 /**
  * Set the file mode, owner and group given to the socket file when it is
  * created in server mode. Pass (mode_t)-1, (uid_t)-1 or (gid_t)-1 to keep
- * the default for that field. Must be called before vhk_start().
+ * the default for that field. Must be called before vhk_socket_start().
  * @return 0; -ENOENT unknown path; -EBUSY already started.
  */
 int vhk_socket_set_perm(const char *path, mode_t mode, uid_t owner, gid_t group);
@@ -175,7 +183,7 @@ int vhk_socket_set_perm(const char *path, mode_t mode, uid_t owner, gid_t group)
  * connections run on the calling thread, before this returns.
  * @return 0; -ENOENT unknown path.
  */
-int vhk_unregister(const char *path);
+int vhk_socket_unregister(const char *path);
 
 /**
  * Replace the virtio feature set offered by @p path. Transport bits (24..41)
@@ -183,42 +191,44 @@ int vhk_unregister(const char *path);
  * until supported, NOTIFY_ON_EMPTY) are refused rather than offered.
  * @return 0; -ENOENT; -EBUSY started; -ENOTSUP unimplemented transport bit.
  */
-int vhk_set_features(const char *path, uint64_t features);
-/** Add bits to the offered feature set (same rules as vhk_set_features()).
+int vhk_socket_set_features(const char *path, uint64_t features);
+/** Add bits to the offered feature set (same rules as vhk_socket_set_features()).
  * @return 0; -ENOENT; -EBUSY started; -ENOTSUP unimplemented transport bit. */
-int vhk_enable_features(const char *path, uint64_t features);
+int vhk_socket_enable_features(const char *path, uint64_t features);
 /** Remove bits from the offered feature set. @return 0; -ENOENT; -EBUSY started. */
-int vhk_disable_features(const char *path, uint64_t features);
+int vhk_socket_disable_features(const char *path, uint64_t features);
 /** Read the offered feature set into @p ret_features. @return 0; -ENOENT; -EINVAL NULL. */
-int vhk_get_features(const char *path, uint64_t *ret_features);
+int vhk_socket_get_features(const char *path, uint64_t *ret_features);
 /**
  * Replace the offered protocol feature set. Bits the library does not
  * implement are refused. @return 0; -ENOENT; -ENOTSUP unknown bit; -EBUSY.
  */
-int vhk_set_protocol_features(const char *path, uint64_t protocol_features);
+int vhk_socket_set_protocol_features(const char *path, uint64_t protocol_features);
 /** Read the offered protocol feature set. @return 0; -ENOENT; -EINVAL. */
-int vhk_get_protocol_features(const char *path, uint64_t *ret_protocol_features);
+int vhk_socket_get_protocol_features(const char *path, uint64_t *ret_protocol_features);
 /**
- * Set the number of queue pairs offered (GET_QUEUE_NUM), 1..VHK_MAX_QUEUE_PAIRS.
+ * Set the largest number of virtqueues a frontend may use on @p path,
+ * 1..VHK_MAX_QUEUES (default 2). GET_QUEUE_NUM answers it divided by the
+ * device's queue_num_unit (struct vhk_device_ops).
  * @return 0; -ENOENT; -EINVAL out of range; -EBUSY started.
  */
-int vhk_set_max_queue_pairs(const char *path, uint32_t pairs);
-/** Read the number of queue pairs offered. @return 0; -ENOENT; -EINVAL. */
-int vhk_get_max_queue_pairs(const char *path, uint32_t *ret_pairs);
+int vhk_socket_set_max_queues(const char *path, uint32_t queues);
+/** Read the largest number of virtqueues offered. @return 0; -ENOENT; -EINVAL. */
+int vhk_socket_get_max_queues(const char *path, uint32_t *ret_queues);
 
 /**
  * Register the application callbacks for @p path. @p cb is copied.
  * @p ctx is returned by vhk_dev_get_ctx() for devices of this socket.
  * @return 0; -ENOENT; -EINVAL NULL cb; -EBUSY started.
  */
-int vhk_callback_register(const char *path, const struct vhk_callbacks *cb, void *ctx);
+int vhk_socket_set_callbacks(const char *path, const struct vhk_callbacks *cb, void *ctx);
 
 /**
  * Attach a device implementation to @p path. @p ops is copied. Devices such
  * as vhk_net_attach() use this; an app running its own datapath may use it
  * to get per-queue start/stop. @return 0; -ENOENT; -EINVAL; -EBUSY started.
  */
-int vhk_device_ops_register(const char *path, const struct vhk_device_ops *ops);
+int vhk_socket_set_device_ops(const char *path, const struct vhk_device_ops *ops);
 
 /**
  * Finish a device operation that returned VHK_OP_PENDING. Any thread.
@@ -235,12 +245,12 @@ int vhk_dev_op_complete(int vid, int result);
  * socket()/bind()/listen()/connect() (client mode with reconnect returns 0
  * and keeps retrying in the background).
  */
-int vhk_start(const char *path);
+int vhk_socket_start(const char *path);
 
 /**
  * Switch the library to app-driven mode: no control thread is created; the
  * app polls the returned fd (readable when work is pending) and calls
- * vhk_loop_dispatch(). Must be called before the first vhk_start().
+ * vhk_loop_dispatch(). Must be called before the first vhk_socket_start().
  * @return an epoll fd owned by the library (do not close it); -EBUSY if
  *         the control thread already runs.
  */
@@ -256,7 +266,7 @@ int vhk_loop_dispatch(int timeout_ms);
 
 /* ---- per-device queries (any thread; -ENODEV for a stale or bad vid) ---- */
 
-/** Context pointer given to vhk_callback_register() for @p vid's socket. */
+/** Context pointer given to vhk_socket_set_callbacks() for @p vid's socket. */
 void *vhk_dev_get_ctx(int vid);
 /** Negotiated virtio features. @return 0; -ENODEV; -EINVAL NULL. */
 int vhk_dev_get_features(int vid, uint64_t *ret_features);
@@ -266,8 +276,8 @@ int vhk_dev_get_protocol_features(int vid, uint64_t *ret_protocol_features);
 int vhk_dev_get_mtu(int vid, uint16_t *ret_mtu);
 /** Copy the socket path into @p buf. @return 0; -ENODEV; -ENOSPC buf too small. */
 int vhk_dev_get_path(int vid, char *buf, size_t len);
-/** Number of vrings the frontend has configured (highest index + 1). */
-int vhk_dev_get_vring_num(int vid);
+/** Number of virtqueues the frontend has configured (highest index + 1). */
+int vhk_dev_get_vq_count(int vid);
 
 /** One mapped guest memory region as the library sees it. */
 struct vhk_mem_region {
@@ -275,6 +285,7 @@ struct vhk_mem_region {
 	uint64_t size;            /**< bytes */
 	uint64_t frontend_addr;   /**< the frontend's user address (QVA) */
 	void *host_addr;          /**< where it is mapped in this process */
+	uint64_t reserved[4];     /**< zero */
 };
 
 /**
@@ -284,50 +295,6 @@ struct vhk_mem_region {
  * @return the total number of regions; -ENODEV.
  */
 int vhk_dev_get_mem_table(int vid, struct vhk_mem_region *regions, uint32_t max);
-
-/** State of one vring, for apps that run their own datapath. */
-struct vhk_vring_info {
-	uint32_t size;       /**< entries; 0 if never set */
-	bool packed;         /**< packed layout (VIRTIO_F_RING_PACKED) */
-	bool started;        /**< kick fd received and not stopped */
-	bool enabled;        /**< SET_VRING_ENABLE state */
-	bool broken;         /**< marked broken after a guest error */
-	void *desc;          /**< host address of the descriptor table */
-	void *avail;         /**< avail ring (split) or driver event area (packed) */
-	void *used;          /**< used ring (split) or device event area (packed) */
-	int kick_fd;         /**< owned by the library; -1 when polling */
-	int call_fd;         /**< owned by the library; -1 when none */
-	uint16_t last_avail_idx;
-	uint16_t last_used_idx;
-};
-
-/** Fill @p info for vring @p qid. @return 0; -ENODEV; -EINVAL bad qid/NULL. */
-int vhk_dev_get_vring(int vid, uint16_t qid, struct vhk_vring_info *info);
-
-/**
- * Ask the guest to notify (kick) us on new buffers in vring @p qid
- * (interrupt mode), or stop asking (polling). After enabling, re-check the
- * ring before sleeping on the kick fd: buffers may have arrived already.
- * With EVENT_IDX, enabling asks for a kick after the current position, so
- * an interrupt-mode loop calls this again before every sleep (the classic
- * "enable, re-check, sleep" sequence). With notifications disabled under
- * EVENT_IDX the guest may still send one last kick.
- * @return 0; -ENODEV; -EINVAL bad qid; -EAGAIN ring not ready.
- */
-int vhk_dev_set_guest_notification(int vid, uint16_t qid, bool enable);
-
-/**
- * Sleep until the guest kicks vring @p qid or @p timeout_ms passes, then
- * consume the kick. @return 1 kicked; 0 timeout; -ENODEV; -EINVAL;
- * -EAGAIN no kick fd (polling mode).
- */
-int vhk_dev_wait_kick(int vid, uint16_t qid, int timeout_ms);
-
-/**
- * Interrupt the guest for vring @p qid if the guest asked for it (EVENT_IDX
- * or flags). @return 1 notified; 0 suppressed; -ENODEV; -EINVAL.
- */
-int vhk_dev_notify_guest(int vid, uint16_t qid);
 
 #ifdef __cplusplus
 }

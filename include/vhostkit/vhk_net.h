@@ -16,6 +16,7 @@
 #define VHOSTKIT_VHK_NET_H
 
 #include <stdint.h>
+#include <vhostkit/vhk_dev.h>
 #include <vhostkit/vhk_pkt.h>
 
 #ifdef __cplusplus
@@ -41,6 +42,9 @@ extern "C" {
 #define VHK_NET_F_GUEST_ANNOUNCE 21
 #define VHK_NET_F_MQ 22
 
+/** Largest number of queue pairs (two virtqueues each, VHK_MAX_QUEUES in all). */
+#define VHK_NET_MAX_QUEUE_PAIRS (VHK_MAX_QUEUES / 2)
+
 /** The feature set vhk_net_attach() offers. */
 #define VHK_NET_DEFAULT_FEATURES                                                              \
 	((1ull << VHK_NET_F_CSUM) | (1ull << VHK_NET_F_GUEST_CSUM) | (1ull << VHK_NET_F_MTU) |  \
@@ -54,13 +58,24 @@ extern "C" {
 	 (1ull << 34 /* RING_PACKED */) | (1ull << 35 /* IN_ORDER */))
 
 /**
- * Make @p path (already vhk_register()ed, not started) serve a virtio-net
+ * Make @p path (already vhk_socket_register()ed, not started) serve a virtio-net
  * device: installs the net device operations, offers
  * VHK_NET_DEFAULT_FEATURES and the MQ, RARP and NET_MTU protocol features.
- * Adjust the offer afterwards with vhk_disable_features() and friends.
+ * Adjust the offer afterwards with vhk_socket_disable_features() and friends.
  * @return 0; -ENOENT unknown path; -EBUSY started.
  */
 int vhk_net_attach(const char *path);
+
+/**
+ * Offer @p pairs queue pairs (1..VHK_NET_MAX_QUEUE_PAIRS) on @p path: the
+ * socket's maximum number of queues becomes 2 * @p pairs, and GET_QUEUE_NUM
+ * answers @p pairs (virtio-net counts pairs). Before vhk_socket_start().
+ * @return 0; -ENOENT unknown path; -EINVAL out of range; -EBUSY started.
+ */
+int vhk_net_set_queue_pairs(const char *path, uint32_t pairs);
+
+/** Read the number of queue pairs offered on @p path. @return 0; -ENOENT; -EINVAL NULL. */
+int vhk_net_get_queue_pairs(const char *path, uint32_t *ret_pairs);
 
 /**
  * Copy @p count packets into the guest's receive vring @p qid (even).
@@ -84,21 +99,13 @@ uint16_t vhk_net_enqueue_burst(int vid, uint16_t qid, struct vhk_pkt **pkts, uin
 uint16_t vhk_net_dequeue_burst(int vid, uint16_t qid, struct vhk_pool *pool,
 			       struct vhk_pkt **pkts, uint16_t count);
 
-/**
- * Number of descriptor chains the guest has made available in vring @p qid
- * and the device has not consumed (rte_vhost_avail_entries).
- * @return count; -ENODEV; -EINVAL bad qid; -EAGAIN ring not ready, or
- *         another thread is running a burst on this vring right now.
- */
-int vhk_net_free_entries(int vid, uint16_t qid);
-
 /** Per-vring statistics. */
 struct vhk_net_stats {
 	uint64_t packets; /**< packets moved */
 	uint64_t bytes;   /**< bytes moved (without virtio-net header) */
 	uint64_t drops;   /**< enqueue: packets offered but not enqueued (ring full) */
 	uint64_t errors;  /**< malformed chains or headers (the packet is dropped) */
-	uint64_t kicks;   /**< guest kicks consumed by vhk_dev_wait_kick() */
+	uint64_t kicks;   /**< guest kicks consumed by vhk_vq_wait_kick() */
 	uint64_t calls;   /**< guest interrupts written to the call fd */
 };
 

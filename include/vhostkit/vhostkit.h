@@ -9,6 +9,7 @@
 
 #include <stdarg.h>
 #include <vhostkit/vhk_dev.h>
+#include <vhostkit/vhk_vq.h>
 #include <vhostkit/vhk_pkt.h>
 #include <vhostkit/vhk_net.h>
 

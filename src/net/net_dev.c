@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "net/net.h"
-#include "vq/vdev.h"
+#include "core/vdev.h"
 #include "vq/vq.h"
 
 #define NET_MTU_MIN 68u
@@ -88,6 +88,7 @@ static int net_queue_stop(int vid, uint16_t qid)
 static const struct vhk_device_ops g_net_ops = {
     .name = "net",
     .min_queues = 2,
+    .queue_num_unit = 2,
     .config_size = 0,
     .queue_start = net_queue_start,
     .queue_stop = net_queue_stop,
@@ -110,16 +111,39 @@ VHK_EXPORT int vhk_net_attach(const char *path)
 
 	if (!path)
 		return -EINVAL;
-	ret = vhk_device_ops_register(path, &g_net_ops);
+	ret = vhk_socket_set_device_ops(path, &g_net_ops);
 	if (ret < 0)
 		return ret;
-	ret = vhk_enable_features(path, VHK_NET_DEFAULT_FEATURES);
+	ret = vhk_socket_enable_features(path, VHK_NET_DEFAULT_FEATURES);
 	if (ret < 0)
 		return ret;
-	ret = vhk_get_protocol_features(path, &cur);
+	ret = vhk_socket_get_protocol_features(path, &cur);
 	if (ret < 0)
 		return ret;
-	return vhk_set_protocol_features(path, cur | pf);
+	return vhk_socket_set_protocol_features(path, cur | pf);
+}
+
+VHK_EXPORT int vhk_net_set_queue_pairs(const char *path, uint32_t pairs)
+{
+	if (pairs < 1 || pairs > VHK_NET_MAX_QUEUE_PAIRS) {
+		uint32_t q;
+		int rc = vhk_socket_get_max_queues(path, &q);
+		return rc < 0 ? rc : -EINVAL;
+	}
+	return vhk_socket_set_max_queues(path, 2 * pairs);
+}
+
+VHK_EXPORT int vhk_net_get_queue_pairs(const char *path, uint32_t *ret_pairs)
+{
+	uint32_t q;
+	int rc;
+
+	if (!ret_pairs)
+		return -EINVAL;
+	rc = vhk_socket_get_max_queues(path, &q);
+	if (rc == 0)
+		*ret_pairs = q / 2;
+	return rc;
 }
 
 /* Look up vring @qid of @vid; -ENODEV / -EINVAL. *ret_vq may be NULL (never configured). */
@@ -129,7 +153,7 @@ static int lookup_vq(int vid, uint16_t qid, struct vq **ret_vq)
 
 	if (!d)
 		return -ENODEV;
-	if (qid >= VHK_MAX_VRINGS)
+	if (qid >= VHK_MAX_QUEUES)
 		return -EINVAL;
 	*ret_vq = vdev_vq(d, qid);
 	return 0;
@@ -171,18 +195,4 @@ VHK_EXPORT int vhk_net_reset_stats(int vid, uint16_t qid)
 	store_relaxed(&vq->stats.kicks, 0);
 	store_relaxed(&vq->stats.calls, 0);
 	return 0;
-}
-
-VHK_EXPORT int vhk_net_free_entries(int vid, uint16_t qid)
-{
-	struct vq *vq;
-	int ret = lookup_vq(vid, qid, &vq);
-
-	if (ret < 0)
-		return ret;
-	if (!vq || !vq_enter(vq))
-		return -EAGAIN;
-	ret = vq_avail_count(vq);
-	vq_leave(vq);
-	return ret;
 }

@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "net/net.h"
-#include "vq/vdev.h"
+#include "core/vdev.h"
 #include "vq/vq.h"
 #include "vq/vq_fast.h"
 

@@ -51,7 +51,7 @@ static int conn_attach_vdev(struct conn *c, const struct vsock *vs)
 
 	if (rc < 0)
 		return rc;
-	d->max_vrings = 2 * vs->max_qp;
+	d->max_vrings = vs->max_queues;
 	memcpy(d->path, vs->path, sizeof(d->path));
 	d->app_ctx = vs->cb_ctx;
 	d->ops = vs->ops;
@@ -98,7 +98,7 @@ int conn_new(struct vsock *vs, int fd)
 	c->cb = vs->cb;
 	c->offered = vs->features;
 	c->offered_pf = vsock_offered_pf(vs);
-	c->max_qp = vs->max_qp;
+	c->max_queues = vs->max_queues;
 	rc = conn_attach_vdev(c, vs);
 	if (rc < 0)
 		goto err_free;

@@ -20,9 +20,9 @@
 #include "vhostkit/vhk_dev.h"
 #include "proto/msg.h"
 #include "transport/transport.h"
-#include "vq/vdev.h"
+#include "core/vdev.h"
 
-/* Protocol features this library implements (vhk_set_protocol_features). */
+/* Protocol features this library implements (vhk_socket_set_protocol_features). */
 #define PROTO_PF_SUPPORTED                                                                         \
 	((1ull << VHK_PF_MQ) | (1ull << VHK_PF_REPLY_ACK) | (1ull << VHK_PF_BACKEND_REQ) |         \
 	 (1ull << VHK_PF_CONFIGURE_MEM_SLOTS) | (1ull << VHK_PF_STATUS) |                          \
@@ -32,7 +32,7 @@
 
 struct conn;
 
-/* A path given to vhk_register(). */
+/* A path given to vhk_socket_register(). */
 struct vsock {
 	char path[108];
 	uint64_t flags; /* VHK_CLIENT, VHK_NO_RECONNECT */
@@ -42,7 +42,7 @@ struct vsock {
 	uint64_t features;  /* offered virtio features */
 	uint64_t pfeatures; /* offered protocol features (if pf_set) */
 	bool pf_set;
-	uint32_t max_qp;
+	uint32_t max_queues; /* virtqueues a frontend may use */
 	struct vhk_callbacks cb;
 	void *cb_ctx;
 	struct vhk_device_ops ops;
@@ -93,7 +93,7 @@ struct conn {
 	 * ring enabling and SET_VRING_ENABLE (as DPDK and libvhost-user treat it).
 	 */
 	bool pf_handshake;
-	uint32_t max_qp;
+	uint32_t max_queues;
 
 	/* Receive state machine. */
 	struct vhost_user_msg rx;
@@ -119,7 +119,7 @@ struct conn {
 	bool announced;	  /* new_connection called: destroy_connection at close */
 	bool destroy_req; /* destroy_device once rings are down */
 	int backend_fd;	  /* SET_BACKEND_REQ_FD */
-	struct ring rings[VHK_MAX_VRINGS];
+	struct ring rings[VHK_MAX_QUEUES];
 	struct conn *next;
 };
 
@@ -139,12 +139,10 @@ static inline bool conn_pf_negotiated(const struct conn *c)
 	return c->pf_handshake || (c->dev->features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES));
 }
 
-/* Number of vrings the connection may use (2 per offered queue pair). */
+/* Number of vrings the connection may use. */
 static inline uint32_t conn_nvrings(const struct conn *c)
 {
-	uint32_t n = 2 * c->max_qp;
-
-	return n > VHK_MAX_VRINGS ? VHK_MAX_VRINGS : n;
+	return c->max_queues > VHK_MAX_QUEUES ? VHK_MAX_QUEUES : c->max_queues;
 }
 
 /* ---- vsock.c ---- */

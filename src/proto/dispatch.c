@@ -179,7 +179,7 @@ static int validate(struct conn *c, const struct msg_desc *d, const struct msg_c
 		return -EINVAL;
 	if (m->nfds != fds_expected(msg, d->fds, m->nfds))
 		return -EBADF;
-	if (vring_index(msg, d->vring) >= 2 * (int64_t)c->max_qp)
+	if (vring_index(msg, d->vring) >= (int64_t)conn_nvrings(c))
 		return -ERANGE;
 	if (d->state == S_MEM && !c->dev->mem)
 		return -ENOENT;

@@ -18,7 +18,7 @@ int h_get_features(struct conn *c, struct msg_ctx *m)
 /* True when any vring of @d has been started (and not stopped since). */
 static bool any_ring_started(struct vdev *d)
 {
-	for (uint32_t i = 0; i < VHK_MAX_VRINGS; i++) {
+	for (uint32_t i = 0; i < VHK_MAX_QUEUES; i++) {
 		const struct vq *vq = vdev_vq(d, i);
 		if (vq && vq->started)
 			return true;
@@ -95,7 +95,9 @@ int h_reset_owner(struct conn *c, struct msg_ctx *m)
 
 int h_get_queue_num(struct conn *c, struct msg_ctx *m)
 {
-	m->reply->payload.u64 = c->max_qp;
+	uint32_t unit = c->dev->ops.queue_num_unit ? c->dev->ops.queue_num_unit : 1;
+
+	m->reply->payload.u64 = c->max_queues / unit;
 	return 0;
 }
 

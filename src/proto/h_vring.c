@@ -198,7 +198,7 @@ void conn_destroy_device(struct conn *c)
 	if (!c->dev->running)
 		return;
 	c->dev->running = false;
-	for (uint32_t q = 0; q < VHK_MAX_VRINGS; q++)
+	for (uint32_t q = 0; q < VHK_MAX_QUEUES; q++)
 		c->rings[q].notified = false;
 	if (c->cb.destroy_device)
 		c->cb.destroy_device(c->vid);

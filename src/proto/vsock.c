@@ -93,7 +93,7 @@ static int ensure_thread(void)
 	return 0;
 }
 
-VHK_EXPORT int vhk_register(const char *path, uint64_t flags)
+VHK_EXPORT int vhk_socket_register(const char *path, uint64_t flags)
 {
 	struct vsock *vs;
 	int rc = 0;
@@ -117,7 +117,7 @@ VHK_EXPORT int vhk_register(const char *path, uint64_t flags)
 	vs->uid = (uid_t)-1;
 	vs->gid = (gid_t)-1;
 	vs->features = DEFAULT_FEATURES;
-	vs->max_qp = 1;
+	vs->max_queues = 2;
 	vs->lfd = -1;
 	vs->pending_fd = -1;
 	vs->next = g_socks;
@@ -175,7 +175,7 @@ static void unlink_ours(const struct vsock *vs)
 		(void)unlink(vs->path);
 }
 
-VHK_EXPORT int vhk_unregister(const char *path)
+VHK_EXPORT int vhk_socket_unregister(const char *path)
 {
 	struct vsock *vs, **pp;
 
@@ -240,23 +240,23 @@ static int update_features(const char *path, uint64_t keep, uint64_t add)
 	return 0;
 }
 
-VHK_EXPORT int vhk_set_features(const char *path, uint64_t features)
+VHK_EXPORT int vhk_socket_set_features(const char *path, uint64_t features)
 {
 	return update_features(path, 0, features);
 }
 
-VHK_EXPORT int vhk_enable_features(const char *path, uint64_t features)
+VHK_EXPORT int vhk_socket_enable_features(const char *path, uint64_t features)
 {
 	return update_features(path, UINT64_MAX, features);
 }
 
-VHK_EXPORT int vhk_disable_features(const char *path, uint64_t features)
+VHK_EXPORT int vhk_socket_disable_features(const char *path, uint64_t features)
 {
 	return update_features(path, ~features, 0);
 }
 
 /* Read one offered setting of @path under the control-plane lock. */
-enum vsock_setting { SETTING_FEATURES, SETTING_PROTOCOL_FEATURES, SETTING_QUEUE_PAIRS };
+enum vsock_setting { SETTING_FEATURES, SETTING_PROTOCOL_FEATURES, SETTING_MAX_QUEUES };
 
 static int get_setting(const char *path, enum vsock_setting which, uint64_t *ret)
 {
@@ -272,19 +272,19 @@ static int get_setting(const char *path, enum vsock_setting which, uint64_t *ret
 	else if (which == SETTING_PROTOCOL_FEATURES)
 		*ret = vsock_offered_pf(vs);
 	else
-		*ret = vs->max_qp;
+		*ret = vs->max_queues;
 	proto_unlock();
 	return rc;
 }
 
-VHK_EXPORT int vhk_get_features(const char *path, uint64_t *ret_features)
+VHK_EXPORT int vhk_socket_get_features(const char *path, uint64_t *ret_features)
 {
 	if (!ret_features)
 		return -EINVAL;
 	return get_setting(path, SETTING_FEATURES, ret_features);
 }
 
-VHK_EXPORT int vhk_set_protocol_features(const char *path, uint64_t protocol_features)
+VHK_EXPORT int vhk_socket_set_protocol_features(const char *path, uint64_t protocol_features)
 {
 	struct vsock *vs;
 	int rc;
@@ -300,19 +300,19 @@ VHK_EXPORT int vhk_set_protocol_features(const char *path, uint64_t protocol_fea
 	return 0;
 }
 
-VHK_EXPORT int vhk_get_protocol_features(const char *path, uint64_t *ret_protocol_features)
+VHK_EXPORT int vhk_socket_get_protocol_features(const char *path, uint64_t *ret_protocol_features)
 {
 	if (!ret_protocol_features)
 		return -EINVAL;
 	return get_setting(path, SETTING_PROTOCOL_FEATURES, ret_protocol_features);
 }
 
-VHK_EXPORT int vhk_set_max_queue_pairs(const char *path, uint32_t pairs)
+VHK_EXPORT int vhk_socket_set_max_queues(const char *path, uint32_t queues)
 {
 	struct vsock *vs;
 	int rc;
 
-	if (pairs < 1 || pairs > VHK_MAX_QUEUE_PAIRS) {
+	if (queues < 1 || queues > VHK_MAX_QUEUES) {
 		proto_lock();
 		rc = find(path) ? -EINVAL : -ENOENT;
 		proto_unlock();
@@ -321,25 +321,25 @@ VHK_EXPORT int vhk_set_max_queue_pairs(const char *path, uint32_t pairs)
 	rc = config_begin(path, &vs);
 	if (rc < 0)
 		return rc;
-	vs->max_qp = pairs;
+	vs->max_queues = queues;
 	proto_unlock();
 	return 0;
 }
 
-VHK_EXPORT int vhk_get_max_queue_pairs(const char *path, uint32_t *ret_pairs)
+VHK_EXPORT int vhk_socket_get_max_queues(const char *path, uint32_t *ret_queues)
 {
 	uint64_t v;
 	int rc;
 
-	if (!ret_pairs)
+	if (!ret_queues)
 		return -EINVAL;
-	rc = get_setting(path, SETTING_QUEUE_PAIRS, &v);
+	rc = get_setting(path, SETTING_MAX_QUEUES, &v);
 	if (rc == 0)
-		*ret_pairs = (uint32_t)v;
+		*ret_queues = (uint32_t)v;
 	return rc;
 }
 
-VHK_EXPORT int vhk_callback_register(const char *path, const struct vhk_callbacks *cb, void *ctx)
+VHK_EXPORT int vhk_socket_set_callbacks(const char *path, const struct vhk_callbacks *cb, void *ctx)
 {
 	struct vsock *vs;
 	int rc;
@@ -355,7 +355,7 @@ VHK_EXPORT int vhk_callback_register(const char *path, const struct vhk_callback
 	return 0;
 }
 
-VHK_EXPORT int vhk_device_ops_register(const char *path, const struct vhk_device_ops *ops)
+VHK_EXPORT int vhk_socket_set_device_ops(const char *path, const struct vhk_device_ops *ops)
 {
 	struct vsock *vs;
 	int rc;
@@ -370,7 +370,7 @@ VHK_EXPORT int vhk_device_ops_register(const char *path, const struct vhk_device
 	return 0;
 }
 
-/* Loop post (client mode): the first connection made by vhk_start(). */
+/* Loop post (client mode): the first connection made by vhk_socket_start(). */
 static void client_attach(void *ctx)
 {
 	struct vsock *vs = ctx;
@@ -427,7 +427,7 @@ static int start_client(struct vsock *vs)
 	return rc;
 }
 
-VHK_EXPORT int vhk_start(const char *path)
+VHK_EXPORT int vhk_socket_start(const char *path)
 {
 	struct vsock *vs;
 	int rc;

@@ -220,25 +220,25 @@ const char *be_start(const struct be_cfg *cfg)
 
 	if (cfg->ret_listen_fd)
 		CHECK_EQ(vuf_listen(be_path, cfg->ret_listen_fd), 0);
-	CHECK_EQ(vhk_register(be_path, cfg->flags), 0);
+	CHECK_EQ(vhk_socket_register(be_path, cfg->flags), 0);
 	if (cfg->net)
 		CHECK_EQ(vhk_net_attach(be_path), 0);
 	else if (cfg->ops)
-		CHECK_EQ(vhk_device_ops_register(be_path, cfg->ops), 0);
+		CHECK_EQ(vhk_socket_set_device_ops(be_path, cfg->ops), 0);
 	if (cfg->features)
-		CHECK_EQ(vhk_set_features(be_path, cfg->features), 0);
+		CHECK_EQ(vhk_socket_set_features(be_path, cfg->features), 0);
 	if (cfg->protocol_features)
-		CHECK_EQ(vhk_set_protocol_features(be_path, cfg->protocol_features), 0);
+		CHECK_EQ(vhk_socket_set_protocol_features(be_path, cfg->protocol_features), 0);
 	if (cfg->pairs)
-		CHECK_EQ(vhk_set_max_queue_pairs(be_path, cfg->pairs), 0);
-	CHECK_EQ(vhk_callback_register(be_path, &it_callbacks, NULL), 0);
-	CHECK_EQ(vhk_start(be_path), 0);
+		CHECK_EQ(vhk_socket_set_max_queues(be_path, 2 * cfg->pairs), 0);
+	CHECK_EQ(vhk_socket_set_callbacks(be_path, &it_callbacks, NULL), 0);
+	CHECK_EQ(vhk_socket_start(be_path), 0);
 	return be_path;
 }
 
 void be_stop(void)
 {
-	CHECK_EQ(vhk_unregister(be_path), 0);
+	CHECK_EQ(vhk_socket_unregister(be_path), 0);
 	unlink(be_path);
 	rmdir(be_dir);
 }

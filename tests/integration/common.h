@@ -35,15 +35,15 @@ struct mt_hdr {
 } __attribute__((packed));
 static_assert(sizeof(struct mt_hdr) == VHOST_USER_MEMORY_HDR_SIZE, "mt_hdr");
 
-/* How to configure the socket under test before vhk_start(). */
+/* How to configure the socket under test before vhk_socket_start(). */
 struct be_cfg {
-	uint64_t flags;                   /* vhk_register() flags (VHK_CLIENT ...) */
+	uint64_t flags;                   /* vhk_socket_register() flags (VHK_CLIENT ...) */
 	int *ret_listen_fd;               /* VHK_CLIENT: vuf_listen() on the path first */
 	bool net;                         /* vhk_net_attach() */
 	const struct vhk_device_ops *ops; /* custom device ops (ignored with net) */
-	uint64_t features;                /* nonzero: vhk_set_features() */
-	uint64_t protocol_features;       /* nonzero: vhk_set_protocol_features() */
-	uint32_t pairs;                   /* nonzero: vhk_set_max_queue_pairs() */
+	uint64_t features;                /* nonzero: vhk_socket_set_features() */
+	uint64_t protocol_features;       /* nonzero: vhk_socket_set_protocol_features() */
+	uint32_t pairs;                   /* nonzero: 2 * pairs queues (vhk_socket_set_max_queues) */
 	int new_device_ret;               /* value new_device returns */
 };
 

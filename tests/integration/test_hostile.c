@@ -401,8 +401,8 @@ static void t_ring_outside_memory(void)
 		ring_with_addr(v, m, r, &bad[i]);
 		msleep(50);
 		CHECK_EQ(ev_count(EV_NEW_DEV), devs);
-		struct vhk_vring_info info;
-		CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
+		struct vhk_vq_info info;
+		CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);
 		CHECK(!info.started || info.broken);
 		vuf_close(v);
 	}
@@ -426,8 +426,8 @@ static void pulled_ring_dead(struct vuf *v, int vid, struct gmem *other)
 	int rc = vuf_set_mem_table(v, other);
 	CHECK(rc == 0 || rc == -EPROTO);
 	fe_usable(v);
-	struct vhk_vring_info info;
-	CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
+	struct vhk_vq_info info;
+	CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);
 	CHECK(!info.started || info.broken);
 }
 
@@ -445,8 +445,8 @@ static void t_mem_table_pulled(void)
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	CHECK_EQ(vuf_start_vring(v, 0, r), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
-	struct vhk_vring_info info;
-	CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
+	struct vhk_vq_info info;
+	CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);
 	CHECK(info.started && !info.packed);
 	pulled_ring_dead(v, vid, other);
 	/* Kicks on the dead ring are harmless. */
@@ -478,8 +478,8 @@ static void t_mem_table_pulled_packed(void)
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	CHECK_EQ(pring_start_vring(v, 0, r, 0x80008000u), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
-	struct vhk_vring_info info;
-	CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
+	struct vhk_vq_info info;
+	CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);
 	CHECK(info.started && info.packed);
 	pulled_ring_dead(v, vid, other);
 	/* Kicks on the dead ring, with a descriptor published, are harmless. */
@@ -489,7 +489,7 @@ static void t_mem_table_pulled_packed(void)
 	pring_kick_force(r);
 	msleep(20);
 	fe_usable(v);
-	CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
+	CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);
 	CHECK(!info.started || info.broken);
 	vuf_close(v);
 	pring_free(r);

@@ -253,8 +253,8 @@ static void cycle(struct gmem *m, const struct fmt *fm, int steps)
 		unsigned devs = ev_count(EV_NEW_DEV);
 		CHECK_EQ(fmt_start_vring(v, fm, 1), 0);
 		CHECK(ev_wait(EV_NEW_DEV, devs + 1, 3000));
-		struct vhk_vring_info info;
-		CHECK_EQ(vhk_dev_get_vring(ev_conn_vid(), 1, &info), 0);
+		struct vhk_vq_info info;
+		CHECK_EQ(vhk_vq_get_info(ev_conn_vid(), 1, &info), 0);
 		CHECK(info.started && info.packed == fm->packed);
 	}
 	if (steps >= 6) {

@@ -182,19 +182,22 @@ static void t_owner(void)
 	gmem_free(m);
 }
 
-/* GET_QUEUE_NUM returns the configured pairs, and only with MQ negotiated. */
+/*
+ * GET_QUEUE_NUM counts queues for a device without queue_num_unit (and
+ * pairs for net, t_queue_num_net), and answers only with MQ negotiated.
+ */
 static void t_queue_num(void)
 {
 	struct be_cfg cfg = {.ops = &custom_ops, .features = IT_F_CUSTOM,
 			     .protocol_features = IT_PF_DEFAULT, .pairs = 77};
 	const char *path = be_start(&cfg);
-	uint32_t pairs = 0;
-	CHECK_EQ(vhk_get_max_queue_pairs(path, &pairs), 0);
-	CHECK_EQ(pairs, 77);
+	uint32_t queues = 0;
+	CHECK_EQ(vhk_socket_get_max_queues(path, &queues), 0);
+	CHECK_EQ(queues, 154);
 	struct vuf *v = fe_open(path, IT_F_CUSTOM, IT_PF_DEFAULT);
 	uint64_t n = 0;
 	CHECK_EQ(vuf_get_u64(v, VHOST_USER_GET_QUEUE_NUM, &n), 0);
-	CHECK_EQ(n, 77);
+	CHECK_EQ(n, 154);
 	vuf_close(v);
 
 	v = fe_open(path, IT_F_CUSTOM, IT_PF_DEFAULT & ~BIT(VHK_PF_MQ));
@@ -207,13 +210,34 @@ static void t_queue_num(void)
 		CHECK_EQ(msg.hdr.request, VHOST_USER_GET_QUEUE_NUM);
 		/* An empty (failed) reply or a NACK, not the answer. */
 		CHECK(msg.hdr.size == 0 ||
-		      (msg.hdr.size == 8 && msg.payload.u64 != 0 && msg.payload.u64 != 77));
+		      (msg.hdr.size == 8 && msg.payload.u64 != 0 && msg.payload.u64 != 154));
 		fe_usable(v);
 	}
 	vuf_close(v);
 }
 
 /* SET_VRING_ENABLE needs F_PROTOCOL_FEATURES: without it rings are enabled at once. */
+/* The net device counts queue pairs: GET_QUEUE_NUM = max queues / 2. */
+static void t_queue_num_net(void)
+{
+	struct be_cfg cfg = {.net = true, .protocol_features = IT_PF_DEFAULT, .pairs = 3};
+	const char *path = be_start(&cfg);
+	uint32_t pairs = 0, queues = 0;
+	uint64_t n = 0;
+
+	CHECK_EQ(vhk_net_get_queue_pairs(path, &pairs), 0);
+	CHECK_EQ(pairs, 3);
+	CHECK_EQ(vhk_socket_get_max_queues(path, &queues), 0);
+	CHECK_EQ(queues, 6);
+	CHECK_EQ(vhk_net_set_queue_pairs(path, 0), -EINVAL);
+	CHECK_EQ(vhk_net_set_queue_pairs(path, VHK_NET_MAX_QUEUE_PAIRS + 1), -EINVAL);
+	CHECK_EQ(vhk_net_set_queue_pairs("/nonexistent/path", 1), -ENOENT);
+	struct vuf *v = fe_open(path, VHK_NET_DEFAULT_FEATURES, IT_PF_DEFAULT);
+	CHECK_EQ(vuf_get_u64(v, VHOST_USER_GET_QUEUE_NUM, &n), 0);
+	CHECK_EQ(n, 3);
+	vuf_close(v);
+}
+
 static void t_vring_enable_gate(void)
 {
 	const char *path = start_custom(IT_F_CUSTOM, IT_PF_DEFAULT);
@@ -228,9 +252,9 @@ static void t_vring_enable_gate(void)
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	CHECK_EQ(vuf_start_vring(v, 0, r), 0); /* no ENABLE without the bit */
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
-	struct vhk_vring_info info;
+	struct vhk_vq_info info;
 	fe_usable(v);
-	CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
+	CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);
 	CHECK(info.enabled);
 	CHECK(info.started);
 	/* Disabling is refused: the message is not legal here. */
@@ -242,7 +266,7 @@ static void t_vring_enable_gate(void)
 	if (rc != -ECONNRESET) {
 		CHECK_EQ(rc, 0);
 		CHECK_EQ(msg.hdr.request, VHOST_USER_GET_FEATURES);
-		CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
+		CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);
 		CHECK(info.enabled);
 		CHECK(!ev_find(EV_VRING_STATE, vid, 0, 0, NULL));
 	}
@@ -283,15 +307,15 @@ static void t_protocol_handshake_without_bit30(void)
 	CHECK_EQ(gring_new(m, 64, true, &r), 0);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	CHECK_EQ(vuf_start_vring(v, 0, r), 0);
-	struct vhk_vring_info info;
-	CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
+	struct vhk_vq_info info;
+	CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);
 	CHECK(info.started);
 	CHECK(!info.enabled); /* the handshake happened: rings start disabled */
 	CHECK(!ev_find(EV_NEW_DEV, vid, -1, -1, NULL));
 	struct vhost_user_vring_state s = {.index = 0, .num = 1};
 	fe_ack(v, VHOST_USER_SET_VRING_ENABLE, &s, 8, NULL, 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
-	CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
+	CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);
 	CHECK(info.enabled);
 	vuf_close(v);
 	CHECK(ev_wait(EV_DESTROY_CONN, 1, 3000));
@@ -466,5 +490,5 @@ static void t_unknown_codes(void)
 
 TEST_MAIN(TEST(t_protocol_handshake_without_bit30), TEST(t_get_features), TEST(t_set_features), TEST(t_set_features_unoffered),
 	  TEST(t_protocol_features), TEST(t_protocol_features_need_bit), TEST(t_owner),
-	  TEST(t_queue_num), TEST(t_vring_enable_gate), TEST(t_rarp_mtu), TEST(t_rarp_mtu_refused),
+	  TEST(t_queue_num), TEST(t_queue_num_net), TEST(t_vring_enable_gate), TEST(t_rarp_mtu), TEST(t_rarp_mtu_refused),
 	  TEST(t_backend_req_fd), TEST(t_status), TEST(t_unimplemented), TEST(t_unknown_codes))

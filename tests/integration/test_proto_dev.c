@@ -220,8 +220,8 @@ static void cb_order_net(bool packed)
 	CHECK(ev_wait_match(EV_VRING_STATE, vid, 2, 1, 3000, &q2));
 	CHECK(ev_wait_match(EV_VRING_STATE, vid, 3, 1, 3000, &q3));
 	for (uint16_t q = 0; q < 4; q++) {
-		struct vhk_vring_info info;
-		CHECK_EQ(vhk_dev_get_vring(vid, q, &info), 0);
+		struct vhk_vq_info info;
+		CHECK_EQ(vhk_vq_get_info(vid, q, &info), 0);
 		CHECK(info.started && info.packed == packed);
 	}
 	CHECK(ev_find(EV_NEW_CONN, vid, -1, -1, &conn));
@@ -232,7 +232,7 @@ static void cb_order_net(bool packed)
 	/* Disabling a later queue is reported too. */
 	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_ENABLE, 3, 0), 0);
 	CHECK(ev_wait_match(EV_VRING_STATE, vid, 3, 0, 3000, NULL));
-	CHECK_EQ(vhk_dev_get_vring_num(vid), 4);
+	CHECK_EQ(vhk_dev_get_vq_count(vid), 4);
 	char buf[108];
 	CHECK_EQ(vhk_dev_get_path(vid, buf, sizeof(buf)), 0);
 	CHECK(!strcmp(buf, path));
@@ -457,8 +457,8 @@ static void t_async_get_vring_base(void)
 	CHECK_EQ(msg.hdr.request, VHOST_USER_GET_FEATURES);
 	CHECK_EQ(vhk_dev_op_complete(vid, 0), -EALREADY);
 	CHECK_EQ(vhk_dev_op_complete(-1, 0), -ENODEV);
-	struct vhk_vring_info info;
-	CHECK_EQ(vhk_dev_get_vring(vid, 0, &info), 0);
+	struct vhk_vq_info info;
+	CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);
 	CHECK(!info.started);
 	vuf_close(v);
 	CHECK(ev_wait(EV_DESTROY_CONN, 1, 3000));

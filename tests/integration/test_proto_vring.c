@@ -49,11 +49,11 @@ static void fx_close(struct fx *f)
 }
 
 /* State of vring @q as the library reports it. */
-static struct vhk_vring_info vinfo(const struct fx *f, uint16_t q)
+static struct vhk_vq_info vinfo(const struct fx *f, uint16_t q)
 {
-	struct vhk_vring_info info;
+	struct vhk_vq_info info;
 	memset(&info, 0, sizeof(info));
-	CHECK_EQ(vhk_dev_get_vring(f->vid, q, &info), 0);
+	CHECK_EQ(vhk_vq_get_info(f->vid, q, &info), 0);
 	return info;
 }
 
@@ -105,7 +105,7 @@ static void t_vring_num(void)
 	CHECK_EQ(vinfo(&f, 0).size, QSIZE);
 	/* A higher vring first: state is allocated without holes. */
 	CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_NUM, 3, 64), 0);
-	CHECK_EQ(vhk_dev_get_vring_num(f.vid), 4);
+	CHECK_EQ(vhk_dev_get_vq_count(f.vid), 4);
 	CHECK_EQ(vinfo(&f, 3).size, 64);
 	fx_close(&f);
 }
@@ -131,7 +131,7 @@ static void t_vring_addr(void)
 	CHECK_EQ(vuf_set_vring_fd(f.v, VHOST_USER_SET_VRING_CALL, 0, f.r->call_fd), 0);
 	CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_ENABLE, 0, 1), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, f.vid, -1, -1, 3000, NULL));
-	struct vhk_vring_info info = vinfo(&f, 0);
+	struct vhk_vq_info info = vinfo(&f, 0);
 	CHECK(info.started && info.enabled && !info.packed);
 	CHECK(info.desc && info.avail && info.used);
 	f.r->desc[5].len = 0x1234abcd;
@@ -179,7 +179,7 @@ static void t_get_vring_base_stops(void)
 	f.r->avail_idx = f.r->last_used = 7;
 	start_ring(&f, 0, 7);
 	CHECK(ev_wait_match(EV_NEW_DEV, f.vid, -1, -1, 3000, NULL));
-	struct vhk_vring_info info = vinfo(&f, 0);
+	struct vhk_vq_info info = vinfo(&f, 0);
 	CHECK(info.started && info.enabled);
 	CHECK_EQ(info.size, QSIZE);
 	CHECK_EQ(info.last_avail_idx, 7);
@@ -311,11 +311,11 @@ static void t_vring_index_range(void)
 			fe_nack(f.v, fd_reqs[i], &nofd, 8, NULL, 0);
 		}
 	}
-	CHECK(vhk_dev_get_vring_num(f.vid) <= NVRINGS);
-	struct vhk_vring_info info;
-	int rc = vhk_dev_get_vring(f.vid, NVRINGS, &info);
+	CHECK(vhk_dev_get_vq_count(f.vid) <= NVRINGS);
+	struct vhk_vq_info info;
+	int rc = vhk_vq_get_info(f.vid, NVRINGS, &info);
 	CHECK(rc == -EINVAL || (rc == 0 && info.size == 0)); /* never configured */
-	CHECK_EQ(vhk_dev_get_vring(f.vid, 0xffff, &info), -EINVAL);
+	CHECK_EQ(vhk_vq_get_info(f.vid, 0xffff, &info), -EINVAL);
 	/* The last valid index works. */
 	CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_NUM, NVRINGS - 1, QSIZE), 0);
 	CHECK_EQ(vinfo(&f, NVRINGS - 1).size, QSIZE);
@@ -352,11 +352,11 @@ static struct vuf *pk_open(uint64_t want, struct gmem **ret_m, int *ret_vid)
 }
 
 /* vring @q's state as the library reports it. */
-static struct vhk_vring_info pk_info(int vid, uint16_t q)
+static struct vhk_vq_info pk_info(int vid, uint16_t q)
 {
-	struct vhk_vring_info info;
+	struct vhk_vq_info info;
 	memset(&info, 0, sizeof(info));
-	CHECK_EQ(vhk_dev_get_vring(vid, q, &info), 0);
+	CHECK_EQ(vhk_vq_get_info(vid, q, &info), 0);
 	return info;
 }
 
@@ -424,7 +424,7 @@ static void t_vring_packed_num_base(void)
 	uint32_t b0 = 3u | 1u << 16;
 	CHECK_EQ(pring_start_vring(v, 0, r, b0), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
-	struct vhk_vring_info info = pk_info(vid, 0);
+	struct vhk_vq_info info = pk_info(vid, 0);
 	CHECK(info.started && info.packed && !info.broken);
 	CHECK_EQ(info.size, 37);
 	CHECK_EQ(info.last_avail_idx, 3);
@@ -484,7 +484,7 @@ static void t_vring_format_flip(void)
 	pk_config(v, 0, 64, 0, NULL, g64);
 	pk_kick(v, 0, g64->kick_fd, g64->call_fd);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
-	struct vhk_vring_info info = pk_info(vid, 0);
+	struct vhk_vq_info info = pk_info(vid, 0);
 	CHECK(info.started && !info.packed && !info.broken);
 	vuf_close(v);
 	CHECK(ev_wait(EV_DESTROY_CONN, 1, 3000));
@@ -547,7 +547,7 @@ static void t_vring_format_flip_running(void)
 	int rc = vuf_request(v, VHOST_USER_SET_FEATURES, &f, 8, NULL, 0, NULL);
 	CHECK_EQ(rc, -EPROTO);
 	fe_usable(v);
-	struct vhk_vring_info info = pk_info(vid, 0);
+	struct vhk_vq_info info = pk_info(vid, 0);
 	CHECK(info.started && !info.packed && !info.broken);
 	uint64_t neg = 0;
 	CHECK_EQ(vhk_dev_get_features(vid, &neg), 0);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vhk_start(path) starts that socket only: a socket registered later (a
+ * vhk_socket_start(path) starts that socket only: a socket registered later (a
  * vswitch adding ports at run time, each configured fully before its start)
  * is untouched until its own start, in server mode and in client mode.
  */
@@ -56,35 +56,35 @@ static void t_start_only_that_socket(void)
 	sock_path(c, sizeof(c), "c.sock");
 
 	/* Port A: registered and started. */
-	CHECK_EQ(vhk_register(a, 0), 0);
+	CHECK_EQ(vhk_socket_register(a, 0), 0);
 	CHECK_EQ(vhk_net_attach(a), 0);
-	CHECK_EQ(vhk_start(a), 0);
+	CHECK_EQ(vhk_socket_start(a), 0);
 	CHECK(can_connect(a));
 
 	/* Port B (server) and port C (client; its frontend already listens) are
 	 * registered after A started: nothing happens to them. */
 	CHECK_EQ(vuf_listen(c, &lfd), 0);
-	CHECK_EQ(vhk_register(b, 0), 0);
-	CHECK_EQ(vhk_register(c, VHK_CLIENT), 0);
+	CHECK_EQ(vhk_socket_register(b, 0), 0);
+	CHECK_EQ(vhk_socket_register(c, VHK_CLIENT), 0);
 	CHECK(access(b, F_OK) < 0 && errno == ENOENT);
 	CHECK(!pending(lfd, 300));
 
 	/* Starting A again, or another event on the control thread, does not
 	 * start them either; they can still be configured fully. */
-	CHECK_EQ(vhk_start(a), -EALREADY);
+	CHECK_EQ(vhk_socket_start(a), -EALREADY);
 	CHECK_EQ(vhk_net_attach(b), 0);
-	CHECK_EQ(vhk_set_max_queue_pairs(b, 2), 0);
+	CHECK_EQ(vhk_net_set_queue_pairs(b, 2), 0);
 	CHECK_EQ(vhk_net_attach(c), 0);
-	CHECK_EQ(vhk_disable_features(c, 1ull << VHK_NET_F_MRG_RXBUF), 0);
+	CHECK_EQ(vhk_socket_disable_features(c, 1ull << VHK_NET_F_MRG_RXBUF), 0);
 	CHECK(access(b, F_OK) < 0);
 	CHECK(!pending(lfd, 300));
 
 	/* Each starts with its own start, with the configuration it was given. */
-	CHECK_EQ(vhk_start(b), 0);
+	CHECK_EQ(vhk_socket_start(b), 0);
 	CHECK(can_connect(b));
-	CHECK_EQ(vhk_set_max_queue_pairs(b, 1), -EBUSY);
+	CHECK_EQ(vhk_net_set_queue_pairs(b, 1), -EBUSY);
 	CHECK(!pending(lfd, 200));
-	CHECK_EQ(vhk_start(c), 0);
+	CHECK_EQ(vhk_socket_start(c), 0);
 	struct vuf *v = NULL;
 	CHECK_EQ(vuf_accept(lfd, 3000, &v), 0);
 	uint64_t f = 0;
@@ -92,9 +92,9 @@ static void t_start_only_that_socket(void)
 	CHECK((f & (1ull << VHK_NET_F_MRG_RXBUF)) == 0);
 	vuf_close(v);
 
-	CHECK_EQ(vhk_unregister(c), 0);
-	CHECK_EQ(vhk_unregister(b), 0);
-	CHECK_EQ(vhk_unregister(a), 0);
+	CHECK_EQ(vhk_socket_unregister(c), 0);
+	CHECK_EQ(vhk_socket_unregister(b), 0);
+	CHECK_EQ(vhk_socket_unregister(a), 0);
 	close(lfd);
 	unlink(c);
 	rmdir(g_dir);

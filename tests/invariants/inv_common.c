@@ -111,11 +111,11 @@ void inv_close(struct inv *f)
 	f->m = NULL;
 }
 
-struct vhk_vring_info inv_vring(const struct inv *f, uint16_t q)
+struct vhk_vq_info inv_vring(const struct inv *f, uint16_t q)
 {
-	struct vhk_vring_info info;
+	struct vhk_vq_info info;
 	memset(&info, 0, sizeof(info));
-	CHECK_EQ(vhk_dev_get_vring(f->vid, q, &info), 0);
+	CHECK_EQ(vhk_vq_get_info(f->vid, q, &info), 0);
 	return info;
 }
 

@@ -67,8 +67,8 @@ void inv_net_up(struct inv *f, uint64_t features, uint64_t memsz, uint16_t qsize
 /* Close the frontend and free the guest side (the socket stays). */
 void inv_close(struct inv *f);
 
-/* vhk_dev_get_vring() that must succeed. */
-struct vhk_vring_info inv_vring(const struct inv *f, uint16_t q);
+/* vhk_vq_get_info() that must succeed. */
+struct vhk_vq_info inv_vring(const struct inv *f, uint16_t q);
 
 /* ---- format-neutral guest driver on ring @q (gring or pring underneath) ---- */
 /* Post a chain (readable then writable buffers) and publish it, no kick: id or -errno. */

@@ -90,9 +90,9 @@ static void check_quiet(struct inv *f, struct vhk_pool *pool, const uint8_t *sna
 	for (int k = 0; k < 4; k++) {
 		CHECK_EQ(vhk_net_enqueue_burst(f->vid, 0, &in, 1), 0);
 		CHECK_EQ(vhk_net_dequeue_burst(f->vid, 1, pool, out, 4), 0);
-		CHECK_EQ(vhk_dev_notify_guest(f->vid, 0), 0);
-		CHECK_EQ(vhk_dev_notify_guest(f->vid, 1), 0);
-		CHECK_EQ(vhk_dev_set_guest_notification(f->vid, 0, k & 1), expect_rc);
+		CHECK_EQ(vhk_vq_notify(f->vid, 0), 0);
+		CHECK_EQ(vhk_vq_notify(f->vid, 1), 0);
+		CHECK_EQ(vhk_vq_set_notification(f->vid, 0, k & 1), expect_rc);
 		inv_kick_force(f, 1);
 	}
 	vhk_pkt_free(in);
@@ -208,7 +208,7 @@ static void t_call_nofd_skipped(void)
 	for (int i = 0; i < REPS; i++) {
 		post_rx(&f, rx_gpa);
 		CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, &p, 1), 1);
-		CHECK_EQ(vhk_dev_notify_guest(f.vid, 0), 0);
+		CHECK_EQ(vhk_vq_notify(f.vid, 0), 0);
 		uint32_t len = 0;
 		reap(&f, 0, &len);
 		CHECK_EQ(len, HDR + 60);
@@ -242,7 +242,7 @@ static void t_unwritable_notify_fds(void)
 	for (int i = 0; i < REPS; i++) {
 		post_rx(&f, rx_gpa);
 		CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, &p, 1), 1);
-		CHECK_EQ(vhk_dev_notify_guest(f.vid, 0), 0);
+		CHECK_EQ(vhk_vq_notify(f.vid, 0), 0);
 		reap(&f, 0, NULL);
 	}
 	/*

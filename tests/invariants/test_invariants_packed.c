@@ -97,7 +97,7 @@ static void t_avail_predicate(void)
 			pring_kick_force(r);
 			CHECK_EQ(vhk_net_dequeue_burst(f.vid, 1, pool, out, 2), 0);
 			CHECK(memcmp(snap, r->desc, ring_bytes) == 0);
-			struct vhk_vring_info vi = inv_vring(&f, 1);
+			struct vhk_vq_info vi = inv_vring(&f, 1);
 			CHECK_EQ(vi.last_avail_idx, pos);
 			CHECK(!vi.broken);
 		}
@@ -442,7 +442,7 @@ static bool ring_starts_with(struct inv *f, uint16_t size, const struct vhost_us
 	rc = vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_ENABLE, 0, 1);
 	CHECK(rc == 0 || rc == -EPROTO);
 	fe_usable(f->v);
-	struct vhk_vring_info info = inv_vring(f, 0);
+	struct vhk_vq_info info = inv_vring(f, 0);
 	return info.started && !info.broken && info.packed;
 }
 

@@ -119,7 +119,7 @@ static void t_received_fds_cloexec(void)
 	CHECK_EQ(fcntl(sp[0], F_SETFD, FD_CLOEXEC), 0);
 	fe_usable(f.v);
 
-	struct vhk_vring_info info = inv_vring(&f, 0);
+	struct vhk_vq_info info = inv_vring(&f, 0);
 	CHECK(info.kick_fd >= 0 && info.call_fd >= 0);
 	CHECK(inv_fd_cloexec(info.kick_fd));
 	CHECK(inv_fd_cloexec(info.call_fd));
@@ -213,13 +213,13 @@ static void t_endian_inband_refused(void)
 	char dir[] = "/tmp/vhk-inv-XXXXXX", path[64];
 	CHECK(mkdtemp(dir) != NULL);
 	snprintf(path, sizeof(path), "%s/s", dir);
-	CHECK_EQ(vhk_register(path, 0), 0);
+	CHECK_EQ(vhk_socket_register(path, 0), 0);
 	for (unsigned i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)
-		CHECK_EQ(vhk_set_protocol_features(path, BIT(bits[i]) | BIT(VHK_PF_REPLY_ACK)),
+		CHECK_EQ(vhk_socket_set_protocol_features(path, BIT(bits[i]) | BIT(VHK_PF_REPLY_ACK)),
 			 -ENOTSUP);
-	CHECK_EQ(vhk_get_protocol_features(path, &pf), 0);
+	CHECK_EQ(vhk_socket_get_protocol_features(path, &pf), 0);
 	CHECK((pf & BIT(VHK_PF_INBAND_NOTIFICATIONS)) == 0);
-	CHECK_EQ(vhk_unregister(path), 0);
+	CHECK_EQ(vhk_socket_unregister(path), 0);
 	rmdir(dir);
 }
 
@@ -237,18 +237,18 @@ static void t_unimplemented_features_refused(void)
 
 	CHECK(mkdtemp(dir) != NULL);
 	snprintf(path, sizeof(path), "%s/s", dir);
-	CHECK_EQ(vhk_register(path, 0), 0);
+	CHECK_EQ(vhk_socket_register(path, 0), 0);
 	CHECK_EQ(vhk_net_attach(path), 0);
 	for (unsigned i = 0; i < sizeof(bits) / sizeof(bits[0]); i++) {
-		CHECK_EQ(vhk_enable_features(path, BIT(bits[i])), -ENOTSUP);
-		CHECK_EQ(vhk_set_features(path, BIT(VHK_F_VERSION_1) | BIT(bits[i])), -ENOTSUP);
+		CHECK_EQ(vhk_socket_enable_features(path, BIT(bits[i])), -ENOTSUP);
+		CHECK_EQ(vhk_socket_set_features(path, BIT(VHK_F_VERSION_1) | BIT(bits[i])), -ENOTSUP);
 	}
-	CHECK_EQ(vhk_get_features(path, &f), 0);
+	CHECK_EQ(vhk_socket_get_features(path, &f), 0);
 	CHECK_EQ(f, VHK_NET_DEFAULT_FEATURES);
 	CHECK((f & BIT(VHK_F_NOTIFY_ON_EMPTY)) == 0);
 	/* Device-specific bits (net 0..23, 42..63) are the device's business. */
-	CHECK_EQ(vhk_enable_features(path, BIT(VHK_NET_F_CTRL_VQ) | BIT(50)), 0);
-	CHECK_EQ(vhk_unregister(path), 0);
+	CHECK_EQ(vhk_socket_enable_features(path, BIT(VHK_NET_F_CTRL_VQ) | BIT(50)), 0);
+	CHECK_EQ(vhk_socket_unregister(path), 0);
 	rmdir(dir);
 }
 
@@ -259,7 +259,7 @@ static void reset_owner_round(struct inv *f)
 	uint64_t feat = 0;
 	fe_ack(f->v, VHOST_USER_RESET_OWNER, NULL, 0, NULL, 0);
 	CHECK(ev_wait(EV_DESTROY_DEV, gone + 1, 3000));
-	struct vhk_vring_info info = inv_vring(f, 0);
+	struct vhk_vq_info info = inv_vring(f, 0);
 	CHECK(!info.started && !info.enabled);
 	CHECK_EQ(vhk_dev_get_features(f->vid, &feat), 0);
 	CHECK_EQ(feat, f->v->features);
@@ -359,7 +359,7 @@ static bool ring_starts_with(struct inv *f, const struct vhost_user_vring_addr *
 	rc = vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_ENABLE, 0, 1);
 	CHECK(rc == 0 || rc == -EPROTO);
 	fe_usable(f->v);
-	struct vhk_vring_info info = inv_vring(f, 0);
+	struct vhk_vq_info info = inv_vring(f, 0);
 	return info.started && !info.broken;
 }
 
@@ -414,11 +414,11 @@ static void rem_ring_region_round(struct inv *f)
 	/* Region 0 holds the ring: it must stop and stay stopped. */
 	CHECK_EQ(vuf_rem_mem_reg(f->v, &f->m->r[0]), 0);
 	fe_usable(f->v);
-	struct vhk_vring_info info = inv_vring(f, 0);
+	struct vhk_vq_info info = inv_vring(f, 0);
 	CHECK(!info.started || info.broken);
 	CHECK_EQ(vhk_dev_get_mem_table(f->vid, NULL, 0), 1);
 	gring_kick_force(f->r[0]); /* kicks on the dead ring are harmless */
-	CHECK_EQ(vhk_dev_notify_guest(f->vid, 0), 0);
+	CHECK_EQ(vhk_vq_notify(f->vid, 0), 0);
 	msleep(1);
 	CHECK_EQ(ev_count(EV_NEW_DEV), devs + 2);
 	/* Memory back, ring restarted by a new kick. */
@@ -472,7 +472,7 @@ static void t_used_idx_reread(void)
 		CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_BASE, 0, vals[i]), 0);
 		CHECK_EQ(vuf_set_vring_fd(f.v, VHOST_USER_SET_VRING_KICK, 0, f.r[0]->kick_fd), 0);
 		fe_usable(f.v);
-		struct vhk_vring_info info = inv_vring(&f, 0);
+		struct vhk_vq_info info = inv_vring(&f, 0);
 		CHECK(info.started);
 		CHECK_EQ(info.last_used_idx, vals[i]);
 		CHECK_EQ(info.last_avail_idx, vals[i]);
@@ -564,7 +564,7 @@ static void t_api_bad_handles(void)
 	struct vhk_pool *pool;
 	CHECK_EQ(vhk_pool_create(64, 2048, 0, 0, &pool), 0);
 	struct vhk_pkt *pk[4];
-	struct vhk_vring_info info;
+	struct vhk_vq_info info;
 	struct vhk_mem_region mr;
 	struct vhk_net_stats st;
 	uint64_t u;
@@ -578,17 +578,17 @@ static void t_api_bad_handles(void)
 		CHECK_EQ(vhk_dev_get_protocol_features(vid, &u), -ENODEV);
 		CHECK_EQ(vhk_dev_get_mtu(vid, &mtu), -ENODEV);
 		CHECK_EQ(vhk_dev_get_path(vid, buf, sizeof(buf)), -ENODEV);
-		CHECK_EQ(vhk_dev_get_vring_num(vid), -ENODEV);
+		CHECK_EQ(vhk_dev_get_vq_count(vid), -ENODEV);
 		CHECK_EQ(vhk_dev_get_mem_table(vid, &mr, 1), -ENODEV);
 		for (int q = 0; q < 3; q++) {
 			uint16_t qid = q == 0 ? 0 : q == 1 ? 1 : 0xffff;
-			CHECK(vhk_dev_get_vring(vid, qid, &info) < 0);
-			CHECK(vhk_dev_set_guest_notification(vid, qid, true) < 0);
-			CHECK(vhk_dev_wait_kick(vid, qid, 0) < 0);
-			CHECK(vhk_dev_notify_guest(vid, qid) < 0);
+			CHECK(vhk_vq_get_info(vid, qid, &info) < 0);
+			CHECK(vhk_vq_set_notification(vid, qid, true) < 0);
+			CHECK(vhk_vq_wait_kick(vid, qid, 0) < 0);
+			CHECK(vhk_vq_notify(vid, qid) < 0);
 			CHECK(vhk_net_get_stats(vid, qid, &st) < 0);
 			CHECK(vhk_net_reset_stats(vid, qid) < 0);
-			CHECK(vhk_net_free_entries(vid, qid) < 0);
+			CHECK(vhk_vq_avail_count(vid, qid) < 0);
 			CHECK_EQ(vhk_net_enqueue_burst(vid, qid, pk, 0), 0);
 			CHECK_EQ(vhk_net_dequeue_burst(vid, qid, pool, pk, 4), 0);
 		}
@@ -601,12 +601,12 @@ static void t_api_bad_handles(void)
 	CHECK(f.vid != live);
 	CHECK_EQ(vhk_dev_get_features(live, &u), -ENODEV); /* the old handle stays dead */
 	CHECK_EQ(vhk_dev_get_features(f.vid, NULL), -EINVAL);
-	CHECK_EQ(vhk_dev_get_vring(f.vid, 0, NULL), -EINVAL);
-	CHECK_EQ(vhk_dev_get_vring(f.vid, VHK_MAX_VRINGS, &info), -EINVAL);
-	CHECK_EQ(vhk_dev_get_vring(f.vid, 0xffff, &info), -EINVAL);
+	CHECK_EQ(vhk_vq_get_info(f.vid, 0, NULL), -EINVAL);
+	CHECK_EQ(vhk_vq_get_info(f.vid, VHK_MAX_QUEUES, &info), -EINVAL);
+	CHECK_EQ(vhk_vq_get_info(f.vid, 0xffff, &info), -EINVAL);
 	CHECK_EQ(vhk_dev_get_mem_table(f.vid, NULL, 1), -EINVAL);
-	CHECK(vhk_dev_set_guest_notification(f.vid, 0xffff, true) < 0);
-	CHECK(vhk_dev_notify_guest(f.vid, VHK_MAX_VRINGS) < 0);
+	CHECK(vhk_vq_set_notification(f.vid, 0xffff, true) < 0);
+	CHECK(vhk_vq_notify(f.vid, VHK_MAX_QUEUES) < 0);
 	CHECK(vhk_net_get_stats(f.vid, 0, NULL) < 0);
 	CHECK(vhk_net_get_stats(f.vid, 0xffff, &st) < 0);
 	CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, NULL, 4), 0);

@@ -86,21 +86,21 @@ void dp_lib_start(struct dp_env *e, const struct dp_opts *o)
 	CHECK(mkdtemp(e->dir) != NULL);
 	snprintf(e->path, sizeof(e->path), "%s/sock", e->dir);
 
-	CHECK_EQ(vhk_register(e->path, e->o.reg_flags), 0);
+	CHECK_EQ(vhk_socket_register(e->path, e->o.reg_flags), 0);
 	CHECK_EQ(vhk_net_attach(e->path), 0);
 	if (e->packed) /* explicitly: the test must not depend on the default offer */
-		CHECK_EQ(vhk_enable_features(e->path, DP_PACKED_F), 0);
+		CHECK_EQ(vhk_socket_enable_features(e->path, DP_PACKED_F), 0);
 	if (e->o.features & DP_F(VHK_F_IN_ORDER)) /* asked for: offer it even if not default */
-		CHECK_EQ(vhk_enable_features(e->path, DP_F(VHK_F_IN_ORDER)), 0);
+		CHECK_EQ(vhk_socket_enable_features(e->path, DP_F(VHK_F_IN_ORDER)), 0);
 	if (e->o.pairs > 1)
-		CHECK_EQ(vhk_set_max_queue_pairs(e->path, e->o.pairs), 0);
+		CHECK_EQ(vhk_net_set_queue_pairs(e->path, e->o.pairs), 0);
 	struct vhk_callbacks cb = {.new_device = cb_new_device,
 				   .destroy_device = cb_destroy_device};
-	CHECK_EQ(vhk_callback_register(e->path, &cb, e), 0);
+	CHECK_EQ(vhk_socket_set_callbacks(e->path, &cb, e), 0);
 	CHECK_EQ(vhk_pool_create(8192, 2048, 128, 0, &e->pool), 0);
 	if (e->o.reg_flags & VHK_CLIENT)
 		CHECK_EQ(vuf_listen(e->path, &e->lfd), 0);
-	CHECK_EQ(vhk_start(e->path), 0);
+	CHECK_EQ(vhk_socket_start(e->path), 0);
 }
 
 int dp_wait_new_device(int count, int timeout_ms)
@@ -149,8 +149,8 @@ void dp_front_start(struct dp_env *e)
 	}
 	e->vid = dp_wait_new_device(before + 1, DP_TIMEOUT_MS);
 	CHECK(e->vid >= 0);
-	struct vhk_vring_info info;
-	CHECK_EQ(vhk_dev_get_vring(e->vid, 0, &info), 0);
+	struct vhk_vq_info info;
+	CHECK_EQ(vhk_vq_get_info(e->vid, 0, &info), 0);
 	CHECK_EQ(info.packed, e->packed); /* the library sees the format we drive */
 }
 
@@ -186,7 +186,7 @@ void dp_teardown(struct dp_env *e)
 		vuf_close(e->v);
 		e->v = NULL;
 	}
-	CHECK_EQ(vhk_unregister(e->path), 0);
+	CHECK_EQ(vhk_socket_unregister(e->path), 0);
 	dp_front_stop(e);
 	if (e->lfd >= 0)
 		close(e->lfd);

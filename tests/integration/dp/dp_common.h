@@ -48,7 +48,7 @@ extern atomic_int dp_destroy_count; /* destroy_device calls */
 extern bool dp_packed_mode;
 
 struct dp_opts {
-	uint64_t reg_flags;   /* vhk_register flags (VHK_CLIENT) */
+	uint64_t reg_flags;   /* vhk_socket_register flags (VHK_CLIENT) */
 	uint32_t pairs;	      /* queue pairs to offer and to start (0 = 1) */
 	uint64_t features;    /* wanted virtio features (0 = DP_BASE_FEATURES) */
 	uint64_t pf;	      /* wanted protocol features (0 = DP_BASE_PF) */

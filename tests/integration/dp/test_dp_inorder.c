@@ -84,9 +84,9 @@ static void in_order_case(uint64_t features)
 		dp_roundtrip(e, 0, sizes[i], 200 + i);
 		dp_roundtrip_ex(e, 0, sizes[i], 300 + i, i & 1, false);
 	}
-	struct vhk_vring_info info;
+	struct vhk_vq_info info;
 	for (uint16_t q = 0; q < 2; q++) {
-		CHECK_EQ(vhk_dev_get_vring(e->vid, q, &info), 0);
+		CHECK_EQ(vhk_vq_get_info(e->vid, q, &info), 0);
 		CHECK(!info.broken);
 	}
 	dp_teardown(e);

@@ -43,7 +43,7 @@ static void t_client_reconnect(void)
 		dp_front_start(&e); /* accepts the library's new connection */
 		CHECK_EQ(atomic_load(&dp_new_count), round + 2);
 		if (e.vid != vid0)
-			CHECK(vhk_net_free_entries(vid0, 0) < 0);
+			CHECK(vhk_vq_avail_count(vid0, 0) < 0);
 		for (uint32_t k = 0; k < 4; k++)
 			dp_roundtrip(&e, 0, 60 + 2000 * k, 10 * (uint32_t)round + k);
 		vid0 = e.vid;
@@ -148,7 +148,7 @@ static bool wait_moved(struct traffic *t, long n)
 	return true;
 }
 
-/* vhk_unregister while a datapath thread hammers the device: no crash, 0 after. */
+/* vhk_socket_unregister while a datapath thread hammers the device: no crash, 0 after. */
 static void t_unregister_during_traffic(void)
 {
 	struct dp_env e;
@@ -159,7 +159,7 @@ static void t_unregister_during_traffic(void)
 	CHECK_EQ(pthread_create(&th, NULL, traffic_thread, &t), 0);
 	CHECK(wait_moved(&t, 500));
 	int d0 = atomic_load(&dp_destroy_count);
-	CHECK_EQ(vhk_unregister(e.path), 0);
+	CHECK_EQ(vhk_socket_unregister(e.path), 0);
 	int64_t end = dp_now_ms() + DP_TIMEOUT_MS;
 	while (atomic_load(&dp_destroy_count) == d0 && dp_now_ms() < end)
 		usleep(1000);
@@ -176,7 +176,7 @@ static void t_unregister_during_traffic(void)
 	CHECK_EQ(atomic_load(&t.late), 0);
 	struct vhk_net_stats st;
 	CHECK(vhk_net_get_stats(e.vid, 0, &st) < 0);
-	CHECK_EQ(vhk_unregister(e.path), -ENOENT);
+	CHECK_EQ(vhk_socket_unregister(e.path), -ENOENT);
 	/* The socket file is gone and nobody accepts any more. */
 	CHECK(access(e.path, F_OK) != 0);
 	vuf_close(e.v);

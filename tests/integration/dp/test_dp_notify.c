@@ -3,7 +3,7 @@
  * Notification integration: the call eventfd is written only when the guest
  * asked (VRING_AVAIL_F_NO_INTERRUPT, or used_event under EVENT_IDX), kicks
  * are suppressed when the device asks (NO_NOTIFY / avail_event), and the
- * interrupt-mode API (vhk_dev_set_guest_notification + vhk_dev_wait_kick).
+ * interrupt-mode API (vhk_vq_set_notification + vhk_vq_wait_kick).
  * Runs on split or packed rings (--packed; meson registers both). On packed
  * the same rules are checked on the event suppression structures instead:
  * the driver event (ENABLE / DISABLE / DESC at off_wrap) decides calls, the
@@ -246,7 +246,7 @@ static void kick_case(bool evidx)
 	dp_setup(&e, &o);
 	uint8_t pkt[64] = {1, 2, 3};
 
-	CHECK_EQ(vhk_dev_set_guest_notification(e.vid, 1, false), 0);
+	CHECK_EQ(vhk_vq_set_notification(e.vid, 1, false), 0);
 	check_dev_event(&e, 1, false, evidx);
 	uint64_t k0 = dp_kicks_sent(&e, 1);
 	for (int i = 0; i < 3; i++)
@@ -264,7 +264,7 @@ static void kick_case(bool evidx)
 	vhk_pkt_free_bulk(p, 3);
 	CHECK_EQ(dp_reap(&e, 1, 3, DP_TIMEOUT_MS), 3);
 
-	CHECK_EQ(vhk_dev_set_guest_notification(e.vid, 1, true), 0);
+	CHECK_EQ(vhk_vq_set_notification(e.vid, 1, true), 0);
 	check_dev_event(&e, 1, true, evidx);
 	dp_send(&e, 1, NULL, pkt, sizeof(pkt), 1, false, false);
 	CHECK_EQ(dp_kicks_sent(&e, 1), k0 + 1);
@@ -277,7 +277,7 @@ static void kick_case(bool evidx)
 	CHECK_EQ(dp_reap(&e, 1, 2, DP_TIMEOUT_MS), 2);
 	/* Re-arm before sleeping, as an interrupt-mode app does after draining:
 	 * the device must now ask for the very next buffer. */
-	CHECK_EQ(vhk_dev_set_guest_notification(e.vid, 1, true), 0);
+	CHECK_EQ(vhk_vq_set_notification(e.vid, 1, true), 0);
 	check_dev_event(&e, 1, true, evidx);
 	dp_send(&e, 1, NULL, pkt, sizeof(pkt), 1, false, false);
 	CHECK_EQ(dp_kicks_sent(&e, 1), k0 + (evidx ? 2 : 3));
@@ -303,21 +303,21 @@ struct waiter {
 	int rc;
 };
 
-/* Thread: block in vhk_dev_wait_kick for up to DP_TIMEOUT_MS. */
+/* Thread: block in vhk_vq_wait_kick for up to DP_TIMEOUT_MS. */
 static void *wait_kick_thread(void *arg)
 {
 	struct waiter *w = arg;
 	atomic_store(&w->started, 1);
-	w->rc = vhk_dev_wait_kick(w->vid, w->q, DP_TIMEOUT_MS);
+	w->rc = vhk_vq_wait_kick(w->vid, w->q, DP_TIMEOUT_MS);
 	return NULL;
 }
 
 /* Interrupt mode on one ring: a blocked waiter wakes on the guest's kick. */
 static void interrupt_ring(struct dp_env *e, uint16_t q, uint32_t seed, bool evidx)
 {
-	CHECK_EQ(vhk_dev_set_guest_notification(e->vid, q, true), 0);
+	CHECK_EQ(vhk_vq_set_notification(e->vid, q, true), 0);
 	check_dev_event(e, q, true, evidx);
-	CHECK_EQ(vhk_dev_wait_kick(e->vid, q, 20), 0);
+	CHECK_EQ(vhk_vq_wait_kick(e->vid, q, 20), 0);
 	struct waiter w = {.vid = e->vid, .q = q};
 	pthread_t th;
 	CHECK_EQ(pthread_create(&th, NULL, wait_kick_thread, &w), 0);
@@ -335,7 +335,7 @@ static void interrupt_ring(struct dp_env *e, uint16_t q, uint32_t seed, bool evi
 	CHECK_EQ(pthread_join(th, NULL), 0);
 	CHECK_EQ(w.rc, 1);
 	/* The kick was consumed: a second wait times out. */
-	CHECK_EQ(vhk_dev_wait_kick(e->vid, q, 20), 0);
+	CHECK_EQ(vhk_vq_wait_kick(e->vid, q, 20), 0);
 	struct vhk_net_stats st;
 	CHECK_EQ(vhk_net_get_stats(e->vid, q, &st), 0);
 	CHECK(st.kicks >= 1);
@@ -347,7 +347,7 @@ static void interrupt_ring(struct dp_env *e, uint16_t q, uint32_t seed, bool evi
 		CHECK_EQ(dp_reap(e, q, 1, DP_TIMEOUT_MS), 1);
 	}
 	/* Back to polling: the guest stops kicking, waits time out. */
-	CHECK_EQ(vhk_dev_set_guest_notification(e->vid, q, false), 0);
+	CHECK_EQ(vhk_vq_set_notification(e->vid, q, false), 0);
 	check_dev_event(e, q, false, evidx);
 	k0 = dp_kicks_sent(e, q);
 	if (q & 1)
@@ -358,11 +358,11 @@ static void interrupt_ring(struct dp_env *e, uint16_t q, uint32_t seed, bool evi
 		/* One kick may still cross the last avail_event; consume it. */
 		CHECK(dp_kicks_sent(e, q) - k0 <= 1);
 		if (dp_kicks_sent(e, q) != k0)
-			CHECK_EQ(vhk_dev_wait_kick(e->vid, q, DP_TIMEOUT_MS), 1);
+			CHECK_EQ(vhk_vq_wait_kick(e->vid, q, DP_TIMEOUT_MS), 1);
 	} else {
 		CHECK_EQ(dp_kicks_sent(e, q), k0); /* NO_NOTIFY / packed DISABLE */
 	}
-	CHECK_EQ(vhk_dev_wait_kick(e->vid, q, 20), 0);
+	CHECK_EQ(vhk_vq_wait_kick(e->vid, q, 20), 0);
 	if (q & 1) {
 		struct vhk_pkt *p = NULL;
 		CHECK_EQ(dp_dequeue_n(e->vid, q, e->pool, &p, 1, DP_TIMEOUT_MS), 1);

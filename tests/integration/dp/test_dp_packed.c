@@ -35,8 +35,8 @@ static struct dp_env *pk_setup(uint64_t features, uint32_t pairs, uint16_t ring_
 static void sizes_case(uint64_t features, uint16_t ring_size, bool split, bool ind)
 {
 	struct dp_env *e = pk_setup(features, 1, ring_size);
-	struct vhk_vring_info info;
-	CHECK_EQ(vhk_dev_get_vring(e->vid, 0, &info), 0);
+	struct vhk_vq_info info;
+	CHECK_EQ(vhk_vq_get_info(e->vid, 0, &info), 0);
 	CHECK(info.packed);
 	for (uint32_t lap = 0; lap < 3; lap++) /* several laps of the ring: wrap counters */
 		for (uint32_t i = 0; i < NSIZES; i++)
@@ -57,7 +57,7 @@ static void sizes_case(uint64_t features, uint16_t ring_size, bool split, bool i
 		free(want[i]);
 	}
 	CHECK_EQ(dp_reap(e, 1, NSIZES, DP_TIMEOUT_MS), NSIZES);
-	CHECK_EQ(vhk_dev_get_vring(e->vid, 1, &info), 0);
+	CHECK_EQ(vhk_vq_get_info(e->vid, 1, &info), 0);
 	CHECK(!info.broken);
 	dp_teardown(e);
 }
@@ -150,8 +150,8 @@ static void t_stop_restart(void)
 	}
 	for (uint32_t i = 0; i < 30; i++)
 		dp_roundtrip_ex(e, 0, sizes[i % NSIZES], 50 + i, i & 1, false);
-	struct vhk_vring_info info;
-	CHECK_EQ(vhk_dev_get_vring(e->vid, 0, &info), 0);
+	struct vhk_vq_info info;
+	CHECK_EQ(vhk_vq_get_info(e->vid, 0, &info), 0);
 	CHECK(info.started && !info.broken);
 	dp_teardown(e);
 }
@@ -160,18 +160,18 @@ static void t_stop_restart(void)
 static void t_base_past_size(void)
 {
 	struct dp_env *e = pk_setup(0, 1, 32);
-	struct vhk_vring_info info;
+	struct vhk_vq_info info;
 	uint32_t base = 0;
 	dp_roundtrip_ex(e, 0, 100, 1, false, false);
 	CHECK_EQ(vuf_get_vring_base(e->v, 1, &base), 0);
 	CHECK_EQ(pring_start_vring(e->v, 1, e->pr[1], 0x8000u | 32u), 0);
-	CHECK_EQ(vhk_dev_get_vring(e->vid, 1, &info), 0);
+	CHECK_EQ(vhk_vq_get_info(e->vid, 1, &info), 0);
 	CHECK(!info.started);
 	CHECK_EQ(pring_start_vring(e->v, 1, e->pr[1], 40u << 16 | 0x8001u), 0);
-	CHECK_EQ(vhk_dev_get_vring(e->vid, 1, &info), 0);
+	CHECK_EQ(vhk_vq_get_info(e->vid, 1, &info), 0);
 	CHECK(!info.started);
 	CHECK_EQ(pring_start_vring(e->v, 1, e->pr[1], base), 0);
-	CHECK_EQ(vhk_dev_get_vring(e->vid, 1, &info), 0);
+	CHECK_EQ(vhk_vq_get_info(e->vid, 1, &info), 0);
 	CHECK(info.started);
 	dp_roundtrip_ex(e, 0, 1514, 2, true, false);
 	dp_teardown(e);
@@ -183,15 +183,15 @@ static void t_hostile_id(void)
 	struct dp_env *e = pk_setup(0, 1, 16);
 	struct pring *r = e->pr[1];
 	struct vhk_pkt *pk = NULL;
-	struct vhk_vring_info info;
+	struct vhk_vq_info info;
 	uint64_t s = dp_next_slot(e, 1);
 	CHECK(s != 0);
 	pring_raw_desc(r, r->next_avail, s, 100, 16, pring_avail_bits(r->avail_wrap));
 	pring_kick_force(r);
 	CHECK_EQ(dp_dequeue_n(e->vid, 1, e->pool, &pk, 1, 200), 0);
-	CHECK_EQ(vhk_dev_get_vring(e->vid, 1, &info), 0);
+	CHECK_EQ(vhk_vq_get_info(e->vid, 1, &info), 0);
 	CHECK(info.broken);
-	CHECK_EQ(vhk_dev_get_vring(e->vid, 0, &info), 0);
+	CHECK_EQ(vhk_vq_get_info(e->vid, 0, &info), 0);
 	CHECK(!info.broken);
 	dp_teardown(e);
 }

@@ -33,7 +33,7 @@ static void t_multiqueue(void)
 	struct dp_opts o = {.pairs = PAIRS, .features = DP_BASE_FEATURES | DP_F(VHK_NET_F_MQ)};
 	dp_setup(&e, &o);
 	CHECK(e.v->features & DP_F(VHK_NET_F_MQ));
-	CHECK_EQ(vhk_dev_get_vring_num(e.vid), 2 * PAIRS);
+	CHECK_EQ(vhk_dev_get_vq_count(e.vid), 2 * PAIRS);
 	uint8_t buf[600], got[600];
 	uint32_t len[PAIRS][PER_Q];
 
@@ -187,9 +187,9 @@ static void t_stats_free_entries(void)
 	uint32_t seed = 4;
 	dp_random(data, sizeof(data), &seed);
 
-	CHECK_EQ(vhk_net_free_entries(e.vid, 0), 0);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 0), 0);
 	dp_post_rx(&e, 0, 10, e.hdr_len + 9000, false, false);
-	CHECK_EQ(vhk_net_free_entries(e.vid, 0), 10);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 0), 10);
 	struct vhk_pkt *p[16];
 	uint64_t bytes = 0;
 	for (int i = 0; i < 4; i++) {
@@ -198,7 +198,7 @@ static void t_stats_free_entries(void)
 	}
 	CHECK_EQ(vhk_net_enqueue_burst(e.vid, 0, p, 4), 4);
 	vhk_pkt_free_bulk(p, 4);
-	CHECK_EQ(vhk_net_free_entries(e.vid, 0), 6);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 0), 6);
 	CHECK_EQ(vhk_net_get_stats(e.vid, 0, &st), 0);
 	CHECK_EQ(st.packets, 4);
 	CHECK_EQ(st.bytes, bytes);
@@ -209,7 +209,7 @@ static void t_stats_free_entries(void)
 		p[i] = dp_pkt_make(e.pool, data, 200);
 	CHECK_EQ(vhk_net_enqueue_burst(e.vid, 0, p, 10), 6);
 	vhk_pkt_free_bulk(p, 10);
-	CHECK_EQ(vhk_net_free_entries(e.vid, 0), 0);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 0), 0);
 	CHECK_EQ(vhk_net_get_stats(e.vid, 0, &st), 0);
 	CHECK_EQ(st.packets, 10);
 	CHECK_EQ(st.bytes, bytes + 6 * 200);
@@ -217,15 +217,15 @@ static void t_stats_free_entries(void)
 	CHECK_EQ(dp_used_pending(&e, 0), 10);
 
 	/* TX: three published chains are free entries until dequeued. */
-	CHECK_EQ(vhk_net_free_entries(e.vid, 1), 0);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 1), 0);
 	for (int i = 0; i < 3; i++)
 		dp_send(&e, 1, NULL, data, lens[i], 1, false, false);
-	CHECK_EQ(vhk_net_free_entries(e.vid, 1), 3);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 1), 3);
 	CHECK_EQ(dp_dequeue_n(e.vid, 1, e.pool, p, 3, DP_TIMEOUT_MS), 3);
 	for (int i = 0; i < 3; i++)
 		CHECK(dp_pkt_equal(p[i], data, lens[i]));
 	vhk_pkt_free_bulk(p, 3);
-	CHECK_EQ(vhk_net_free_entries(e.vid, 1), 0);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 1), 0);
 	CHECK_EQ(vhk_net_get_stats(e.vid, 1, &st), 0);
 	CHECK_EQ(st.packets, 3);
 	CHECK_EQ(st.bytes, lens[0] + lens[1] + lens[2]);
@@ -236,8 +236,8 @@ static void t_stats_free_entries(void)
 	CHECK_EQ(vhk_net_get_stats(e.vid, 0, &st), 0);
 	CHECK(st.packets == 0 && st.bytes == 0 && st.drops == 0);
 	CHECK(vhk_net_get_stats(e.vid, 0, NULL) < 0);
-	CHECK(vhk_net_free_entries(e.vid, 200) < 0);
-	CHECK(vhk_net_free_entries(-1, 0) < 0);
+	CHECK(vhk_vq_avail_count(e.vid, 200) < 0);
+	CHECK(vhk_vq_avail_count(-1, 0) < 0);
 	dp_teardown(&e);
 }
 
@@ -293,8 +293,8 @@ static void t_guest_error_isolated(void)
 	while (!fd_fires(err[1], 1) && dp_now_ms() < end)
 		CHECK_EQ(vhk_net_dequeue_burst(e.vid, 1, e.pool, p, 2), 0);
 	CHECK(fd_fires(err[1], 0));
-	struct vhk_vring_info info;
-	CHECK_EQ(vhk_dev_get_vring(e.vid, 1, &info), 0);
+	struct vhk_vq_info info;
+	CHECK_EQ(vhk_vq_get_info(e.vid, 1, &info), 0);
 	CHECK(info.broken);
 	CHECK_EQ(vhk_net_dequeue_burst(e.vid, 1, e.pool, p, 2), 0);
 	struct vhk_net_stats st;
@@ -315,7 +315,7 @@ static void t_guest_error_isolated(void)
 	CHECK_EQ(dp_recv(&e, 0, &h, got, sizeof(got), NULL, DP_TIMEOUT_MS), sizeof(want));
 	CHECK(memcmp(got, want, sizeof(want)) == 0);
 	for (uint32_t q = 0; q < 4; q++) {
-		CHECK_EQ(vhk_dev_get_vring(e.vid, (uint16_t)q, &info), 0);
+		CHECK_EQ(vhk_vq_get_info(e.vid, (uint16_t)q, &info), 0);
 		CHECK_EQ(info.broken, q == 1);
 		if (q != 1)
 			CHECK(!fd_fires(err[q], 0));

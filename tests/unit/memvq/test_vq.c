@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "util/fd.h"
-#include "vq/vdev.h"
+#include "core/vdev.h"
 #include "memvq_util.h"
 
 #define MB 0x100000ull
@@ -445,8 +445,8 @@ static void t_vdev_lifecycle(void)
 	CHECK(vq && vq->index == 7 && vq->kick_fd == -1);
 	CHECK(vdev_vq(d, 7) == vq);
 	CHECK(vdev_vq(d, 0) == NULL);
-	CHECK(vdev_vq(d, VHK_MAX_VRINGS) == NULL);
-	CHECK(vdev_vq_get_or_alloc(d, VHK_MAX_VRINGS) == NULL);
+	CHECK(vdev_vq(d, VHK_MAX_QUEUES) == NULL);
+	CHECK(vdev_vq_get_or_alloc(d, VHK_MAX_QUEUES) == NULL);
 	CHECK_EQ(d->nr_vrings, 8);
 	CHECK_EQ(vq_set_num(vq, 8), 0);
 	vq_set_call_fd(vq, eventfd(0, EFD_CLOEXEC));
@@ -501,7 +501,7 @@ static void t_vdev_mem_and_api(void)
 	struct vdev *d;
 	struct vq *vq;
 	struct vhk_mem_region mr[4];
-	struct vhk_vring_info info;
+	struct vhk_vq_info info;
 	uint64_t feat;
 	uint16_t mtu;
 	char path[8];
@@ -531,23 +531,23 @@ static void t_vdev_mem_and_api(void)
 	CHECK_EQ(vhk_dev_get_mtu(vid, &mtu), -ENOENT);
 	strcpy(d->path, "/tmp/sock");
 	CHECK_EQ(vhk_dev_get_path(vid, path, sizeof(path)), -ENOSPC);
-	CHECK_EQ(vhk_dev_get_vring_num(vid), 2);
-	CHECK_EQ(vhk_dev_get_vring(vid, 1, &info), 0);
+	CHECK_EQ(vhk_dev_get_vq_count(vid), 2);
+	CHECK_EQ(vhk_vq_get_info(vid, 1, &info), 0);
 	CHECK(info.size == 8 && info.started && info.enabled && info.used != NULL);
-	CHECK_EQ(vhk_dev_get_vring(vid, VHK_MAX_VRINGS, &info), -EINVAL);
+	CHECK_EQ(vhk_vq_get_info(vid, VHK_MAX_QUEUES, &info), -EINVAL);
 	/* Notifications through the public API. */
-	CHECK_EQ(vhk_dev_set_guest_notification(vid, 1, false), 0);
+	CHECK_EQ(vhk_vq_set_notification(vid, 1, false), 0);
 	CHECK_EQ(f->r.used->flags, VRING_USED_F_NO_NOTIFY);
-	CHECK_EQ(vhk_dev_set_guest_notification(vid, 0, true), -EAGAIN);
-	CHECK_EQ(vhk_dev_wait_kick(vid, 1, 0), 0);
+	CHECK_EQ(vhk_vq_set_notification(vid, 0, true), -EAGAIN);
+	CHECK_EQ(vhk_vq_wait_kick(vid, 1, 0), 0);
 	CHECK_EQ(fd_eventfd_write(kick), 0);
-	CHECK_EQ(vhk_dev_wait_kick(vid, 1, 1000), 1);
-	CHECK_EQ(vhk_dev_wait_kick(vid, 1, 0), 0); /* consumed */
+	CHECK_EQ(vhk_vq_wait_kick(vid, 1, 1000), 1);
+	CHECK_EQ(vhk_vq_wait_kick(vid, 1, 0), 0); /* consumed */
 	CHECK_EQ(vq->stats.kicks, 1);
-	CHECK_EQ(vhk_dev_notify_guest(vid, 1), 1);
+	CHECK_EQ(vhk_vq_notify(vid, 1), 1);
 	CHECK_EQ(efd_count(f->call_fd), 1);
 	f->r.avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
-	CHECK_EQ(vhk_dev_notify_guest(vid, 1), 0);
+	CHECK_EQ(vhk_vq_notify(vid, 1), 0);
 	/* New memory without the ring: the started ring is stopped and broken. */
 	struct mem_table *t;
 	struct mem_region r;
@@ -557,9 +557,9 @@ static void t_vdev_mem_and_api(void)
 	CHECK(vq->broken && !vq->started && vq->mem == t);
 	CHECK_EQ(efd_count(f->err_fd), 0); /* that vq has no err fd */
 	vdev_release(d);
-	CHECK_EQ(vhk_dev_get_vring_num(vid), -ENODEV);
+	CHECK_EQ(vhk_dev_get_vq_count(vid), -ENODEV);
 	CHECK(vhk_dev_get_ctx(vid) == NULL);
-	CHECK_EQ(vhk_dev_notify_guest(vid, 1), -ENODEV);
+	CHECK_EQ(vhk_vq_notify(vid, 1), -ENODEV);
 }
 
 /* Datapath thread for t_mem_swap_under_traffic: acts as guest and device. */

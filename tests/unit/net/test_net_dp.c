@@ -13,7 +13,7 @@
 
 #include "test.h"
 #include "net/net.h"
-#include "vq/vdev.h"
+#include "core/vdev.h"
 #include "vq/vq.h"
 
 #define GMEM_SIZE  (16u << 20)
@@ -351,10 +351,10 @@ static void t_rx_burst_and_full_ring(void)
 	vq_quiesce(vq);
 	vq_set_call_fd(vq, efd); /* owned by the vq now */
 	vq_unquiesce(vq);
-	CHECK_EQ(vhk_net_free_entries(e.vid, 0), 32);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 0), 32);
 	/* Only 32 chains: 32 packets go, 8 stay with the caller. */
 	CHECK_EQ(vhk_net_enqueue_burst(e.vid, 0, p, 40), 32);
-	CHECK_EQ(vhk_net_free_entries(e.vid, 0), 0);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 0), 0);
 	for (int i = 0; i < 32; i++) {
 		uint8_t got[300], exp[300];
 		CHECK(gused(&e, 0, &id, &len));
@@ -379,7 +379,7 @@ static void t_rx_burst_and_full_ring(void)
 	CHECK_EQ(vhk_net_enqueue_burst(e.vid, 0, NULL, 1), 0);
 	CHECK_EQ(vhk_net_get_stats(e.vid, 0, NULL), -EINVAL);
 	CHECK_EQ(vhk_net_get_stats(-1, 0, &st), -ENODEV);
-	CHECK_EQ(vhk_net_get_stats(e.vid, VHK_MAX_VRINGS, &st), -EINVAL);
+	CHECK_EQ(vhk_net_get_stats(e.vid, VHK_MAX_QUEUES, &st), -EINVAL);
 	vhk_pkt_free_bulk(p, 40);
 	env_teardown(&e);
 }
@@ -397,7 +397,7 @@ static void t_rx_no_fit(void)
 	struct vhk_pkt *big = mkpkt(&e, 2000, 2048, 1);
 	gadd_rx(&e, 1000);
 	CHECK_EQ(vhk_net_enqueue_burst(e.vid, 0, &big, 1), 0);
-	CHECK_EQ(vhk_net_free_entries(e.vid, 0), 1);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 0), 1);
 	CHECK(!gused(&e, 0, &id, &len));
 	CHECK_EQ(stats(&e, 0).drops, 1);
 	struct vhk_pkt *small = mkpkt(&e, 900, 2048, 2);
@@ -412,12 +412,12 @@ static void t_rx_no_fit(void)
 	gadd_rx(&e, 1536);
 	gadd_rx(&e, 1536);
 	CHECK_EQ(vhk_net_enqueue_burst(e.vid, 0, &big, 1), 0);
-	CHECK_EQ(vhk_net_free_entries(e.vid, 0), 2);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 0), 2);
 	CHECK(!gused(&e, 0, &id, &len));
 	for (int i = 0; i < 5; i++)
 		gadd_rx(&e, 1536);
 	CHECK_EQ(rx_roundtrip(&e, big, &h), 6);
-	CHECK_EQ(vhk_net_free_entries(e.vid, 0), 1);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 0), 1);
 	vhk_pkt_free(big);
 	env_teardown(&e);
 }
@@ -510,7 +510,7 @@ static void t_rx_offload(void)
 	gadd_rx(&e, 1536);
 	CHECK_EQ(vhk_net_enqueue_burst(e.vid, 0, &p, 1), 0);
 	CHECK_EQ(stats(&e, 0).errors, 1);
-	CHECK_EQ(vhk_net_free_entries(e.vid, 0), 1);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 0), 1);
 	vhk_pkt_free(p);
 	env_teardown(&e);
 
@@ -650,7 +650,7 @@ static void t_tx_offload_and_bad_headers(void)
 		CHECK_EQ(len, 0);
 	}
 	CHECK_EQ(stats(&e, 1).errors, 6);
-	CHECK_EQ(vhk_net_free_entries(e.vid, 1), 0);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 1), 0);
 	env_teardown(&e);
 }
 
@@ -667,7 +667,7 @@ static void t_tx_pool_dry(void)
 	CHECK_EQ(vhk_pool_create(2, 2048, 0, 0, &small), 0);
 	tx_post(&e, &h, data, 9000, 3000);
 	CHECK_EQ(vhk_net_dequeue_burst(e.vid, 1, small, p, 4), 0);
-	CHECK_EQ(vhk_net_free_entries(e.vid, 1), 1);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 1), 1);
 	CHECK_EQ(vhk_pool_avail(small), 2);
 	CHECK_EQ(vhk_net_dequeue_burst(e.vid, 1, e.pool, p, 4), 1);
 	check_pkt_eq(p[0], data, 9000);
@@ -729,9 +729,9 @@ static void t_not_ready(void)
 	vq_set_enabled(vq, false);
 	vq_unquiesce(vq);
 	CHECK_EQ(vhk_net_enqueue_burst(e.vid, 0, &p, 1), 0);
-	CHECK_EQ(vhk_net_free_entries(e.vid, 0), -EAGAIN);
-	CHECK_EQ(vhk_net_free_entries(e.vid, 9), -EAGAIN);
-	CHECK_EQ(vhk_net_free_entries(-5, 0), -ENODEV);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 0), -EAGAIN);
+	CHECK_EQ(vhk_vq_avail_count(e.vid, 9), -EAGAIN);
+	CHECK_EQ(vhk_vq_avail_count(-5, 0), -ENODEV);
 	vhk_pkt_free(p);
 	env_teardown(&e);
 }
@@ -746,15 +746,15 @@ static void t_attach(void)
 	snprintf(path, sizeof(path), "/tmp/vhk-net-attach-%d.sock", (int)getpid());
 	CHECK_EQ(vhk_net_attach(path), -ENOENT);
 	CHECK_EQ(vhk_net_attach(NULL), -EINVAL);
-	CHECK_EQ(vhk_register(path, 0), 0);
+	CHECK_EQ(vhk_socket_register(path, 0), 0);
 	CHECK_EQ(vhk_net_attach(path), 0);
-	CHECK_EQ(vhk_get_features(path, &f), 0);
+	CHECK_EQ(vhk_socket_get_features(path, &f), 0);
 	CHECK_EQ(f & VHK_NET_DEFAULT_FEATURES, VHK_NET_DEFAULT_FEATURES);
-	CHECK_EQ(vhk_get_protocol_features(path, &pf), 0);
+	CHECK_EQ(vhk_socket_get_protocol_features(path, &pf), 0);
 	CHECK_EQ(pf & want_pf, want_pf);
 	/* Attaching twice is harmless. */
 	CHECK_EQ(vhk_net_attach(path), 0);
-	CHECK_EQ(vhk_unregister(path), 0);
+	CHECK_EQ(vhk_socket_unregister(path), 0);
 }
 
 TEST_MAIN(TEST(t_rx_sizes), TEST(t_rx_burst_and_full_ring), TEST(t_rx_no_fit),

@@ -88,7 +88,7 @@ static void t_size_mismatch(void)
 	send_msg(fd, VHOST_USER_SET_FEATURES, 1, zeros, 4, NULL, 0);
 	expect_silence(fd);
 	send_msg(fd, VHOST_USER_GET_QUEUE_NUM, 1, NULL, 0, NULL, 0);
-	CHECK_EQ(recv_u64(fd, VHOST_USER_GET_QUEUE_NUM), 1);
+	CHECK_EQ(recv_u64(fd, VHOST_USER_GET_QUEUE_NUM), 2); /* queues: no queue_num_unit */
 	send_msg(fd, VHOST_USER_GET_MAX_MEM_SLOTS, 1, NULL, 0, NULL, 0);
 	CHECK_EQ(recv_u64(fd, VHOST_USER_GET_MAX_MEM_SLOTS), 509);
 	expect_alive(fd);
@@ -223,15 +223,15 @@ static void t_gating(void)
 	send_msg(fd, VHOST_USER_GET_PROTOCOL_FEATURES, 1, NULL, 0, NULL, 0);
 	CHECK_EQ(recv_reply(fd, VHOST_USER_GET_PROTOCOL_FEATURES, &m), 0);
 	close(fd);
-	CHECK_EQ(vhk_unregister(g_path), 0);
+	CHECK_EQ(vhk_socket_unregister(g_path), 0);
 	CHECK(access(g_path, F_OK) < 0);
 
-	CHECK_EQ(vhk_register(g_path, 0), 0);
-	CHECK_EQ(vhk_set_max_queue_pairs(g_path, 2), 0);
-	CHECK_EQ(vhk_set_protocol_features(g_path, 1ull << VHK_PF_LOG_SHMFD), -ENOTSUP);
-	CHECK_EQ(vhk_start(g_path), 0);
-	CHECK_EQ(vhk_start(g_path), -EALREADY);
-	CHECK_EQ(vhk_set_features(g_path, 0), -EBUSY);
+	CHECK_EQ(vhk_socket_register(g_path, 0), 0);
+	CHECK_EQ(vhk_socket_set_max_queues(g_path, 4), 0);
+	CHECK_EQ(vhk_socket_set_protocol_features(g_path, 1ull << VHK_PF_LOG_SHMFD), -ENOTSUP);
+	CHECK_EQ(vhk_socket_start(g_path), 0);
+	CHECK_EQ(vhk_socket_start(g_path), -EALREADY);
+	CHECK_EQ(vhk_socket_set_features(g_path, 0), -EBUSY);
 	fd = connect_again();
 	/* Protocol features work before SET_FEATURES. */
 	send_msg(fd, VHOST_USER_GET_PROTOCOL_FEATURES, 1, NULL, 0, NULL, 0);
@@ -262,7 +262,7 @@ static void t_gating(void)
 	/* Renegotiate with MQ. */
 	CHECK_EQ(acked_u64(fd, VHOST_USER_SET_PROTOCOL_FEATURES, PF_ACK | (1ull << VHK_PF_MQ)), 0);
 	send_msg(fd, VHOST_USER_GET_QUEUE_NUM, 1, NULL, 0, NULL, 0);
-	CHECK_EQ(recv_u64(fd, VHOST_USER_GET_QUEUE_NUM), 2);
+	CHECK_EQ(recv_u64(fd, VHOST_USER_GET_QUEUE_NUM), 4);
 	close(fd);
 	vu_finish();
 }

@@ -18,11 +18,11 @@
 static void t_vring_base_stop(void)
 {
 	struct vhost_user_msg m;
-	struct vhk_vring_info info;
+	struct vhk_vq_info info;
 	struct vhost_user_vring_state st = {1, 0};
 	int fd = running_device();
 
-	CHECK_EQ(vhk_dev_get_vring(g_vid, 1, &info), 0);
+	CHECK_EQ(vhk_vq_get_info(g_vid, 1, &info), 0);
 	CHECK(info.started && info.enabled);
 	send_msg(fd, VHOST_USER_GET_VRING_BASE, 1, &st, 8, NULL, 0);
 	CHECK_EQ(recv_reply(fd, VHOST_USER_GET_VRING_BASE, &m), 8);
@@ -30,7 +30,7 @@ static void t_vring_base_stop(void)
 	CHECK_EQ(m.payload.state.num, 7);
 	CHECK_EQ(g_ring_down[1], 1);
 	CHECK_EQ(g_qstop[1], 1);
-	CHECK_EQ(vhk_dev_get_vring(g_vid, 1, &info), 0);
+	CHECK_EQ(vhk_vq_get_info(g_vid, 1, &info), 0);
 	CHECK(!info.started);
 	/* The device keeps running on ring 0. A second GET_VRING_BASE is harmless. */
 	CHECK(!strchr(g_log, 'D'));
@@ -118,7 +118,7 @@ static void t_unregister_in_callback(void)
 	expect_closed(fd);
 	CHECK(!strcmp(g_log, "CNDX"));
 	CHECK(access(g_path, F_OK) < 0);
-	CHECK_EQ(vhk_unregister(g_path), -ENOENT);
+	CHECK_EQ(vhk_socket_unregister(g_path), -ENOENT);
 	CHECK(uds_connect(g_path) < 0);
 	pump(5);
 	close(fd);
@@ -187,14 +187,14 @@ static void t_handlers(void)
 	snprintf(g_path, sizeof(g_path), "/tmp/vhk-th-%d.sock", (int)getpid());
 	unlink(g_path);
 	CHECK(vhk_loop_app_driven() >= 0);
-	CHECK_EQ(vhk_register(g_path, 0), 0);
-	CHECK_EQ(vhk_callback_register(g_path, &g_cb, NULL), 0);
-	CHECK_EQ(vhk_device_ops_register(g_path, &ops), 0);
+	CHECK_EQ(vhk_socket_register(g_path, 0), 0);
+	CHECK_EQ(vhk_socket_set_callbacks(g_path, &g_cb, NULL), 0);
+	CHECK_EQ(vhk_socket_set_device_ops(g_path, &ops), 0);
 	uint64_t pf;
-	CHECK_EQ(vhk_get_protocol_features(g_path, &pf), 0);
+	CHECK_EQ(vhk_socket_get_protocol_features(g_path, &pf), 0);
 	CHECK(pf & (1ull << VHK_PF_CONFIG) && pf & (1ull << VHK_PF_RARP) &&
 	      pf & (1ull << VHK_PF_NET_MTU));
-	CHECK_EQ(vhk_start(g_path), 0);
+	CHECK_EQ(vhk_socket_start(g_path), 0);
 	fd = connect_again();
 	negotiate(fd, PF_ACK | (1ull << VHK_PF_CONFIG) | (1ull << VHK_PF_RARP) |
 			  (1ull << VHK_PF_NET_MTU) | (1ull << VHK_PF_STATUS) |
@@ -342,14 +342,14 @@ static void t_client_reconnect(void)
 	g_thread_mode = true;
 	snprintf(g_path, sizeof(g_path), "/tmp/vhk-tc-%d.sock", (int)getpid());
 	unlink(g_path);
-	CHECK_EQ(vhk_register(g_path, VHK_CLIENT | VHK_NO_RECONNECT), 0);
-	CHECK(vhk_start(g_path) < 0); /* nobody listens */
-	CHECK_EQ(vhk_unregister(g_path), 0);
+	CHECK_EQ(vhk_socket_register(g_path, VHK_CLIENT | VHK_NO_RECONNECT), 0);
+	CHECK(vhk_socket_start(g_path) < 0); /* nobody listens */
+	CHECK_EQ(vhk_socket_unregister(g_path), 0);
 
 	/* With reconnect: start before the server exists. */
-	CHECK_EQ(vhk_register(g_path, VHK_CLIENT), 0);
-	CHECK_EQ(vhk_callback_register(g_path, &g_cb, NULL), 0);
-	CHECK_EQ(vhk_start(g_path), 0);
+	CHECK_EQ(vhk_socket_register(g_path, VHK_CLIENT), 0);
+	CHECK_EQ(vhk_socket_set_callbacks(g_path, &g_cb, NULL), 0);
+	CHECK_EQ(vhk_socket_start(g_path), 0);
 	CHECK_EQ(vhk_loop_app_driven(), -EBUSY);
 	int lfd = uds_listen(g_path, (mode_t)-1, (uid_t)-1, (gid_t)-1);
 	CHECK(lfd >= 0);
@@ -365,7 +365,7 @@ static void t_client_reconnect(void)
 	CHECK_EQ(g_ndisc, 1);
 	expect_alive(a);
 	/* Unregister from this thread while the control thread runs. */
-	CHECK_EQ(vhk_unregister(g_path), 0);
+	CHECK_EQ(vhk_socket_unregister(g_path), 0);
 	CHECK_EQ(g_ndisc, 2);
 	expect_closed(a);
 	close(a);
@@ -386,11 +386,11 @@ static void t_server_thread_mode(void)
 	snprintf(g_path, sizeof(g_path), "/tmp/vhk-ts-%d.sock", (int)getpid());
 	unlink(g_path);
 	for (int round = 0; round < 3; round++) {
-		CHECK_EQ(vhk_register(g_path, 0), 0);
-		CHECK_EQ(vhk_register(g_path, 0), -EEXIST);
-		CHECK_EQ(vhk_callback_register(g_path, &g_cb, NULL), 0);
+		CHECK_EQ(vhk_socket_register(g_path, 0), 0);
+		CHECK_EQ(vhk_socket_register(g_path, 0), -EEXIST);
+		CHECK_EQ(vhk_socket_set_callbacks(g_path, &g_cb, NULL), 0);
 		CHECK_EQ(vhk_socket_set_perm(g_path, 0600, (uid_t)-1, (gid_t)-1), 0);
-		CHECK_EQ(vhk_start(g_path), 0);
+		CHECK_EQ(vhk_socket_start(g_path), 0);
 		CHECK_EQ(vhk_socket_set_perm(g_path, 0600, (uid_t)-1, (gid_t)-1), -EBUSY);
 		struct stat st;
 		CHECK(stat(g_path, &st) == 0 && (st.st_mode & 0777) == 0600);
@@ -399,7 +399,7 @@ static void t_server_thread_mode(void)
 		for (int i = 0; i < 3; i++)
 			expect_alive(fds[i]);
 		wait_count(&g_nconn, 3 * (round + 1));
-		CHECK_EQ(vhk_unregister(g_path), 0);
+		CHECK_EQ(vhk_socket_unregister(g_path), 0);
 		CHECK_EQ(g_ndisc, 3 * (round + 1));
 		for (int i = 0; i < 3; i++) {
 			expect_closed(fds[i]);
@@ -407,10 +407,10 @@ static void t_server_thread_mode(void)
 		}
 		CHECK(access(g_path, F_OK) < 0);
 	}
-	CHECK_EQ(vhk_unregister(g_path), -ENOENT);
-	CHECK_EQ(vhk_start(g_path), -ENOENT);
-	CHECK_EQ(vhk_register("", 0), -EINVAL);
-	CHECK_EQ(vhk_register(g_path, 1ull << 40), -EINVAL);
+	CHECK_EQ(vhk_socket_unregister(g_path), -ENOENT);
+	CHECK_EQ(vhk_socket_start(g_path), -ENOENT);
+	CHECK_EQ(vhk_socket_register("", 0), -EINVAL);
+	CHECK_EQ(vhk_socket_register(g_path, 1ull << 40), -EINVAL);
 	vu_finish();
 }
 

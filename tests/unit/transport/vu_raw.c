@@ -48,7 +48,7 @@ static int cb_new_device(int vid)
 {
 	logc('N');
 	if (g_unregister_in_new_device)
-		CHECK_EQ(vhk_unregister(g_path), 0);
+		CHECK_EQ(vhk_socket_unregister(g_path), 0);
 	return 0;
 }
 
@@ -111,12 +111,12 @@ int setup_with(uint64_t disable_features, uint32_t qp)
 	snprintf(g_path, sizeof(g_path), "/tmp/vhk-td-%d.sock", (int)getpid());
 	unlink(g_path);
 	CHECK(vhk_loop_app_driven() >= 0);
-	CHECK_EQ(vhk_register(g_path, 0), 0);
-	CHECK_EQ(vhk_callback_register(g_path, &g_cb, NULL), 0);
-	CHECK_EQ(vhk_device_ops_register(g_path, &g_ops), 0);
-	CHECK_EQ(vhk_disable_features(g_path, disable_features), 0);
-	CHECK_EQ(vhk_set_max_queue_pairs(g_path, qp), 0);
-	CHECK_EQ(vhk_start(g_path), 0);
+	CHECK_EQ(vhk_socket_register(g_path, 0), 0);
+	CHECK_EQ(vhk_socket_set_callbacks(g_path, &g_cb, NULL), 0);
+	CHECK_EQ(vhk_socket_set_device_ops(g_path, &g_ops), 0);
+	CHECK_EQ(vhk_socket_disable_features(g_path, disable_features), 0);
+	CHECK_EQ(vhk_socket_set_max_queues(g_path, 2 * qp), 0);
+	CHECK_EQ(vhk_socket_start(g_path), 0);
 	int fd = uds_connect(g_path);
 	CHECK(fd >= 0);
 	pump(5);
@@ -322,6 +322,6 @@ int running_device(void)
 
 void vu_finish(void)
 {
-	(void)vhk_unregister(g_path); /* removes the socket file we created */
+	(void)vhk_socket_unregister(g_path); /* removes the socket file we created */
 	(void)unlink(g_path);	      /* client tests: the test's own listener */
 }

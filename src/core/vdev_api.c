@@ -10,7 +10,8 @@
 #include <string.h>
 
 #include "util/fd.h"
-#include "vq/vdev.h"
+#include "vhostkit/vhk_vq.h"
+#include "core/vdev.h"
 
 /* Resolve (vid, qid) to an allocated vq; -ENODEV / -EINVAL / -EAGAIN (never set up). */
 static int lookup_vq(int vid, uint16_t qid, struct vq **ret)
@@ -19,7 +20,7 @@ static int lookup_vq(int vid, uint16_t qid, struct vq **ret)
 
 	if (!d)
 		return -ENODEV;
-	if (qid >= VHK_MAX_VRINGS)
+	if (qid >= VHK_MAX_QUEUES)
 		return -EINVAL;
 	*ret = vdev_vq(d, qid);
 	return *ret ? 0 : -EAGAIN;
@@ -87,14 +88,14 @@ VHK_EXPORT int vhk_dev_get_path(int vid, char *buf, size_t len)
 	return 0;
 }
 
-VHK_EXPORT int vhk_dev_get_vring_num(int vid)
+VHK_EXPORT int vhk_dev_get_vq_count(int vid)
 {
 	struct vdev *d = vdev_get(vid);
 
 	return d ? (int)d->nr_vrings : -ENODEV;
 }
 
-VHK_EXPORT int vhk_dev_get_vring(int vid, uint16_t qid, struct vhk_vring_info *info)
+VHK_EXPORT int vhk_vq_get_info(int vid, uint16_t qid, struct vhk_vq_info *info)
 {
 	struct vq *vq;
 	int rc;
@@ -126,7 +127,7 @@ VHK_EXPORT int vhk_dev_get_vring(int vid, uint16_t qid, struct vhk_vring_info *i
 	return 0;
 }
 
-VHK_EXPORT int vhk_dev_set_guest_notification(int vid, uint16_t qid, bool enable)
+VHK_EXPORT int vhk_vq_set_notification(int vid, uint16_t qid, bool enable)
 {
 	struct vq *vq;
 	int rc = lookup_vq(vid, qid, &vq);
@@ -143,7 +144,7 @@ VHK_EXPORT int vhk_dev_set_guest_notification(int vid, uint16_t qid, bool enable
 	return rc;
 }
 
-VHK_EXPORT int vhk_dev_wait_kick(int vid, uint16_t qid, int timeout_ms)
+VHK_EXPORT int vhk_vq_wait_kick(int vid, uint16_t qid, int timeout_ms)
 {
 	struct pollfd pfd;
 	struct vq *vq;
@@ -170,7 +171,21 @@ VHK_EXPORT int vhk_dev_wait_kick(int vid, uint16_t qid, int timeout_ms)
 	return 1;
 }
 
-VHK_EXPORT int vhk_dev_notify_guest(int vid, uint16_t qid)
+VHK_EXPORT int vhk_vq_avail_count(int vid, uint16_t qid)
+{
+	struct vq *vq;
+	int rc = lookup_vq(vid, qid, &vq);
+
+	if (rc)
+		return rc;
+	if (!vq_enter(vq))
+		return -EAGAIN;
+	rc = vq_avail_count(vq);
+	vq_leave(vq);
+	return rc;
+}
+
+VHK_EXPORT int vhk_vq_notify(int vid, uint16_t qid)
 {
 	struct vq *vq;
 	int rc = lookup_vq(vid, qid, &vq);

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "vhostkit/vhk_dev.h"
+#include "vhostkit/vhk_vq.h"
 #include "mem/mem.h"
 #include "vq/vq.h"
 
@@ -31,9 +32,9 @@ struct vdev {
 	uint32_t gen;
 	uint64_t features;      /* negotiated virtio features */
 	uint64_t protocol_features;
-	uint32_t max_vrings;    /* 2 * queue pairs offered */
+	uint32_t max_vrings;    /* virtqueues offered */
 	uint32_t nr_vrings;     /* highest configured vring index + 1 */
-	struct vq *_Atomic vqs[VHK_MAX_VRINGS]; /* allocated on first use, kept */
+	struct vq *_Atomic vqs[VHK_MAX_QUEUES]; /* allocated on first use, kept */
 	struct mem_table *mem;  /* current table (swapped while quiesced) */
 	uint16_t mtu;
 	bool mtu_set;
@@ -62,9 +63,9 @@ struct vq *vdev_vq_get_or_alloc(struct vdev *d, uint32_t qid);
 /* Datapath lookup: NULL if qid out of range or never allocated. */
 static inline struct vq *vdev_vq(struct vdev *d, uint32_t qid)
 {
-	if (unlikely(qid >= VHK_MAX_VRINGS))
+	if (unlikely(qid >= VHK_MAX_QUEUES))
 		return NULL;
-	qid = (uint32_t)index_nospec(qid, VHK_MAX_VRINGS);
+	qid = (uint32_t)index_nospec(qid, VHK_MAX_QUEUES);
 	return atomic_load_explicit(&d->vqs[qid], memory_order_acquire);
 }
 

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "util/fd.h"
-#include "vq/vdev.h"
+#include "core/vdev.h"
 
 #define VDEV_GEN_MASK ((1u << 20) - 1)
 
@@ -95,7 +95,7 @@ void vdev_release(struct vdev *d)
 		goto out_unlock; /* already released */
 	/* Invalidate the handle first so new lookups fail while we tear down. */
 	atomic_store_explicit(&d->vid, -2, memory_order_release);
-	for (uint32_t i = 0; i < VHK_MAX_VRINGS; i++) {
+	for (uint32_t i = 0; i < VHK_MAX_QUEUES; i++) {
 		struct vq *vq = atomic_load_explicit(&d->vqs[i], memory_order_relaxed);
 		if (!vq)
 			continue;
@@ -129,9 +129,9 @@ struct vq *vdev_vq_get_or_alloc(struct vdev *d, uint32_t qid)
 {
 	struct vq *vq;
 
-	if (qid >= VHK_MAX_VRINGS)
+	if (qid >= VHK_MAX_QUEUES)
 		return NULL;
-	qid = (uint32_t)index_nospec(qid, VHK_MAX_VRINGS);
+	qid = (uint32_t)index_nospec(qid, VHK_MAX_QUEUES);
 	vq = atomic_load_explicit(&d->vqs[qid], memory_order_relaxed);
 	if (!vq) {
 		vq = calloc(1, sizeof(*vq));
@@ -152,14 +152,14 @@ void vdev_set_mem(struct vdev *d, struct mem_table *t)
 	struct mem_table *old;
 
 	pthread_mutex_lock(&g_lock);
-	for (uint32_t i = 0; i < VHK_MAX_VRINGS; i++) {
+	for (uint32_t i = 0; i < VHK_MAX_QUEUES; i++) {
 		struct vq *vq = atomic_load_explicit(&d->vqs[i], memory_order_relaxed);
 		if (vq)
 			vq_quiesce(vq);
 	}
 	old = d->mem;
 	d->mem = t;
-	for (uint32_t i = 0; i < VHK_MAX_VRINGS; i++) {
+	for (uint32_t i = 0; i < VHK_MAX_QUEUES; i++) {
 		struct vq *vq = atomic_load_explicit(&d->vqs[i], memory_order_relaxed);
 		if (!vq)
 			continue;
@@ -175,7 +175,7 @@ void vdev_set_mem(struct vdev *d, struct mem_table *t)
 void vdev_set_features(struct vdev *d, uint64_t features)
 {
 	d->features = features;
-	for (uint32_t i = 0; i < VHK_MAX_VRINGS; i++) {
+	for (uint32_t i = 0; i < VHK_MAX_QUEUES; i++) {
 		struct vq *vq = atomic_load_explicit(&d->vqs[i], memory_order_relaxed);
 		if (vq)
 			vq->features = features;
@@ -196,6 +196,7 @@ VHK_EXPORT int vhk_dev_get_mem_table(int vid, struct vhk_mem_region *regions, ui
 		const struct mem_table *t = d->mem;
 		n = t ? (int)t->nregions : 0;
 		for (uint32_t i = 0; t && i < t->nregions && i < max; i++) {
+			memset(&regions[i], 0, sizeof(regions[i]));
 			regions[i].guest_phys_addr = t->regions[i].gpa;
 			regions[i].size = t->regions[i].size;
 			regions[i].frontend_addr = t->regions[i].qva;
