@@ -249,20 +249,22 @@ static int cfg_set_config(int vid, const uint8_t *buf, uint32_t offset, uint32_t
 	return (g_h.mode & MODE_FAIL) ? -EIO : 0;
 }
 
-/* send_rarp: nothing to announce, only the op result. */
-static int cfg_send_rarp(int vid, const uint8_t mac[6])
+/*
+ * handle_msg: the messages the core routes to the device (SEND_RARP,
+ * NET_SET_MTU, codes it does not know). The core checked the framing and,
+ * for requests it knows, the payload size; the values are ours to check.
+ */
+static int cfg_handle_msg(int vid, struct vhk_msg *msg)
 {
-	(void)mac;
 	if (vid != g_h.vid)
-		oracle_fail("send_rarp for an unknown vid");
-	return cfg_op_result(-1);
-}
-
-/* set_mtu: the core checked 68..65535. */
-static int cfg_set_mtu(int vid, uint16_t mtu)
-{
-	if (vid != g_h.vid || mtu < 68)
-		oracle_fail("set_mtu out of range");
+		oracle_fail("handle_msg for an unknown vid");
+	if (msg->size > VHOST_USER_MAX_PAYLOAD || msg->nfds > VHOST_USER_MAX_FDS || !msg->reply)
+		oracle_fail("handle_msg with an unchecked frame");
+	if ((msg->request == VHOST_USER_SEND_RARP || msg->request == VHOST_USER_NET_SET_MTU) &&
+	    msg->size != 8)
+		oracle_fail("handle_msg with an unchecked payload size");
+	if (msg->request != VHOST_USER_SEND_RARP && msg->request != VHOST_USER_NET_SET_MTU)
+		return VHK_MSG_NOT_HANDLED;
 	return cfg_op_result(-1);
 }
 
@@ -291,8 +293,7 @@ static const struct vhk_device_ops g_cfg_ops = {
 	.queue_stop = cfg_queue_stop,
 	.get_config = cfg_get_config,
 	.set_config = cfg_set_config,
-	.send_rarp = cfg_send_rarp,
-	.set_mtu = cfg_set_mtu,
+	.handle_msg = cfg_handle_msg,
 	.dev_init = cfg_dev_init,
 	.dev_fini = cfg_dev_fini,
 };
@@ -347,6 +348,11 @@ static void setup(void)
 							 (1ull << VHK_F_INDIRECT_DESC) |
 							 (1ull << VHK_F_RING_PACKED)),
 		    "features(cfg)");
+	uint64_t pf = 0;
+	setup_check(vhk_socket_get_protocol_features(g_h.cfg_path, &pf), "get pf(cfg)");
+	setup_check(vhk_socket_set_protocol_features(g_h.cfg_path, pf | (1ull << VHK_PF_RARP) |
+								      (1ull << VHK_PF_NET_MTU)),
+		    "set pf(cfg)");
 	setup_check(vhk_socket_set_max_queues(g_h.cfg_path, 2 * CFG_PAIRS), "max_queues(cfg)");
 	setup_check(vhk_socket_set_callbacks(g_h.cfg_path, &g_callbacks, NULL), "callbacks(cfg)");
 	setup_check(vhk_socket_start(g_h.cfg_path), "vhk_socket_start(cfg)");

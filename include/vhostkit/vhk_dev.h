@@ -13,8 +13,8 @@
  *    mutex and may be called from any thread, including from callbacks.
  *  - Callbacks (struct vhk_callbacks, struct vhk_device_ops) run on the
  *    control thread (or inside vhk_loop_dispatch() in app-driven mode),
- *    except the destroy callbacks run by vhk_socket_unregister(), which run on the
- *    thread that calls it.
+ *    except the destroy callbacks run by vhk_socket_unregister(), which run on
+ *    the thread that calls it (see there).
  */
 #ifndef VHOSTKIT_VHK_DEV_H
 #define VHOSTKIT_VHK_DEV_H
@@ -73,6 +73,31 @@ extern "C" {
 
 /** Returned by an asynchronous device operation; see vhk_dev_op_complete(). */
 #define VHK_OP_PENDING 1
+/** Returned by vhk_device_ops::handle_msg for a message the device does not handle. */
+#define VHK_MSG_NOT_HANDLED 2
+/** Size of the reply buffer a device may fill in vhk_device_ops::handle_msg. */
+#define VHK_MSG_REPLY_MAX 4096
+
+/**
+ * A vhost-user front-end message offered to a device (see
+ * vhk_device_ops::handle_msg). The core has checked the framing (version,
+ * flags, payload at most 4096 bytes, at most 8 fds) and, for a request the
+ * spec defines, its payload size, fd count and gating feature; the device
+ * checks the values. Everything here is valid during the call only (and,
+ * for @p reply, until the operation completes when it went asynchronous).
+ */
+struct vhk_msg {
+	uint32_t request;    /**< VHOST_USER_* request code (the spec's numbering) */
+	uint32_t flags;      /**< header flags as received */
+	uint32_t size;       /**< payload bytes */
+	uint32_t nfds;       /**< fds received with the message */
+	const void *payload; /**< the payload (the core's copy) */
+	int *fds;            /**< received fds: take one by storing -1 in its slot; the core closes the rest */
+	void *reply;         /**< reply payload buffer of VHK_MSG_REPLY_MAX bytes, zeroed */
+	uint32_t reply_size; /**< set by the device: reply payload bytes written (0: acknowledge only) */
+	uint32_t reserved0;  /**< zero */
+	uint64_t reserved[6]; /**< zero */
+};
 
 /**
  * Application callbacks, modelled on rte_vhost's vhost_device_ops. Any member
@@ -143,15 +168,22 @@ struct vhk_device_ops {
 	/** Apply a config write; @p flags is VHOST_SET_CONFIG_TYPE_*. */
 	int (*set_config)(int vid, const uint8_t *buf, uint32_t offset, uint32_t len,
 			  uint32_t flags);
-	/** SEND_RARP: the guest has @p mac and migrated; NULL rejects the message. */
-	int (*send_rarp)(int vid, const uint8_t mac[6]);
-	/** NET_SET_MTU; NULL rejects the message. */
-	int (*set_mtu)(int vid, uint16_t mtu);
+	/**
+	 * A message the core does not implement itself: device-specific
+	 * requests (SEND_RARP and NET_SET_MTU for net, the crypto session
+	 * messages) and request codes the core does not know (rte_vhost's
+	 * extern callback). Return VHK_MSG_NOT_HANDLED to have it refused as
+	 * unsupported; 0 or a negative errno (an ack or nack when the frontend
+	 * asked for one, or the reply in @p msg->reply); or VHK_OP_PENDING to
+	 * answer later through vhk_dev_op_complete() (fill @p msg->reply
+	 * before completing). NULL: every such message is refused.
+	 */
+	int (*handle_msg)(int vid, struct vhk_msg *msg);
 	/** Called once when a device handle is created / destroyed. */
 	int (*dev_init)(int vid);
 	void (*dev_fini)(int vid);
 	/** Reserved for later operations: leave zeroed (designated initialisers do). */
-	void (*reserved[12])(void);
+	void (*reserved[13])(void);
 };
 
 /**
@@ -175,15 +207,31 @@ int vhk_socket_register(const char *path, uint64_t flags);
 int vhk_socket_set_perm(const char *path, mode_t mode, uid_t owner, gid_t group);
 
 /**
- * Unregister @p path: stop listening or reconnecting, close every connection
- * (running destroy_device / destroy_connection for each) and remove the
- * socket file it created. Safe while datapath threads run traffic on its
- * devices: their calls return 0 packets once the device is gone.
- * May be called from a callback. The destroy callbacks of the closed
- * connections run on the calling thread, before this returns.
+ * Unregister @p path: stop listening or reconnecting, close every
+ * connection and remove the socket file it created; the path may be
+ * registered again at once. Safe while datapath threads run traffic on its
+ * devices: their calls return 0 packets once the device is gone. May be
+ * called from a callback.
+ *
+ * Each device of the socket is torn down in order: destroy_device (if it
+ * ran), queue_stop for every queue that is up, dev_fini, destroy_connection,
+ * then its guest memory is unmapped. These run on the calling thread,
+ * before this returns, except for a device whose queue_stop answered
+ * VHK_OP_PENDING: its teardown finishes on the control thread once it calls
+ * vhk_dev_op_complete() (its memory stays mapped until then). Use
+ * vhk_socket_unregister_async() to learn when everything is done.
  * @return 0; -ENOENT unknown path.
  */
 int vhk_socket_unregister(const char *path);
+
+/**
+ * vhk_socket_unregister(), then @p done(@p arg) once every device of the
+ * socket is released (memory unmapped, destroy_connection delivered). @p
+ * done runs on the control thread (inside vhk_loop_dispatch() in app-driven
+ * mode), also when nothing was pending; never before this returns.
+ * @return 0; -ENOENT unknown path; -EINVAL NULL @p done; -ENOMEM.
+ */
+int vhk_socket_unregister_async(const char *path, void (*done)(void *arg), void *arg);
 
 /**
  * Replace the virtio feature set offered by @p path. Transport bits (24..41)
@@ -272,8 +320,6 @@ void *vhk_dev_get_ctx(int vid);
 int vhk_dev_get_features(int vid, uint64_t *ret_features);
 /** Negotiated protocol features. @return 0; -ENODEV; -EINVAL NULL. */
 int vhk_dev_get_protocol_features(int vid, uint64_t *ret_protocol_features);
-/** MTU set by NET_SET_MTU. @return 0; -ENODEV; -ENOENT never set. */
-int vhk_dev_get_mtu(int vid, uint16_t *ret_mtu);
 /** Copy the socket path into @p buf. @return 0; -ENODEV; -ENOSPC buf too small. */
 int vhk_dev_get_path(int vid, char *buf, size_t len);
 /** Number of virtqueues the frontend has configured (highest index + 1). */

@@ -74,6 +74,12 @@ int vhk_net_attach(const char *path);
  */
 int vhk_net_set_queue_pairs(const char *path, uint32_t pairs);
 
+/**
+ * MTU the frontend set with NET_SET_MTU (the guest's host_mtu).
+ * @return 0; -ENODEV stale vid; -EINVAL NULL; -ENOENT never set.
+ */
+int vhk_net_get_mtu(int vid, uint16_t *ret_mtu);
+
 /** Read the number of queue pairs offered on @p path. @return 0; -ENOENT; -EINVAL NULL. */
 int vhk_net_get_queue_pairs(const char *path, uint32_t *ret_pairs);
 

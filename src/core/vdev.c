@@ -28,15 +28,24 @@ static void vdev_clear(struct vdev *d)
 	d->max_vrings = 0;
 	d->nr_vrings = 0;
 	d->mem = NULL;
-	d->mtu = 0;
-	d->mtu_set = false;
 	d->status = 0;
 	d->running = false;
 	memset(d->path, 0, sizeof(d->path));
 	d->app_ctx = NULL;
 	memset(&d->ops, 0, sizeof(d->ops));
 	d->dev_priv = NULL;
+	d->sock = NULL;
+	d->oo = NULL;
 	d->owner = NULL;
+	memset(&d->cb, 0, sizeof(d->cb));
+	d->offered = 0;
+	d->pf_handshake = d->dev_inited = d->announced = false;
+	d->destroy_req = d->closing = false;
+	d->pending_mem = NULL;
+	d->ops_outstanding = d->ops_posted = 0;
+	d->ops_err = 0;
+	d->op_start_ring = -1;
+	memset(d->rings, 0, sizeof(d->rings));
 }
 
 /* Find a free slot (allocating its struct on first use); lock held. */

@@ -26,6 +26,21 @@
 #define VDEV_SLOT_BITS 10
 #define VDEV_MAX_SLOTS (1u << VDEV_SLOT_BITS)
 
+/* Where one queue stands towards the device (ops) and the app (callbacks). */
+struct vdev_ring {
+	bool kicked;	  /* started by the frontend (kick fd / NOFD), not stopped since */
+	bool vq_started;  /* vq_start() succeeded, vq_stop() not yet called */
+	bool enabled;	  /* SET_VRING_ENABLE (or implicit) */
+	bool up;	  /* ops.queue_start issued, queue_stop not yet */
+	bool notified;	  /* vring_state_changed(1) delivered */
+	bool failed;	  /* queue_start or vq_start failed: wait for new configuration */
+	bool addr_pending; /* new ring addresses wait for the queue to be down */
+	struct vq_addr pending_addr;
+};
+
+struct core_sock;
+struct core_owner_ops;
+
 struct vdev {
 	_Atomic int vid;        /* current handle; -1 when the slot is free */
 	uint32_t slot;
@@ -36,15 +51,30 @@ struct vdev {
 	uint32_t nr_vrings;     /* highest configured vring index + 1 */
 	struct vq *_Atomic vqs[VHK_MAX_QUEUES]; /* allocated on first use, kept */
 	struct mem_table *mem;  /* current table (swapped while quiesced) */
-	uint16_t mtu;
-	bool mtu_set;
 	uint8_t status;         /* SET_STATUS value */
 	bool running;           /* new_device delivered, destroy_device not yet */
 	char path[108];
 	void *app_ctx;
 	struct vhk_device_ops ops; /* copy of the socket's device ops */
-	void *dev_priv;         /* device's per-device data (net) */
-	void *owner;            /* proto's connection (opaque here) */
+	void *dev_priv;         /* the device implementation's pointer (vhk_dev_set_priv) */
+
+	/* ---- lifecycle (core/lifecycle.c), control thread under core_lock ---- */
+	struct core_sock *sock;           /* the socket it came from */
+	const struct core_owner_ops *oo;  /* the transport's hooks, NULL once closing */
+	void *owner;                      /* the transport's connection */
+	struct vhk_callbacks cb;          /* copy taken at connect time */
+	uint64_t offered;                 /* offered virtio features (copy) */
+	bool pf_handshake;                /* SET_PROTOCOL_FEATURES accepted */
+	bool dev_inited;                  /* ops.dev_init succeeded: dev_fini at release */
+	bool announced;                   /* new_connection ran: destroy_connection at release */
+	bool destroy_req;                 /* destroy_device once queues are down */
+	bool closing;                     /* core_dev_close(): release when ops are done */
+	struct mem_table *pending_mem;    /* installed once every queue is down */
+	unsigned ops_outstanding;         /* device ops issued and not completed */
+	unsigned ops_posted;              /* completions queued to the loop */
+	int ops_err;                      /* first error of a completed op */
+	int op_start_ring;                /* queue whose queue_start is pending, or -1 */
+	struct vdev_ring rings[VHK_MAX_QUEUES];
 };
 
 /* Take a free slot, give it a new vid. Returns 0, -ENOSPC, -ENOMEM. */

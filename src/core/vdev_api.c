@@ -57,20 +57,6 @@ VHK_EXPORT int vhk_dev_get_protocol_features(int vid, uint64_t *ret_protocol_fea
 	return 0;
 }
 
-VHK_EXPORT int vhk_dev_get_mtu(int vid, uint16_t *ret_mtu)
-{
-	struct vdev *d = vdev_get(vid);
-
-	if (!d)
-		return -ENODEV;
-	if (!ret_mtu)
-		return -EINVAL;
-	if (!d->mtu_set)
-		return -ENOENT;
-	*ret_mtu = d->mtu;
-	return 0;
-}
-
 VHK_EXPORT int vhk_dev_get_path(int vid, char *buf, size_t len)
 {
 	struct vdev *d = vdev_get(vid);

@@ -45,6 +45,7 @@ struct net_hdr {
 struct net_priv {
 	atomic_bool rarp_pending; /* SEND_RARP received, announcement not sent */
 	uint8_t mac[6];
+	uint16_t mtu;             /* NET_SET_MTU, 0 = never set */
 };
 
 /*

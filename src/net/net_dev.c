@@ -16,6 +16,7 @@
 #include "vq/vq.h"
 
 #define NET_MTU_MIN 68u
+#define NET_MTU_MAX 65535u
 
 static struct net_priv g_net_priv[VDEV_MAX_SLOTS];
 
@@ -34,6 +35,7 @@ static int net_dev_init(int vid)
 	struct net_priv *np = net_priv_of_slot(d->slot);
 	atomic_store_explicit(&np->rarp_pending, false, memory_order_relaxed);
 	memset(np->mac, 0, sizeof(np->mac));
+	np->mtu = 0;
 	d->dev_priv = np;
 	return 0;
 }
@@ -50,28 +52,48 @@ static void net_dev_fini(int vid)
 	d->dev_priv = NULL;
 }
 
-/* SEND_RARP: remember the MAC; the next dequeue burst announces it. */
-static int net_send_rarp(int vid, const uint8_t mac[6])
-{
-	struct vdev *d = vdev_get(vid);
+/* vhost-user requests of the net device (spec numbering): SEND_RARP, NET_SET_MTU. */
+#define MSG_SEND_RARP 19u
+#define MSG_NET_SET_MTU 20u
 
-	if (!d)
-		return -ENODEV;
-	if (!mac)
+/* SEND_RARP: remember the MAC (first 6 bytes); the next dequeue burst announces it. */
+static int net_send_rarp(struct net_priv *np, const struct vhk_msg *msg)
+{
+	if (msg->size < 6)
 		return -EINVAL;
-	struct net_priv *np = net_priv_of_slot(d->slot);
-	memcpy(np->mac, mac, sizeof(np->mac));
+	memcpy(np->mac, msg->payload, sizeof(np->mac));
 	/* Pairs with the acquire exchange in the dequeue path. */
 	atomic_store_explicit(&np->rarp_pending, true, memory_order_release);
 	return 0;
 }
 
 /* NET_SET_MTU: 68 (the IPv4 minimum) up to 65535 (the u16 range). */
-static int net_set_mtu(int vid, uint16_t mtu)
+static int net_set_mtu(struct net_priv *np, const struct vhk_msg *msg)
 {
-	if (!vdev_get(vid))
+	uint64_t mtu;
+
+	if (msg->size != sizeof(mtu))
+		return -EINVAL;
+	memcpy(&mtu, msg->payload, sizeof(mtu));
+	if (mtu < NET_MTU_MIN || mtu > NET_MTU_MAX)
+		return -EINVAL;
+	np->mtu = (uint16_t)mtu;
+	return 0;
+}
+
+/* The device-message hook: the net requests; anything else is not ours. */
+static int net_handle_msg(int vid, struct vhk_msg *msg)
+{
+	struct vdev *d = vdev_get(vid);
+
+	if (!d)
 		return -ENODEV;
-	return mtu >= NET_MTU_MIN ? 0 : -EINVAL;
+	struct net_priv *np = net_priv_of_slot(d->slot);
+	if (msg->request == MSG_SEND_RARP)
+		return net_send_rarp(np, msg);
+	if (msg->request == MSG_NET_SET_MTU)
+		return net_set_mtu(np, msg);
+	return VHK_MSG_NOT_HANDLED;
 }
 
 /* queue_start / queue_stop: the datapath is synchronous, nothing to do. */
@@ -92,8 +114,7 @@ static const struct vhk_device_ops g_net_ops = {
     .config_size = 0,
     .queue_start = net_queue_start,
     .queue_stop = net_queue_stop,
-    .send_rarp = net_send_rarp,
-    .set_mtu = net_set_mtu,
+    .handle_msg = net_handle_msg,
     .dev_init = net_dev_init,
     .dev_fini = net_dev_fini,
 };
@@ -121,6 +142,25 @@ VHK_EXPORT int vhk_net_attach(const char *path)
 	if (ret < 0)
 		return ret;
 	return vhk_socket_set_protocol_features(path, cur | pf);
+}
+
+VHK_EXPORT int vhk_net_get_mtu(int vid, uint16_t *ret_mtu)
+{
+	struct vdev *d = vdev_get(vid);
+	uint16_t mtu;
+
+	if (!d)
+		return -ENODEV;
+	if (!ret_mtu)
+		return -EINVAL;
+	const struct net_priv *np = net_priv_of_slot(d->slot);
+	if (d->dev_priv != np)
+		return -ENODEV; /* not a net device */
+	mtu = np->mtu;
+	if (!mtu)
+		return -ENOENT;
+	*ret_mtu = mtu;
+	return 0;
 }
 
 VHK_EXPORT int vhk_net_set_queue_pairs(const char *path, uint32_t pairs)

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Connections: creation (server accept, client connect and reconnect),
- * teardown, and the completion of asynchronous device ops.
+ * Connections: creation (server accept, client connect and reconnect) and
+ * teardown. Each connection owns one device of the core (core_dev_new);
+ * closing the connection closes the device there, which finishes the
+ * device's teardown (queue stops awaited, callbacks, memory) on its own.
  *
  * Call order for the app: new_connection comes first for a vid, then any
  * of new_device / vring_state_changed / features_changed / destroy_device,
@@ -22,67 +24,38 @@
 #define RECONNECT_MAX_MS   2000u
 #define ACCEPTS_PER_WAKEUP 64
 
-/* Protocol features offered when the app set none. */
-static uint64_t default_pf(const struct vhk_device_ops *ops)
+/* The core asks us to drop the connection (an app callback refused the device). */
+static void conn_refused(void *owner, const char *why)
 {
-	uint64_t pf = (1ull << VHK_PF_MQ) | (1ull << VHK_PF_REPLY_ACK) |
-		      (1ull << VHK_PF_BACKEND_REQ) | (1ull << VHK_PF_CONFIGURE_MEM_SLOTS) |
-		      (1ull << VHK_PF_STATUS);
-
-	if (ops->config_size && ops->get_config)
-		pf |= 1ull << VHK_PF_CONFIG;
-	if (ops->send_rarp)
-		pf |= 1ull << VHK_PF_RARP;
-	if (ops->set_mtu)
-		pf |= 1ull << VHK_PF_NET_MTU;
-	return pf;
+	conn_close(owner, why);
 }
 
-uint64_t vsock_offered_pf(const struct vsock *vs)
+static const struct core_owner_ops conn_owner_ops = {
+    .op_done = conn_ops_done,
+    .close = conn_refused,
+};
+
+/* Link @c into its socket's list. */
+static void conn_link(struct conn *c)
 {
-	return vs->pf_set ? vs->pfeatures : default_pf(&vs->ops);
+	c->next = c->ps->conns;
+	c->ps->conns = c;
 }
 
-/* Give @c a device slot configured from its socket. */
-static int conn_attach_vdev(struct conn *c, const struct vsock *vs)
+/* Remove @c from its socket's list. */
+static void conn_unlink(struct conn *c)
 {
-	struct vdev *d;
-	int rc = vdev_alloc(&d);
-
-	if (rc < 0)
-		return rc;
-	d->max_vrings = vs->max_queues;
-	memcpy(d->path, vs->path, sizeof(d->path));
-	d->app_ctx = vs->cb_ctx;
-	d->ops = vs->ops;
-	d->owner = c;
-	c->dev = d;
-	c->vid = atomic_load(&d->vid);
-	return 0;
-}
-
-/* Run dev_init and new_connection; a refusal closes the connection. */
-static void conn_announce(struct conn *c)
-{
-	int rc;
-
-	if (c->dev->ops.dev_init) {
-		rc = c->dev->ops.dev_init(c->vid);
-		if (c->dead)
-			return;
-		if (rc < 0) {
-			conn_close(c, "device init failed");
-			return;
+	if (!c->ps)
+		return;
+	for (struct conn **pp = &c->ps->conns; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
 		}
 	}
-	c->dev_inited = true;
-	c->announced = true;
-	rc = c->cb.new_connection ? c->cb.new_connection(c->vid) : 0;
-	if (!c->dead && rc < 0)
-		conn_close(c, "new_connection refused it");
 }
 
-int conn_new(struct vsock *vs, int fd)
+int conn_new(struct psock *ps, int fd)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	int rc;
@@ -93,28 +66,26 @@ int conn_new(struct vsock *vs, int fd)
 	}
 	c->fd = fd;
 	c->backend_fd = -1;
-	c->op_start_ring = -1;
-	c->vs = vs;
-	c->cb = vs->cb;
-	c->offered = vs->features;
-	c->offered_pf = vsock_offered_pf(vs);
-	c->max_queues = vs->max_queues;
-	rc = conn_attach_vdev(c, vs);
+	c->ps = ps;
+	c->offered_pf = core_sock_offered_pf(ps->cs);
+	rc = core_dev_new(ps->cs, &conn_owner_ops, c, &c->dev);
 	if (rc < 0)
 		goto err_free;
-	rc = loop_watch_add(proto_loop(), fd, EPOLLIN, conn_input, c, &c->watch);
+	c->vid = atomic_load(&c->dev->vid);
+	rc = loop_watch_add(core_loop(), fd, EPOLLIN, conn_input, c, &c->watch);
 	if (rc < 0)
-		goto err_release;
-	c->next = vs->conns;
-	vs->conns = c;
-	log_info("%s: new connection, vid %d", vs->path, c->vid);
-	conn_announce(c);
+		goto err_close_dev;
+	conn_link(c);
+	log_info("%s: new connection, vid %d", ps->cs->path, c->vid);
+	rc = core_dev_announce(c->dev);
+	if (rc == -ECONNREFUSED && !c->dead)
+		conn_close(c, "refused by dev_init or new_connection");
 	return 0;
 
-err_release:
-	vdev_release(c->dev);
+err_close_dev:
+	core_dev_close(c->dev);
 err_free:
-	log_err("%s: cannot set up a connection: %d", vs->path, rc);
+	log_err("%s: cannot set up a connection: %d", ps->cs->path, rc);
 	fd_close(&c->fd);
 	free(c);
 	return rc;
@@ -126,146 +97,76 @@ static void conn_free(void *ctx)
 	free(ctx);
 }
 
-/* Remove @c from its socket's list. */
-static void conn_unlink(struct conn *c)
-{
-	if (!c->vs)
-		return;
-	for (struct conn **pp = &c->vs->conns; *pp; pp = &(*pp)->next) {
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	}
-}
-
 void conn_close(struct conn *c, const char *why)
 {
-	struct vsock *vs = c->vs;
+	struct psock *ps = c->ps;
+	struct vdev *d = c->dev;
 
 	if (c->dead)
 		return;
 	c->dead = true;
 	conn_unlink(c);
-	log_info("%s: vid %d closed: %s", vs ? vs->path : "?", c->vid, why);
-	loop_watch_del(proto_loop(), c->watch);
+	log_info("%s: vid %d closed: %s", ps ? ps->cs->path : "?", c->vid, why);
+	loop_watch_del(core_loop(), c->watch);
 	c->watch = NULL;
-	conn_rings_teardown(c);
-	if (c->dev_inited && c->dev->ops.dev_fini)
-		c->dev->ops.dev_fini(c->vid);
-	if (c->announced && c->cb.destroy_connection)
-		c->cb.destroy_connection(c->vid);
-	vdev_release(c->dev);
 	fd_close(&c->fd);
 	fd_close_all(c->rx_fds, c->rx_nfds);
 	c->rx_nfds = 0;
 	fd_close(&c->backend_fd);
-	if (vs && !vs->dead && (vs->flags & VHK_CLIENT) && !(vs->flags & VHK_NO_RECONNECT))
-		vsock_schedule_reconnect(vs);
-	if (loop_post(proto_loop(), conn_free, c) < 0)
+	c->dev = NULL;
+	core_dev_close(d); /* may finish later, on its own, if a queue_stop is pending */
+	if (ps && !ps->dead && (ps->cs->flags & VHK_CLIENT) && !(ps->cs->flags & VHK_NO_RECONNECT))
+		psock_schedule_reconnect(ps);
+	if (loop_post(core_loop(), conn_free, c) < 0)
 		log_err("vid %d: cannot free connection memory (leaked)", c->vid);
 }
 
 /* Reconnect timer: try once, schedule the next try on failure. */
 static void reconnect_timer(void *ctx)
 {
-	struct vsock *vs = ctx;
+	struct psock *ps = ctx;
 
-	proto_lock();
-	vs->retry = NULL;
-	if (!vs->dead) {
-		int fd = uds_connect(vs->path);
+	core_lock();
+	ps->retry = NULL;
+	if (!ps->dead) {
+		int fd = uds_connect(ps->cs->path);
 		if (fd >= 0) {
-			vs->backoff_ms = RECONNECT_MIN_MS;
-			(void)conn_new(vs, fd);
+			ps->backoff_ms = RECONNECT_MIN_MS;
+			(void)conn_new(ps, fd);
 		} else {
-			log_dbg("%s: connect failed (%d), retrying", vs->path, fd);
-			vsock_schedule_reconnect(vs);
+			log_dbg("%s: connect failed (%d), retrying", ps->cs->path, fd);
+			psock_schedule_reconnect(ps);
 		}
 	}
-	proto_unlock();
+	core_unlock();
 }
 
-void vsock_schedule_reconnect(struct vsock *vs)
+void psock_schedule_reconnect(struct psock *ps)
 {
-	if (vs->retry || vs->dead)
+	if (ps->retry || ps->dead)
 		return;
-	if (vs->backoff_ms < RECONNECT_MIN_MS)
-		vs->backoff_ms = RECONNECT_MIN_MS;
-	if (loop_timer_add(proto_loop(), vs->backoff_ms, reconnect_timer, vs, &vs->retry) < 0)
-		log_err("%s: cannot schedule a reconnect", vs->path);
-	vs->backoff_ms =
-	    vs->backoff_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : vs->backoff_ms * 2;
+	if (ps->backoff_ms < RECONNECT_MIN_MS)
+		ps->backoff_ms = RECONNECT_MIN_MS;
+	if (loop_timer_add(core_loop(), ps->backoff_ms, reconnect_timer, ps, &ps->retry) < 0)
+		log_err("%s: cannot schedule a reconnect", ps->cs->path);
+	ps->backoff_ms =
+	    ps->backoff_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : ps->backoff_ms * 2;
 }
 
-void vsock_accept(void *ctx, int fd, uint32_t events)
+void psock_accept(void *ctx, int fd, uint32_t events)
 {
-	struct vsock *vs = ctx;
+	struct psock *ps = ctx;
 
-	proto_lock();
-	for (int n = 0; n < ACCEPTS_PER_WAKEUP && !vs->dead; n++) {
-		int cfd = uds_accept(vs->lfd);
+	core_lock();
+	for (int n = 0; n < ACCEPTS_PER_WAKEUP && !ps->dead; n++) {
+		int cfd = uds_accept(ps->lfd);
 		if (cfd == -EAGAIN)
 			break;
 		if (cfd < 0) {
-			log_err_rl("%s: accept failed: %d", vs->path, cfd);
+			log_err_rl("%s: accept failed: %d", ps->cs->path, cfd);
 			break;
 		}
-		(void)conn_new(vs, cfd);
+		(void)conn_new(ps, cfd);
 	}
-	proto_unlock();
-}
-
-/* Completion of an async op, delivered on the loop thread. */
-struct op_done {
-	int vid;
-	int rc;
-};
-
-/* Loop post: hand a completion to its connection if it still exists. */
-static void op_done_post(void *ctx)
-{
-	struct op_done *o = ctx;
-
-	proto_lock();
-	struct vdev *d = vdev_get(o->vid);
-	if (d && d->owner)
-		conn_op_done(d->owner, o->rc);
-	proto_unlock();
-	free(o);
-}
-
-VHK_EXPORT int vhk_dev_op_complete(int vid, int result)
-{
-	struct op_done *o;
-	struct vdev *d;
-	struct conn *c;
-	int rc = 0;
-
-	proto_lock();
-	d = vdev_get(vid);
-	c = d ? d->owner : NULL;
-	if (!c || c->dead) {
-		rc = -ENODEV;
-		goto out_unlock;
-	}
-	if (c->ops_outstanding <= c->ops_posted) {
-		rc = -EALREADY;
-		goto out_unlock;
-	}
-	o = malloc(sizeof(*o));
-	if (!o) {
-		rc = -ENOMEM;
-		goto out_unlock;
-	}
-	o->vid = vid;
-	o->rc = result > 0 ? -EIO : result;
-	rc = loop_post(proto_loop(), op_done_post, o);
-	if (rc < 0)
-		free(o);
-	else
-		c->ops_posted++;
-out_unlock:
-	proto_unlock();
-	return rc;
+	core_unlock();
 }

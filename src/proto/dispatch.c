@@ -165,9 +165,9 @@ static int validate(struct conn *c, const struct msg_desc *d, const struct msg_c
 	uint64_t have = 0;
 
 	if (!d->fn)
-		return -ENOSYS;
+		return -ENOSYS; /* not implemented by the core: offered to the device */
 	if (d->gate == G_OFFERED)
-		have = c->offered;
+		have = c->dev->offered;
 	else if (d->gate == G_NEGOTIATED)
 		have = c->dev->features |
 		       (conn_pf_negotiated(c) ? 1ull << VHOST_USER_F_PROTOCOL_FEATURES : 0);
@@ -197,10 +197,10 @@ static void send_reply(struct conn *c, int rc)
 	if (rc < 0 && rc != -ENOSYS) /* ENOSYS was logged with the request */
 		log_err_rl("vhost-user %s on vid %d failed: %s (%d)", d->name ? d->name : "?",
 			   c->vid, strerror(-rc), rc);
-	if (d->reply == R_NONE && !ack)
+	if (d->reply == R_NONE && !ack && !(rc >= 0 && r->hdr.size))
 		return;
 	r->hdr.flags = VHOST_USER_VERSION | VHOST_USER_REPLY_MASK;
-	if (d->reply == R_NONE) {
+	if (d->reply == R_NONE && !(rc >= 0 && r->hdr.size)) {
 		r->hdr.size = sizeof(uint64_t);
 		r->payload.u64 = rc < 0 ? (uint64_t)-rc : 0;
 	} else if (rc < 0) {
@@ -221,14 +221,16 @@ static void send_reply(struct conn *c, int rc)
  */
 static void msg_complete(struct conn *c)
 {
-	if (!conn_settle(c)) {
+	if (c->dead)
+		return;
+	if (!core_dev_settle(c->dev)) {
 		if (!c->dead)
 			conn_suspend(c);
 		return;
 	}
-	int rc = c->cur_rc;
-	if (rc == 0 && c->ops_err)
-		rc = c->ops_err;
+	int rc = c->cur_rc, err = core_op_take_error(c->dev);
+	if (rc == 0 && err)
+		rc = err;
 	if (rc == 0 && c->finish)
 		rc = c->finish(c);
 	c->finish = NULL;
@@ -256,14 +258,19 @@ static void dispatch_one(struct conn *c)
 	c->cur = d;
 	c->cur_flags = c->rx.hdr.flags;
 	c->finish = NULL;
-	c->ops_err = 0;
+	(void)core_op_take_error(c->dev);
 	rc = validate(c, d, &m);
 	if (rc == 0) {
 		mask_vring_index(m.msg, d->vring, conn_nvrings(c));
 		rc = d->fn(c, &m);
+		if (rc == -ENOSYS)
+			rc = -ENOTSUP; /* a known device request nobody handles */
+	} else if (rc == -ENOSYS) {
+		/* Not the core's: the device may take it (rte_vhost's extern callback). */
+		rc = h_device(c, &m);
+		if (rc == -ENOSYS)
+			log_warn("vid %d: %s (%u) not supported", c->vid, msg_name(req), req);
 	}
-	else if (rc == -ENOSYS)
-		log_warn("vid %d: %s (%u) not supported", c->vid, msg_name(req), req);
 	fd_close_all(c->rx_fds, c->rx_nfds);
 	c->rx_nfds = 0;
 	if (c->dead)
@@ -276,7 +283,7 @@ void conn_input(void *ctx, int fd, uint32_t events)
 {
 	struct conn *c = ctx;
 
-	proto_lock();
+	core_lock();
 	for (int n = 0; n < MSGS_PER_WAKEUP && !c->dead && !c->suspended; n++) {
 		int rc = rx_step(c);
 		if (rc == 0)
@@ -289,44 +296,26 @@ void conn_input(void *ctx, int fd, uint32_t events)
 		}
 		dispatch_one(c);
 	}
-	proto_unlock();
+	core_unlock();
 }
 
-int conn_op_result(struct conn *c, int rc)
+void conn_ops_done(void *owner)
 {
-	if (rc == VHK_OP_PENDING)
-		return 0; /* stays outstanding until vhk_dev_op_complete() */
-	if (c->ops_outstanding)
-		c->ops_outstanding--;
-	return rc;
-}
+	struct conn *c = owner;
 
-void conn_op_done(struct conn *c, int rc)
-{
-	if (c->ops_posted)
-		c->ops_posted--;
-	if (c->dead || !c->ops_outstanding)
+	if (c->dead)
 		return;
-	c->ops_outstanding--;
-	if (rc < 0 && c->op_start_ring >= 0)
-		conn_ring_start_failed(c, (uint32_t)c->op_start_ring, rc);
-	else if (rc < 0 && !c->ops_err)
-		c->ops_err = rc;
-	if (c->ops_outstanding)
-		return;
-	c->op_start_ring = -1;
-	if (c->cur) {
+	if (c->cur)
 		msg_complete(c);
-	} else if (conn_settle(c) && c->suspended) {
+	else if (core_dev_settle(c->dev) && c->suspended)
 		conn_resume(c);
-	}
 }
 
 void conn_suspend(struct conn *c)
 {
 	if (c->suspended)
 		return;
-	loop_watch_del(proto_loop(), c->watch);
+	loop_watch_del(core_loop(), c->watch);
 	c->watch = NULL;
 	c->suspended = true;
 }
@@ -335,7 +324,7 @@ void conn_resume(struct conn *c)
 {
 	if (!c->suspended || c->dead)
 		return;
-	if (loop_watch_add(proto_loop(), c->fd, EPOLLIN, conn_input, c, &c->watch) < 0) {
+	if (loop_watch_add(core_loop(), c->fd, EPOLLIN, conn_input, c, &c->watch) < 0) {
 		conn_close(c, "cannot watch socket");
 		return;
 	}

@@ -3,8 +3,9 @@
  * Memory table messages: SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG,
  * GET_MAX_MEM_SLOTS. Region validation and mapping live in mem/; here the
  * fds change hands (each is taken out of the message before
- * mem_region_map(), which always consumes it) and a new table is
- * installed with the device's users told first (destroy_device).
+ * mem_region_map(), which always consumes it) and a new table is built;
+ * the core installs it once the device's queues are down (queue_stop
+ * awaited, destroy_device first) and brings them up again.
  */
 #include <errno.h>
 
@@ -39,27 +40,6 @@ static struct mem_region_desc region_desc(const struct vhost_user_mem_region *r)
 	return d;
 }
 
-/*
- * Install @t as the device's memory. A running device is destroyed first
- * (its users must re-learn the layout); rings that no longer translate
- * were stopped by vdev_set_mem() and wait for a new kick.
- */
-static void install_mem(struct conn *c, struct mem_table *t)
-{
-	conn_destroy_device(c);
-	vdev_set_mem(c->dev, t);
-	for (uint32_t q = 0; q < conn_nvrings(c); q++) {
-		struct ring *r = &c->rings[q];
-		struct vq *vq = vdev_vq(c->dev, q);
-		if (r->vq_started && vq && !vq->started) {
-			r->vq_started = false;
-			r->failed = true;
-		} else if (!r->vq_started) {
-			r->failed = false; /* retry a start the old table could not map */
-		}
-	}
-}
-
 int h_set_mem_table(struct conn *c, struct msg_ctx *m)
 {
 	const struct vhost_user_memory *mm = &m->msg->payload.memory;
@@ -81,17 +61,19 @@ int h_set_mem_table(struct conn *c, struct msg_ctx *m)
 	rc = mem_table_new(regs, n, &t);
 	if (rc < 0)
 		goto err_put;
-	if (c->dead) {
-		mem_table_free(t);
-		return -ENOTCONN;
-	}
-	install_mem(c, t);
+	core_dev_set_mem(c->dev, t);
 	return 0;
 
 err_put:
 	while (mapped > 0)
 		mem_region_put(&regs[--mapped]);
 	return rc;
+}
+
+/* The table the next change builds on: one still waiting to be installed, or the current one. */
+static const struct mem_table *cur_mem(const struct conn *c)
+{
+	return c->dev->pending_mem ? c->dev->pending_mem : c->dev->mem;
 }
 
 int h_get_max_mem_slots(struct conn *c, struct msg_ctx *m)
@@ -123,22 +105,22 @@ int h_add_mem_reg(struct conn *c, struct msg_ctx *m)
 	 * each one adds the regions it has not sent itself: a region identical
 	 * to one already mapped is already there, not an overlap.
 	 */
-	if (region_present(c->dev->mem, &d)) {
+	if (region_present(cur_mem(c), &d)) {
 		fd_close(&fd);
 		return 0;
 	}
 	rc = mem_region_map(&d, fd, &r);
 	if (rc < 0)
 		return rc;
-	if (c->dev->mem)
-		rc = mem_table_add(c->dev->mem, &r, &t);
+	if (cur_mem(c))
+		rc = mem_table_add(cur_mem(c), &r, &t);
 	else
 		rc = mem_table_new(&r, 1, &t);
 	if (rc < 0) {
 		mem_region_put(&r);
 		return rc;
 	}
-	install_mem(c, t);
+	core_dev_set_mem(c->dev, t);
 	return 0;
 }
 
@@ -149,10 +131,10 @@ int h_rem_mem_reg(struct conn *c, struct msg_ctx *m)
 	int rc;
 
 	/* An fd the front-end may attach is closed unused by the dispatcher. */
-	rc = mem_table_remove(c->dev->mem, r->guest_phys_addr, r->userspace_addr, r->memory_size,
+	rc = mem_table_remove(cur_mem(c), r->guest_phys_addr, r->userspace_addr, r->memory_size,
 			      &t);
 	if (rc < 0)
 		return rc;
-	install_mem(c, t);
+	core_dev_set_mem(c->dev, t);
 	return 0;
 }

@@ -335,18 +335,18 @@ static void t_rarp_mtu(void)
 	memcpy(&mac, (const uint8_t[6]){0x52, 0x54, 0, 0x12, 0x34, 0x56}, 6);
 	fe_ack(v, VHOST_USER_SEND_RARP, &mac, 8, NULL, 0);
 	uint16_t mtu = 0;
-	CHECK_EQ(vhk_dev_get_mtu(vid, &mtu), -ENOENT);
+	CHECK_EQ(vhk_net_get_mtu(vid, &mtu), -ENOENT);
 	fe_ack(v, VHOST_USER_NET_SET_MTU, &(uint64_t){1500}, 8, NULL, 0);
-	CHECK_EQ(vhk_dev_get_mtu(vid, &mtu), 0);
+	CHECK_EQ(vhk_net_get_mtu(vid, &mtu), 0);
 	CHECK_EQ(mtu, 1500);
 	fe_ack(v, VHOST_USER_NET_SET_MTU, &(uint64_t){68}, 8, NULL, 0);
 	fe_ack(v, VHOST_USER_NET_SET_MTU, &(uint64_t){65535}, 8, NULL, 0);
-	CHECK_EQ(vhk_dev_get_mtu(vid, &mtu), 0);
+	CHECK_EQ(vhk_net_get_mtu(vid, &mtu), 0);
 	CHECK_EQ(mtu, 65535);
 	uint64_t bad_mtu[] = {0, 67, 65536, BIT(32) | 1500};
 	for (unsigned i = 0; i < 4; i++)
 		fe_nack(v, VHOST_USER_NET_SET_MTU, &bad_mtu[i], 8, NULL, 0);
-	CHECK_EQ(vhk_dev_get_mtu(vid, &mtu), 0);
+	CHECK_EQ(vhk_net_get_mtu(vid, &mtu), 0);
 	CHECK_EQ(mtu, 65535);
 	/* Wrong payload sizes. */
 	fe_nack(v, VHOST_USER_SEND_RARP, &mac, 4, NULL, 0);
@@ -363,7 +363,7 @@ static void t_rarp_mtu_refused(void)
 	fe_nack(v, VHOST_USER_SEND_RARP, &(uint64_t){0x563412005452ull}, 8, NULL, 0);
 	fe_nack(v, VHOST_USER_NET_SET_MTU, &(uint64_t){1500}, 8, NULL, 0);
 	uint16_t mtu;
-	CHECK_EQ(vhk_dev_get_mtu(vid, &mtu), -ENOENT);
+	CHECK_EQ(vhk_net_get_mtu(vid, &mtu), -ENOENT);
 	vuf_close(v);
 	be_stop();
 

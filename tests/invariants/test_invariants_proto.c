@@ -576,7 +576,7 @@ static void t_api_bad_handles(void)
 		CHECK(vhk_dev_get_ctx(vid) == NULL);
 		CHECK_EQ(vhk_dev_get_features(vid, &u), -ENODEV);
 		CHECK_EQ(vhk_dev_get_protocol_features(vid, &u), -ENODEV);
-		CHECK_EQ(vhk_dev_get_mtu(vid, &mtu), -ENODEV);
+		CHECK_EQ(vhk_net_get_mtu(vid, &mtu), -ENODEV);
 		CHECK_EQ(vhk_dev_get_path(vid, buf, sizeof(buf)), -ENODEV);
 		CHECK_EQ(vhk_dev_get_vq_count(vid), -ENODEV);
 		CHECK_EQ(vhk_dev_get_mem_table(vid, &mr, 1), -ENODEV);

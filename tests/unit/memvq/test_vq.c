@@ -503,7 +503,6 @@ static void t_vdev_mem_and_api(void)
 	struct vhk_mem_region mr[4];
 	struct vhk_vq_info info;
 	uint64_t feat;
-	uint16_t mtu;
 	char path[8];
 	int vid, kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 
@@ -528,7 +527,6 @@ static void t_vdev_mem_and_api(void)
 	d->features = 42;
 	CHECK_EQ(vhk_dev_get_features(vid, &feat), 0);
 	CHECK_EQ(feat, 42);
-	CHECK_EQ(vhk_dev_get_mtu(vid, &mtu), -ENOENT);
 	strcpy(d->path, "/tmp/sock");
 	CHECK_EQ(vhk_dev_get_path(vid, path, sizeof(path)), -ENOSPC);
 	CHECK_EQ(vhk_dev_get_vq_count(vid), 2);

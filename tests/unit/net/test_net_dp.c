@@ -677,6 +677,15 @@ static void t_tx_pool_dry(void)
 }
 
 /* After SEND_RARP the next dequeue returns one RARP announcement first. */
+/* Hand a device-specific message to the net device's hook, as the core does. */
+static int send_msg(struct env *e, uint32_t req, const void *payload, uint32_t size)
+{
+	uint8_t reply[VHK_MSG_REPLY_MAX];
+	struct vhk_msg m = {.request = req, .size = size, .payload = payload, .reply = reply};
+
+	return e->d->ops.handle_msg(e->vid, &m);
+}
+
 static void t_tx_rarp(void)
 {
 	static const uint8_t mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
@@ -692,7 +701,7 @@ static void t_tx_rarp(void)
 
 	env_setup(&e, F_MRG, 2048);
 	CHECK_EQ(vhk_net_dequeue_burst(e.vid, 1, e.pool, p, 4), 0);
-	CHECK_EQ(e.d->ops.send_rarp(e.vid, mac), 0);
+	CHECK_EQ(send_msg(&e, 19 /* SEND_RARP */, mac, 8), 0);
 	tx_post(&e, &h, data, 100, 100);
 	CHECK_EQ(vhk_net_dequeue_burst(e.vid, 1, e.pool, p, 4), 2);
 	check_pkt_eq(p[0], exp, 60);
@@ -701,17 +710,28 @@ static void t_tx_rarp(void)
 	CHECK_EQ(vhk_net_dequeue_burst(e.vid, 1, e.pool, p, 4), 0);
 	/* Again, with an empty ring and a pool of tiny buffers (chained frame). */
 	CHECK_EQ(vhk_pool_create(8, 16, 0, 0, &tiny), 0);
-	CHECK_EQ(e.d->ops.send_rarp(e.vid, mac), 0);
+	CHECK_EQ(send_msg(&e, 19 /* SEND_RARP */, mac, 8), 0);
 	CHECK_EQ(vhk_net_dequeue_burst(e.vid, 1, tiny, p, 1), 1);
 	check_pkt_eq(p[0], exp, 60);
 	CHECK_EQ(p[0]->nb_segs, 4);
 	vhk_pkt_free(p[0]);
 	CHECK_EQ(vhk_pool_avail(tiny), 8);
 	vhk_pool_free(tiny);
-	/* MTU bounds of the device ops. */
-	CHECK_EQ(e.d->ops.set_mtu(e.vid, 1500), 0);
-	CHECK_EQ(e.d->ops.set_mtu(e.vid, 67), -EINVAL);
+	/* MTU bounds of the device's message hook; other requests are not its own. */
+	uint16_t mtu = 0;
+	uint64_t v = 1500;
+	CHECK_EQ(vhk_net_get_mtu(e.vid, &mtu), -ENOENT);
+	CHECK_EQ(send_msg(&e, 20 /* NET_SET_MTU */, &v, 8), 0);
+	CHECK_EQ(vhk_net_get_mtu(e.vid, &mtu), 0);
+	CHECK_EQ(mtu, 1500);
+	v = 67;
+	CHECK_EQ(send_msg(&e, 20, &v, 8), -EINVAL);
+	v = 65536;
+	CHECK_EQ(send_msg(&e, 20, &v, 8), -EINVAL);
+	CHECK_EQ(send_msg(&e, 20, &v, 4), -EINVAL);
+	CHECK_EQ(send_msg(&e, 26 /* CREATE_CRYPTO_SESSION */, &v, 8), VHK_MSG_NOT_HANDLED);
 	CHECK_EQ(e.d->ops.min_queues, 2);
+	CHECK_EQ(e.d->ops.queue_num_unit, 2);
 	env_teardown(&e);
 }
 

@@ -13,6 +13,7 @@
 #include "util/fd.h"
 #include "vhostkit/vhk_dev.h"
 #include "vhostkit/vhk_vq.h"
+#include "vhostkit/vhk_net.h"
 
 #define F_BASE	   ((1ull << VHK_F_VERSION_1) | (1ull << VHK_F_PROTOCOL_FEATURES))
 #define PF_ACK	   (1ull << VHK_PF_REPLY_ACK)
