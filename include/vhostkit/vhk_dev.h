@@ -312,6 +312,21 @@ int vhk_loop_app_driven(void);
  */
 int vhk_loop_dispatch(int timeout_ms);
 
+/**
+ * Tell the frontend that the device's config space changed (a resized
+ * disk, a new MAC): VHOST_USER_BACKEND_CONFIG_CHANGE_MSG on the backend
+ * channel; the frontend reads the config again (GET_CONFIG) and tells the
+ * guest. Never blocks: the message is queued and sent when the channel
+ * takes it; with REPLY_ACK the frontend's acknowledgement is awaited in
+ * the background (bounded: a frontend that does not answer in 5 s loses
+ * its backend channel). Any thread.
+ * @return 0 queued; -ENODEV stale vid; -ENOTSUP the CONFIG and
+ *         BACKEND_REQ protocol features are not both negotiated;
+ *         -ENOTCONN no backend channel (no SET_BACKEND_REQ_FD yet, or it
+ *         was closed); -EBUSY / -ENOBUFS the channel is full.
+ */
+int vhk_dev_config_changed(int vid);
+
 /* ---- per-device queries (any thread; -ENODEV for a stale or bad vid) ---- */
 
 /** Context pointer given to vhk_socket_set_callbacks() for @p vid's socket. */

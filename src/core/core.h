@@ -97,12 +97,31 @@ uint64_t core_pf_supported(void);
 
 /* ---- device lifecycle (lifecycle.c) ---- */
 
+/* How a backend -> frontend message ended: 0 sent (and acknowledged, if asked), or -errno. */
+typedef void (*core_bmsg_done_fn)(void *arg, int rc);
+
+/* A backend -> frontend message (the spec's back-end message types). */
+struct core_bmsg {
+	uint32_t request;      /* VHOST_USER_BACKEND_* */
+	uint32_t size;         /* payload bytes */
+	const void *payload;
+	const int *fds;        /* sent along (duplicated; the caller keeps its own) */
+	uint32_t nfds;
+	core_bmsg_done_fn done; /* may be NULL; called once, on the control thread */
+	void *arg;
+};
+
 /* What the core needs from the transport that owns a device. */
 struct core_owner_ops {
 	/* Every pending device op has finished: continue where the transport stopped. */
 	void (*op_done)(void *owner);
 	/* The device must go (an app callback refused it): close the transport's side. */
 	void (*close)(void *owner, const char *why);
+	/*
+	 * Queue a message on the backend channel (never blocks). 0 queued
+	 * (@m->done follows), -ENOTCONN no channel, -EBUSY/-ENOBUFS full.
+	 */
+	int (*backend_send)(void *owner, const struct core_bmsg *m);
 };
 
 /*
@@ -142,6 +161,12 @@ void core_op_begin(struct vdev *d);
 int core_op_result(struct vdev *d, int rc);
 /* First error of the ops completed since the last call (0 if none); clears it. */
 int core_op_take_error(struct vdev *d);
+
+/*
+ * Send a backend -> frontend message for device @d. -ENOTCONN when the
+ * device has no transport or channel, else what the transport answers.
+ */
+int core_dev_backend_send(struct vdev *d, const struct core_bmsg *m);
 
 /* ---- what a transport changes (lifecycle.c, ring.c); lock held, owner not closing ---- */
 

@@ -23,6 +23,9 @@
 #define RECONNECT_MIN_MS   100u
 #define RECONNECT_MAX_MS   2000u
 #define ACCEPTS_PER_WAKEUP 64
+/* Replies queued for a frontend that does not read: one is enough (input stops meanwhile). */
+#define CONN_OUT_MSGS	   4u
+#define CONN_OUT_BYTES	   (4u * (12u + VHOST_USER_MAX_PAYLOAD))
 
 /* The core asks us to drop the connection (an app callback refused the device). */
 static void conn_refused(void *owner, const char *why)
@@ -33,6 +36,7 @@ static void conn_refused(void *owner, const char *why)
 static const struct core_owner_ops conn_owner_ops = {
     .op_done = conn_ops_done,
     .close = conn_refused,
+    .backend_send = conn_backend_send,
 };
 
 /* Link @c into its socket's list. */
@@ -65,8 +69,8 @@ int conn_new(struct psock *ps, int fd)
 		return -ENOMEM;
 	}
 	c->fd = fd;
-	c->backend_fd = -1;
 	c->ps = ps;
+	outq_init(&c->out, CONN_OUT_MSGS, CONN_OUT_BYTES);
 	c->offered_pf = core_sock_offered_pf(ps->cs);
 	rc = core_dev_new(ps->cs, &conn_owner_ops, c, &c->dev);
 	if (rc < 0)
@@ -75,6 +79,7 @@ int conn_new(struct psock *ps, int fd)
 	rc = loop_watch_add(core_loop(), fd, EPOLLIN, conn_input, c, &c->watch);
 	if (rc < 0)
 		goto err_close_dev;
+	c->watch_ev = EPOLLIN;
 	conn_link(c);
 	log_info("%s: new connection, vid %d", ps->cs->path, c->vid);
 	rc = core_dev_announce(c->dev);
@@ -112,7 +117,8 @@ void conn_close(struct conn *c, const char *why)
 	fd_close(&c->fd);
 	fd_close_all(c->rx_fds, c->rx_nfds);
 	c->rx_nfds = 0;
-	fd_close(&c->backend_fd);
+	outq_clear(&c->out);
+	conn_backend_close(c);
 	c->dev = NULL;
 	core_dev_close(d); /* may finish later, on its own, if a queue_stop is pending */
 	if (ps && !ps->dead && (ps->cs->flags & VHK_CLIENT) && !(ps->cs->flags & VHK_NO_RECONNECT))

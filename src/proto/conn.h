@@ -52,7 +52,8 @@ struct conn {
 	struct vdev *dev; /* NULL once closed (the core may still be releasing it) */
 	int vid;
 	int fd;
-	struct loop_watch *watch; /* NULL while suspended */
+	struct loop_watch *watch; /* NULL while nothing is awaited on the socket */
+	uint32_t watch_ev;	  /* events it waits for */
 	bool dead;		  /* closed; memory freed by a loop post */
 	bool suspended;		  /* waiting for device ops */
 	uint64_t offered_pf;	  /* protocol features offered (copy at connect time) */
@@ -71,7 +72,8 @@ struct conn {
 	msg_finish_fn finish;
 	uint32_t finish_q;
 
-	int backend_fd; /* SET_BACKEND_REQ_FD */
+	struct outq out;	 /* replies waiting for the socket to take them */
+	struct bchan *backend;	 /* SET_BACKEND_REQ_FD channel, or NULL */
 	struct conn *next;
 };
 
@@ -113,14 +115,25 @@ void psock_schedule_reconnect(struct psock *ps);
 /* Server mode: the listening socket is readable. */
 void psock_accept(void *ctx, int fd, uint32_t events);
 
+/* ---- backend.c: the backend request channel ---- */
+struct bchan;
+/* SET_BACKEND_REQ_FD: a new channel on @fd (taken), replacing the old one. */
+void conn_backend_set(struct conn *c, int fd);
+void conn_backend_close(struct conn *c);
+/* The core's backend_send hook. */
+int conn_backend_send(void *owner, const struct core_bmsg *m);
+
 /* ---- dispatch.c ---- */
 /* Read and dispatch what @c's socket holds (loop callback). */
 void conn_input(void *ctx, int fd, uint32_t events);
 /* The core's op_done hook: every pending device op of @c's device finished. */
 void conn_ops_done(void *owner);
-/* Stop reading / resume reading the socket. */
-void conn_suspend(struct conn *c);
-void conn_resume(struct conn *c);
+/*
+ * Watch the socket for what the connection needs now: input unless a
+ * device op is pending (suspended) or a reply is still queued, output
+ * while a reply is queued. Closes the connection if that fails.
+ */
+void conn_watch_update(struct conn *c);
 /* Name of request @req for logs. */
 const char *msg_name(uint32_t req);
 

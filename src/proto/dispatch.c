@@ -23,7 +23,6 @@
 #include "util/log.h"
 
 #define HDR_SIZE	 sizeof(struct vhost_user_header)
-#define REPLY_TIMEOUT_MS 1000
 #define MSGS_PER_WAKEUP	 32
 
 enum fd_rule { FD_NONE, FD_ONE, FD_VRING, FD_NREGIONS, FD_OPT };
@@ -210,9 +209,12 @@ static void send_reply(struct conn *c, int rc)
 	}
 	if (r->hdr.size > VHOST_USER_MAX_PAYLOAD)
 		r->hdr.size = 0;
-	rc = fdmsg_send(c->fd, r, HDR_SIZE + r->hdr.size, NULL, 0, REPLY_TIMEOUT_MS);
-	if (rc < 0)
-		conn_close(c, "cannot send reply");
+	/* Queued, never waited for: input stops until the frontend took it. */
+	rc = outq_push(&c->out, r, HDR_SIZE + r->hdr.size, NULL, 0);
+	if (rc == 0)
+		rc = outq_flush(&c->out, c->fd);
+	if (rc < 0 && rc != -EAGAIN)
+		conn_close(c, rc == -ENOBUFS ? "reply queue full" : "cannot send reply");
 }
 
 /*
@@ -224,8 +226,10 @@ static void msg_complete(struct conn *c)
 	if (c->dead)
 		return;
 	if (!core_dev_settle(c->dev)) {
-		if (!c->dead)
-			conn_suspend(c);
+		if (!c->dead) {
+			c->suspended = true; /* until the device op completes */
+			conn_watch_update(c);
+		}
 		return;
 	}
 	int rc = c->cur_rc, err = core_op_take_error(c->dev);
@@ -237,8 +241,8 @@ static void msg_complete(struct conn *c)
 	if (c->cur)
 		send_reply(c, rc);
 	c->cur = NULL;
-	if (!c->dead && c->suspended)
-		conn_resume(c);
+	c->suspended = false;
+	conn_watch_update(c);
 }
 
 /* Validate and run the buffered message, then reply. */
@@ -284,7 +288,13 @@ void conn_input(void *ctx, int fd, uint32_t events)
 	struct conn *c = ctx;
 
 	core_lock();
-	for (int n = 0; n < MSGS_PER_WAKEUP && !c->dead && !c->suspended; n++) {
+	if (!outq_empty(&c->out)) {
+		int rc = outq_flush(&c->out, c->fd);
+		if (rc < 0 && rc != -EAGAIN)
+			conn_close(c, "cannot send reply");
+	}
+	for (int n = 0; n < MSGS_PER_WAKEUP && !c->dead && !c->suspended && outq_empty(&c->out);
+	     n++) {
 		int rc = rx_step(c);
 		if (rc == 0)
 			break;
@@ -296,6 +306,7 @@ void conn_input(void *ctx, int fd, uint32_t events)
 		}
 		dispatch_one(c);
 	}
+	conn_watch_update(c);
 	core_unlock();
 }
 
@@ -305,28 +316,38 @@ void conn_ops_done(void *owner)
 
 	if (c->dead)
 		return;
-	if (c->cur)
+	if (c->cur) {
 		msg_complete(c);
-	else if (core_dev_settle(c->dev) && c->suspended)
-		conn_resume(c);
+	} else if (core_dev_settle(c->dev)) {
+		c->suspended = false;
+		conn_watch_update(c);
+	}
 }
 
-void conn_suspend(struct conn *c)
+void conn_watch_update(struct conn *c)
 {
-	if (c->suspended)
-		return;
-	loop_watch_del(core_loop(), c->watch);
-	c->watch = NULL;
-	c->suspended = true;
-}
+	bool out = !outq_empty(&c->out);
+	uint32_t ev = (out ? EPOLLOUT : 0) | (!out && !c->suspended ? EPOLLIN : 0);
+	int rc = 0;
 
-void conn_resume(struct conn *c)
-{
-	if (!c->suspended || c->dead)
+	if (c->dead)
 		return;
-	if (loop_watch_add(core_loop(), c->fd, EPOLLIN, conn_input, c, &c->watch) < 0) {
-		conn_close(c, "cannot watch socket");
+	if (ev == 0) {
+		/*
+		 * Nothing to wait for on the socket (a device op is pending): no
+		 * watch at all, or a hangup would be reported over and over.
+		 */
+		loop_watch_del(core_loop(), c->watch);
+		c->watch = NULL;
 		return;
 	}
-	c->suspended = false;
+	if (c->watch && ev == c->watch_ev)
+		return;
+	if (c->watch)
+		rc = loop_watch_mod(core_loop(), c->watch, ev);
+	else
+		rc = loop_watch_add(core_loop(), c->fd, ev, conn_input, c, &c->watch);
+	if (rc < 0)
+		conn_close(c, "cannot watch socket");
+	c->watch_ev = ev;
 }

@@ -33,10 +33,11 @@ int h_device(struct conn *c, struct msg_ctx *m)
 
 int h_set_backend_req_fd(struct conn *c, struct msg_ctx *m)
 {
-	fd_close(&c->backend_fd);
-	c->backend_fd = m->fds[0];
+	int fd = m->fds[0];
+
 	m->fds[0] = -1;
-	return 0;
+	conn_backend_set(c, fd);
+	return c->backend ? 0 : -ENOMEM;
 }
 
 int msg_size_config(const struct vhost_user_msg *msg)

@@ -104,9 +104,35 @@ static int wait_writable(int fd, const struct timespec *deadline)
 	}
 }
 
-int fdmsg_send(int fd, const void *buf, size_t len, const int *fds, size_t nfds, int timeout_ms)
+ssize_t fdmsg_send_nb(int fd, const void *buf, size_t len, const int *fds, size_t nfds)
 {
 	union cmsg_buf cbuf;
+	struct iovec iov = {.iov_base = (void *)(uintptr_t)buf, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t r;
+
+	if (nfds > FDMSG_CMSG_FDS || (nfds && len == 0))
+		return -EINVAL;
+	if (nfds) {
+		memset(&cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	do {
+		r = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	} while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return (errno == EAGAIN || errno == EWOULDBLOCK) ? -EAGAIN : -errno;
+	return r;
+}
+
+int fdmsg_send(int fd, const void *buf, size_t len, const int *fds, size_t nfds, int timeout_ms)
+{
 	struct timespec deadline;
 	size_t off = 0;
 
@@ -120,29 +146,17 @@ int fdmsg_send(int fd, const void *buf, size_t len, const int *fds, size_t nfds,
 		deadline.tv_nsec -= 1000000000;
 	}
 	while (off < len || (len == 0 && off == 0)) {
-		struct iovec iov = {.iov_base = (char *)(uintptr_t)buf + off, .iov_len = len - off};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-		if (nfds && off == 0) {
-			memset(&cbuf, 0, sizeof(cbuf));
-			mh.msg_control = cbuf.buf;
-			mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-			cm->cmsg_level = SOL_SOCKET;
-			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-			memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-		}
-		ssize_t r = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		/* The fds travel with the first byte. */
+		ssize_t r = fdmsg_send_nb(fd, (const char *)buf + off, len - off,
+					  off == 0 ? fds : NULL, off == 0 ? nfds : 0);
 		if (r >= 0) {
 			off += (size_t)r;
 			if (len == 0)
 				break;
 			continue;
 		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
+		if (r != -EAGAIN)
+			return (int)r;
 		int rc = wait_writable(fd, &deadline);
 		if (rc < 0)
 			return rc;

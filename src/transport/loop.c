@@ -186,6 +186,18 @@ int loop_watch_add(struct loop *l, int fd, uint32_t events, loop_fd_fn fn, void 
 	return 0;
 }
 
+int loop_watch_mod(struct loop *l, struct loop_watch *w, uint32_t events)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = w};
+	int rc = 0;
+
+	pthread_mutex_lock(&l->lock);
+	if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, w->fd, &ev) < 0)
+		rc = -errno;
+	pthread_mutex_unlock(&l->lock);
+	return rc;
+}
+
 void loop_watch_del(struct loop *l, struct loop_watch *w)
 {
 	struct loop_watch **pp;

@@ -26,7 +26,11 @@
 int uds_listen(const char *path, mode_t mode, uid_t uid, gid_t gid);
 /* Accept one connection (non-blocking, CLOEXEC). Returns fd, -EAGAIN, -errno. */
 int uds_accept(int lfd);
-/* Connect to @path (blocking connect, then non-blocking fd). Returns fd or -errno. */
+/*
+ * Connect to @path without blocking (non-blocking, CLOEXEC). Returns the fd,
+ * -EAGAIN when the listener's backlog is full (retry later), or -errno
+ * (-ENOENT, -ECONNREFUSED: nobody listens).
+ */
 int uds_connect(const char *path);
 
 /* ---- messages with fds ---- */
@@ -47,6 +51,39 @@ ssize_t fdmsg_recv(int fd, void *buf, size_t len, int *fds, size_t *nfds, size_t
  * full. MSG_NOSIGNAL. Returns 0 or -errno (-ETIMEDOUT).
  */
 int fdmsg_send(int fd, const void *buf, size_t len, const int *fds, size_t nfds, int timeout_ms);
+/*
+ * One non-blocking sendmsg() of up to @len bytes, @nfds fds attached to the
+ * first byte. Returns the bytes sent (>= 0), -EAGAIN (socket full: nothing
+ * sent, fds not sent either), -errno.
+ */
+ssize_t fdmsg_send_nb(int fd, const void *buf, size_t len, const int *fds, size_t nfds);
+
+/* ---- output queues (outq.c) ---- */
+
+#define OUTQ_MAX_FDS 8
+struct outmsg;
+/* A bounded FIFO of messages for a non-blocking socket. Embed; no locking. */
+struct outq {
+	struct outmsg *head, *tail;
+	size_t nmsgs, bytes;
+	size_t max_msgs, max_bytes;
+};
+/* Empty queue holding at most @max_msgs messages and @max_bytes bytes. */
+void outq_init(struct outq *q, size_t max_msgs, size_t max_bytes);
+/*
+ * Queue a copy of @len bytes and the @nfds fds (ownership moves to the
+ * queue: each fds[i] is set to -1; on failure they are closed). 0,
+ * -ENOBUFS over the bound, -ENOMEM, -EINVAL.
+ */
+int outq_push(struct outq *q, const void *buf, size_t len, int *fds, size_t nfds);
+/* Send what the socket takes: 0 all sent, -EAGAIN more left, -errno broken. */
+int outq_flush(struct outq *q, int sock);
+/* Drop every queued message (closing their fds). */
+void outq_clear(struct outq *q);
+static inline bool outq_empty(const struct outq *q)
+{
+	return q->head == NULL;
+}
 
 /* ---- event loop ---- */
 
@@ -64,6 +101,8 @@ int loop_fd(const struct loop *l);
 /* Watch @fd for @events (EPOLLIN ...). The loop does not own @fd. */
 int loop_watch_add(struct loop *l, int fd, uint32_t events, loop_fd_fn fn, void *ctx,
 		   struct loop_watch **ret);
+/* Change the events @w waits for (0: none but errors). */
+int loop_watch_mod(struct loop *l, struct loop_watch *w, uint32_t events);
 /* Stop watching; safe from inside any callback of the same loop. NULL-safe. */
 void loop_watch_del(struct loop *l, struct loop_watch *w);
 /* One-shot timer after @ms milliseconds. */

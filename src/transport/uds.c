@@ -132,16 +132,20 @@ int uds_connect(const char *path)
 	rc = make_addr(path, &sa);
 	if (rc < 0)
 		return rc;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		rc = -errno;
+	/*
+	 * A Unix stream connect completes at once or fails; it does not wait,
+	 * except that a full backlog answers EAGAIN (and some kernels could
+	 * answer EINPROGRESS): both mean "not now", the caller retries later.
+	 */
+	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (errno == EINTR)
+			continue;
+		rc = (errno == EAGAIN || errno == EINPROGRESS) ? -EAGAIN : -errno;
 		goto err_close_fd;
 	}
-	rc = fd_set_nonblock(fd);
-	if (rc < 0)
-		goto err_close_fd;
 	return fd;
 
 err_close_fd:

@@ -41,6 +41,13 @@ int fd_set_nonblock(int fd)
 	return 0;
 }
 
+int fd_dup_cloexec(int fd)
+{
+	int r = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+	return r < 0 ? -errno : r;
+}
+
 int fd_eventfd_write(int fd)
 {
 	uint64_t one = 1;

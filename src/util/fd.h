@@ -12,6 +12,8 @@ void fd_close_all(int *fds, size_t n);
 /* Set FD_CLOEXEC / O_NONBLOCK. Return 0 or -errno. */
 int fd_set_cloexec(int fd);
 int fd_set_nonblock(int fd);
+/* A CLOEXEC duplicate of @fd, or -errno. */
+int fd_dup_cloexec(int fd);
 /* eventfd helpers tolerant of EAGAIN; return 0 or -errno. */
 int fd_eventfd_write(int fd);
 int fd_eventfd_drain(int fd); /* returns 1 if it was signalled, 0 if not, -errno */

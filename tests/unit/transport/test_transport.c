@@ -401,7 +401,96 @@ static void t_loop_no_leak(void)
 	CHECK_EQ(fd_count_open(), base);
 }
 
+/*
+ * uds_connect never waits: a listener whose backlog is full (nobody
+ * accepts) answers -EAGAIN at once instead of blocking the caller (the
+ * control thread, when reconnecting). The alarm ends a blocking connect.
+ */
+static void t_connect_never_blocks(void)
+{
+	const char *p = tmp_path("backlog");
+	int lfd = uds_listen(p, (mode_t)-1, (uid_t)-1, (gid_t)-1), fds[4096], n = 0, rc = 0;
+
+	CHECK(lfd >= 0);
+	CHECK_EQ(listen(lfd, 1), 0); /* shrink the backlog */
+	alarm(10);
+	while (n < 4096 && (rc = uds_connect(p)) >= 0) {
+		CHECK(has_flags(rc));
+		fds[n++] = rc;
+	}
+	alarm(0);
+	CHECK_EQ(rc, -EAGAIN);
+	CHECK(n >= 1);
+	/* Once accepted, connecting works again. */
+	int a = uds_accept(lfd);
+	CHECK(a >= 0);
+	rc = uds_connect(p);
+	CHECK(rc >= 0);
+	close(rc);
+	close(a);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	close(lfd);
+	unlink(p);
+	CHECK_EQ(uds_connect(p), -ENOENT);
+}
+
+/* Output queues: order, fds with the first byte, partial sends, the bound, no leak. */
+static void t_outq(void)
+{
+	int sv[2], base = fd_count_open();
+	struct outq q;
+	static char big[256 * 1024];
+
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+	outq_init(&q, 3, sizeof(big) + 16);
+	int efd = eventfd(0, EFD_CLOEXEC);
+	CHECK_EQ(outq_push(&q, "one", 3, &efd, 1), 0);
+	CHECK_EQ(efd, -1); /* the queue owns it */
+	CHECK_EQ(outq_push(&q, big, sizeof(big), NULL, 0), 0);
+	CHECK_EQ(outq_push(&q, "end", 3, NULL, 0), 0);
+	CHECK_EQ(outq_push(&q, "x", 1, NULL, 0), -ENOBUFS); /* 3 messages at most */
+	int e2 = eventfd(0, EFD_CLOEXEC);
+	CHECK_EQ(outq_push(&q, "x", 1, &e2, 1), -ENOBUFS);
+	CHECK_EQ(e2, -1); /* closed on failure too */
+	/* The socket takes part of it: the rest waits. */
+	CHECK_EQ(outq_flush(&q, sv[0]), -EAGAIN);
+	CHECK(!outq_empty(&q));
+	/* Drain the peer side: the first message comes with its fd. */
+	char buf[4096];
+	int fds[2];
+	size_t nfds = 0, got = 0;
+	ssize_t r = fdmsg_recv(sv[1], buf, 3, fds, &nfds, 2);
+	CHECK_EQ(r, 3);
+	CHECK_EQ(nfds, 1);
+	CHECK(!memcmp(buf, "one", 3));
+	close(fds[0]);
+	while (got < sizeof(big) + 3) {
+		int rc = outq_flush(&q, sv[0]);
+		CHECK(rc == 0 || rc == -EAGAIN);
+		r = recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT);
+		if (r > 0) {
+			if (got + (size_t)r > sizeof(big))
+				CHECK(!memcmp(buf + (sizeof(big) > got ? sizeof(big) - got : 0), "end",
+					      got + (size_t)r - sizeof(big)));
+			got += (size_t)r;
+		}
+	}
+	CHECK(outq_empty(&q));
+	CHECK_EQ(outq_flush(&q, sv[0]), 0);
+	/* A cleared queue closes what it held; a broken socket is an error, not a wait. */
+	efd = eventfd(0, EFD_CLOEXEC);
+	CHECK_EQ(outq_push(&q, "z", 1, &efd, 1), 0);
+	close(sv[1]);
+	CHECK_EQ(outq_flush(&q, sv[0]), -EPIPE);
+	outq_clear(&q);
+	CHECK(outq_empty(&q));
+	close(sv[0]);
+	CHECK_EQ(fd_count_open(), base);
+}
+
 TEST_MAIN(TEST(t_stale_socket_replaced), TEST(t_live_socket_refused), TEST(t_non_socket_refused),
 	  TEST(t_perms_applied), TEST(t_fd_passing), TEST(t_too_many_fds_closed),
 	  TEST(t_no_fd_leak), TEST(t_send_timeout), TEST(t_watch_del_in_callback),
-	  TEST(t_loop_timers), TEST(t_loop_post), TEST(t_loop_no_leak))
+	  TEST(t_loop_timers), TEST(t_loop_post), TEST(t_loop_no_leak), TEST(t_connect_never_blocks),
+	  TEST(t_outq))
