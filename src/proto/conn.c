@@ -119,6 +119,7 @@ void conn_close(struct conn *c, const char *why)
 	c->rx_nfds = 0;
 	outq_clear(&c->out);
 	conn_backend_close(c);
+	conn_inband_free(c);
 	c->dev = NULL;
 	core_dev_close(d); /* may finish later, on its own, if a queue_stop is pending */
 	if (ps && !ps->dead && (ps->cs->flags & VHK_CLIENT) && !(ps->cs->flags & VHK_NO_RECONNECT))

@@ -74,6 +74,7 @@ struct conn {
 
 	struct outq out;	 /* replies waiting for the socket to take them */
 	struct bchan *backend;	 /* SET_BACKEND_REQ_FD channel, or NULL */
+	struct inband_ring *inband; /* in-band notification state per vring, or NULL */
 	struct conn *next;
 };
 
@@ -123,6 +124,17 @@ void conn_backend_close(struct conn *c);
 /* The core's backend_send hook. */
 int conn_backend_send(void *owner, const struct core_bmsg *m);
 
+/* ---- inband.c: in-band notifications ---- */
+struct inband_ring;
+enum inband_kind { INBAND_KICK, INBAND_CALL, INBAND_ERR };
+/* In-band notifications were negotiated on @c. */
+bool conn_inband(const struct conn *c);
+/* An eventfd of ours for vring @q's kick, call or err; its duplicate in *ret_fd for the queue. */
+int conn_inband_fd(struct conn *c, uint32_t q, enum inband_kind kind, int *ret_fd);
+/* The frontend gave vring @q a real fd of that kind: drop ours. */
+void conn_inband_forget(struct conn *c, uint32_t q, enum inband_kind kind);
+void conn_inband_free(struct conn *c);
+
 /* ---- dispatch.c ---- */
 /* Read and dispatch what @c's socket holds (loop callback). */
 void conn_input(void *ctx, int fd, uint32_t events);
@@ -164,6 +176,7 @@ MSG_HANDLER(h_add_mem_reg)
 MSG_HANDLER(h_rem_mem_reg)
 MSG_HANDLER(h_set_status)
 MSG_HANDLER(h_get_status)
+MSG_HANDLER(h_vring_kick)
 #undef MSG_HANDLER
 
 /* Size checkers for variable payloads (0 or -EINVAL). */

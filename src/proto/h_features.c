@@ -31,6 +31,15 @@ int h_set_protocol_features(struct conn *c, struct msg_ctx *m)
 
 	if (pf & ~c->offered_pf)
 		return -ENOTSUP;
+	/*
+	 * In-band notifications need the backend channel and acks; the spec
+	 * says the backend has no other way to refuse them than to close.
+	 */
+	const uint64_t inband_needs = (1ull << VHK_PF_BACKEND_REQ) | (1ull << VHK_PF_REPLY_ACK);
+	if ((pf & (1ull << VHK_PF_INBAND_NOTIFICATIONS)) && (pf & inband_needs) != inband_needs) {
+		conn_close(c, "INBAND_NOTIFICATIONS without BACKEND_REQ and REPLY_ACK");
+		return -EPROTO;
+	}
 	c->dev->protocol_features = pf;
 	/*
 	 * QEMU (7.2 at least) runs the protocol-feature handshake but does not

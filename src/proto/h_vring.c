@@ -58,41 +58,52 @@ int h_get_vring_base(struct conn *c, struct msg_ctx *m)
 	return 0;
 }
 
-/* SET_VRING_KICK/CALL/ERR: the vring index and the fd (taken; -1 with NOFD). */
-static uint32_t vring_fd_msg(struct msg_ctx *m, int *fd)
+/*
+ * SET_VRING_KICK/CALL/ERR: the vring index and the fd (taken). Without an
+ * fd (NOFD) the queue gets none (polling), or with in-band notifications
+ * an eventfd of ours that carries them (inband.c).
+ */
+static int vring_fd_msg(struct conn *c, struct msg_ctx *m, enum inband_kind kind, uint32_t *q,
+			int *fd)
 {
 	uint64_t v = m->msg->payload.u64;
 
+	*q = (uint32_t)(v & VHOST_USER_VRING_IDX_MASK);
 	*fd = -1;
 	if (!(v & VHOST_USER_VRING_NOFD_MASK)) {
 		*fd = m->fds[0];
 		m->fds[0] = -1;
+		conn_inband_forget(c, *q, kind);
+		return 0;
 	}
-	return (uint32_t)(v & VHOST_USER_VRING_IDX_MASK);
+	if (conn_inband(c))
+		return conn_inband_fd(c, *q, kind, fd);
+	conn_inband_forget(c, *q, kind);
+	return 0;
 }
 
 int h_set_vring_kick(struct conn *c, struct msg_ctx *m)
 {
-	int fd;
-	uint32_t q = vring_fd_msg(m, &fd);
+	uint32_t q;
+	int fd, rc = vring_fd_msg(c, m, INBAND_KICK, &q, &fd);
 
-	return core_ring_set_kick(c->dev, q, fd);
+	return rc < 0 ? rc : core_ring_set_kick(c->dev, q, fd);
 }
 
 int h_set_vring_call(struct conn *c, struct msg_ctx *m)
 {
-	int fd;
-	uint32_t q = vring_fd_msg(m, &fd);
+	uint32_t q;
+	int fd, rc = vring_fd_msg(c, m, INBAND_CALL, &q, &fd);
 
-	return core_ring_set_call(c->dev, q, fd);
+	return rc < 0 ? rc : core_ring_set_call(c->dev, q, fd);
 }
 
 int h_set_vring_err(struct conn *c, struct msg_ctx *m)
 {
-	int fd;
-	uint32_t q = vring_fd_msg(m, &fd);
+	uint32_t q;
+	int fd, rc = vring_fd_msg(c, m, INBAND_ERR, &q, &fd);
 
-	return core_ring_set_err(c->dev, q, fd);
+	return rc < 0 ? rc : core_ring_set_err(c->dev, q, fd);
 }
 
 int h_set_vring_enable(struct conn *c, struct msg_ctx *m)

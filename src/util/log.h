@@ -18,6 +18,11 @@ void vhk_logf_rl(struct log_ratelimit *rl, int level, const char *fmt, ...)
 #define log_warn(...) vhk_logf(1, __VA_ARGS__)
 #define log_info(...) vhk_logf(2, __VA_ARGS__)
 #define log_dbg(...) vhk_logf(3, __VA_ARGS__)
+#define log_warn_rl(...)                                                                       \
+	do {                                                                                   \
+		static struct log_ratelimit rl_;                                              \
+		vhk_logf_rl(&rl_, 1, __VA_ARGS__);                                             \
+	} while (0)
 #define log_err_rl(...)                                                                        \
 	do {                                                                                   \
 		static struct log_ratelimit rl_;                                              \

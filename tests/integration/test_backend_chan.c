@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -276,5 +277,110 @@ static void t_stuck_reader(void)
 	CHECK(ev_wait(EV_DESTROY_CONN, 10 + (unsigned)f.nfds, 5000));
 }
 
+#define BACKEND_VRING_CALL 4u
+#define BACKEND_VRING_ERR 5u
+#define PF_INB (PF_CHAN | BIT(VHK_PF_INBAND_NOTIFICATIONS))
+#define F_INB (IT_F_CUSTOM & ~BIT(VHK_F_EVENT_IDX))
+
+/* Nothing arrives on the channel for @ms milliseconds. */
+static bool chan_quiet(int chan, int ms)
+{
+	struct vuf c = {.fd = chan, .backend_req_fd = -1};
+	struct vhost_user_msg msg;
+	return vuf_recv(&c, &msg, ms) == -ETIMEDOUT;
+}
+
+/* The next message is @req for vring @q, asking for an ack. */
+static void chan_expect(int chan, uint32_t req, uint32_t q)
+{
+	struct vhost_user_msg msg;
+
+	chan_recv(chan, &msg);
+	CHECK_EQ(msg.hdr.request, req);
+	CHECK_EQ(msg.hdr.flags, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK);
+	CHECK_EQ(msg.hdr.size, 8);
+	CHECK_EQ(msg.payload.state.index, q);
+	CHECK_EQ(msg.payload.state.num, 0);
+}
+
+/*
+ * In-band notifications: kicks by VRING_KICK messages, calls and ring
+ * errors by VRING_CALL / VRING_ERR on the backend channel, one at a time
+ * (the next after the ack), signals meanwhile coalesced.
+ */
+static void t_inband(void)
+{
+	struct be_cfg cfg = {.ops = &cfg_ops, .features = F_INB, .protocol_features = PF_INB};
+	const char *path = be_start(&cfg);
+	struct vhost_user_vring_state st = {0, 0};
+	struct gmem *m;
+	struct gring *r;
+	int sv[2];
+
+	/* The spec: in-band without BACKEND_REQ and REPLY_ACK closes the connection. */
+	struct vuf *v = fe_connect(path);
+	(void)vuf_negotiate(v, F_INB, PF_INB & ~BIT(VHK_PF_REPLY_ACK));
+	CHECK(vuf_peer_closed(v, 3000));
+	vuf_close(v);
+
+	v = fe_open(path, F_INB, PF_INB);
+	int vid = ev_conn_vid();
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	fe_ack(v, VHOST_USER_SET_BACKEND_REQ_FD, NULL, 0, &sv[1], 1);
+	close(sv[1]);
+	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
+	CHECK_EQ(gring_new(m, 256, false, &r), 0);
+	CHECK_EQ(vuf_set_mem_table(v, m), 0);
+	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_NUM, 0, 256), 0);
+	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_BASE, 0, 0), 0);
+	CHECK_EQ(vuf_set_vring_addr(v, 0, r), 0);
+	CHECK_EQ(vuf_set_vring_fd(v, VHOST_USER_SET_VRING_CALL, 0, -1), 0);
+	CHECK_EQ(vuf_set_vring_fd(v, VHOST_USER_SET_VRING_ERR, 0, -1), 0);
+	CHECK_EQ(vuf_set_vring_fd(v, VHOST_USER_SET_VRING_KICK, 0, -1), 0);
+	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_ENABLE, 0, 1), 0);
+	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
+
+	/* Kick: the message wakes a device sleeping on the queue's kick fd. */
+	CHECK_EQ(vhk_vq_wait_kick(vid, 0, 0), 0);
+	fe_ack(v, VHOST_USER_VRING_KICK, &st, 8, NULL, 0);
+	CHECK_EQ(vhk_vq_wait_kick(vid, 0, 1000), 1);
+	st.num = 1; /* reserved */
+	fe_nack(v, VHOST_USER_VRING_KICK, &st, 8, NULL, 0);
+	st.num = 0;
+	st.index = 2; /* no such vring */
+	fe_nack(v, VHOST_USER_VRING_KICK, &st, 8, NULL, 0);
+
+	/* Call: one message; two more calls before the ack make exactly one more. */
+	CHECK_EQ(vhk_vq_notify(vid, 0), 1);
+	chan_expect(sv[0], BACKEND_VRING_CALL, 0);
+	CHECK_EQ(vhk_vq_notify(vid, 0), 1);
+	CHECK_EQ(vhk_vq_notify(vid, 0), 1);
+	CHECK(chan_quiet(sv[0], 300));
+	chan_reply(sv[0], BACKEND_VRING_CALL, 0);
+	chan_expect(sv[0], BACKEND_VRING_CALL, 0);
+	chan_reply(sv[0], BACKEND_VRING_CALL, 0);
+	CHECK(chan_quiet(sv[0], 300));
+
+	/* A ring error (avail index jumping past the ring) reaches the frontend as VRING_ERR. */
+	gring_raw_avail_idx(r, 1000);
+	CHECK_EQ(vhk_vq_avail_count(vid, 0), 0); /* and the queue is broken now */
+	chan_expect(sv[0], BACKEND_VRING_ERR, 0);
+	chan_reply(sv[0], BACKEND_VRING_ERR, 0);
+	struct vhk_vq_info info;
+	CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);
+	CHECK(info.broken);
+	fe_usable(v);
+
+	/* A real call fd replaces ours: calls go there, nothing on the channel. */
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	CHECK_EQ(vuf_set_vring_fd(v, VHOST_USER_SET_VRING_CALL, 0, efd), 0);
+	vuf_close(v);
+	CHECK(chan_closed(sv[0], 3000));
+	close(efd);
+	close(sv[0]);
+	gring_free(r);
+	gmem_free(m);
+}
+
 TEST_MAIN(TEST(t_config_change_ack), TEST(t_config_change_gates), TEST(t_no_reply_closes_channel),
-	  TEST(t_unread_channel_bounded), TEST(t_channel_garbage), TEST(t_stuck_reader))
+	  TEST(t_unread_channel_bounded), TEST(t_channel_garbage), TEST(t_stuck_reader), TEST(t_inband))
