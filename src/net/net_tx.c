@@ -13,11 +13,11 @@
  * Security model: the header is fetched once into local memory and only the
  * copy is validated and used (net_hdr_validate_tx). Chains with writable
  * pieces or shorter than the header, oversized packets and bad headers are
- * consumed, counted as errors and never delivered. Chains are popped as
+ * consumed, counted as errors and never delivered. When the pool runs dry
+ * the current chain is rewound, not lost. Chains are popped as
  * VQ_POP_DEV_READS: nothing here ever writes into a guest buffer, so the
  * WRITE flag inside an indirect table is ignored (DPDK virtio-user sets it
- * on its packed tables' header entry); ring descriptors keep the rule. When the pool runs dry
- * the current chain is rewound, not lost.
+ * on its packed tables' header entry); ring descriptors keep the rule.
  */
 #include <errno.h>
 #include <string.h>
