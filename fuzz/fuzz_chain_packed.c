@@ -10,8 +10,8 @@
  * bug.
  *
  * Input: [0] ring size - 1 (mod 64) [1] feature bits (bit0 indirect, bit1
- * event idx) [2..5] base (packed encoding); the rest is copied to guest
- * memory at gpa 0.
+ * event idx; bit2: pop with VQ_POP_DEV_READS) [2..5] base (packed
+ * encoding); the rest is copied to guest memory at gpa 0.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -71,7 +71,7 @@ static uint32_t touch(const struct vq_chain *c)
 }
 
 /* Configure, start and drain the ring; every path ends in vq_reset(). */
-static void run(uint16_t size, uint64_t features, uint32_t base)
+static void run(uint16_t size, uint64_t features, uint32_t base, enum vq_pop_mode mode)
 {
 	struct vq_addr a = {0};
 	uint16_t rewound = 0;
@@ -89,7 +89,7 @@ static void run(uint16_t size, uint64_t features, uint32_t base)
 	(void)vq_set_notification(&g_vq, true);
 	for (uint32_t round = 0; round < 4u * size + 4 && g_vq.ready; round++) {
 		uint16_t n = vq_avail_count(&g_vq);
-		int rc = vq_pop(&g_vq, &g_chain);
+		int rc = vq_pop_mode(&g_vq, &g_chain, mode);
 		if (rc == -ENOENT || rc == -EIO)
 			break;
 		if (rc == 0)
@@ -134,6 +134,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(gview(off), data + 6 + off, chunk);
 		off += chunk;
 	}
-	run(qsize, features, base);
+	run(qsize, features, base, (data[1] & 4) ? VQ_POP_DEV_READS : VQ_POP_RW);
 	return 0;
 }

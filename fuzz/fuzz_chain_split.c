@@ -8,7 +8,8 @@
  * byte touched outside guest memory is a bug.
  *
  * Input: [0] ring size log2 (mod 8) [1] feature bits (bit0 indirect, bit1
- * event idx) [2..3] base; the rest is copied to guest memory at gpa 0.
+ * event idx; bit2: pop with VQ_POP_DEV_READS) [2..3] base; the rest is
+ * copied to guest memory at gpa 0.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -66,7 +67,7 @@ static uint32_t touch(const struct vq_chain *c)
 	return sum;
 }
 
-static void run(uint16_t size, uint64_t features, uint16_t base)
+static void run(uint16_t size, uint64_t features, uint16_t base, enum vq_pop_mode mode)
 {
 	uint16_t ids[8];
 	uint16_t nids = 0;
@@ -84,7 +85,7 @@ static void run(uint16_t size, uint64_t features, uint16_t base)
 	(void)vq_set_notification(&g_vq, true);
 	for (uint32_t round = 0; round < 4u * size + 4 && g_vq.ready; round++) {
 		uint16_t n = vq_avail_count(&g_vq);
-		int rc = vq_pop(&g_vq, &g_chain);
+		int rc = vq_pop_mode(&g_vq, &g_chain, mode);
 		if (rc == -ENOENT || rc == -EIO)
 			break;
 		if (rc == 0)
@@ -127,6 +128,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(gview(off), data + 4 + off, chunk);
 		off += chunk;
 	}
-	run(qsize, features, base);
+	run(qsize, features, base, (data[1] & 4) ? VQ_POP_DEV_READS : VQ_POP_RW);
 	return 0;
 }

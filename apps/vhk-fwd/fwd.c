@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -43,6 +44,7 @@ struct fwd_ctx {
 	atomic_bool stop;
 	/* forwarding thread only */
 	uint64_t iter;
+	bool unexpected_shown;          /* the first frame not as --expect-frame was printed */
 	struct fwd_slot slot[FWD_MAX_DEVS];
 };
 
@@ -90,6 +92,44 @@ static uint16_t send_and_free(struct fwd_ctx *c, int vid, uint16_t qid, struct v
 	return sent;
 }
 
+/* Does @p hold exactly the @len bytes @want (over all its segments)? */
+static bool frame_equals(const struct vhk_pkt *p, const uint8_t *want, uint32_t len)
+{
+	uint32_t off = 0;
+
+	if (p->pkt_len != len)
+		return false;
+	for (const struct vhk_pkt *s = p; s; s = s->next) {
+		if (s->data_len > len - off || memcmp(vhk_pkt_data(s), want + off, s->data_len))
+			return false;
+		off += s->data_len;
+	}
+	return off == len;
+}
+
+/* --expect-frame: is @p one of the frames given? */
+static bool frame_as_expected(const struct fwd_ctx *c, const struct vhk_pkt *p)
+{
+	for (uint32_t i = 0; i < c->o.nexpect; i++)
+		if (frame_equals(p, c->o.expect[i], c->o.expect_len[i]))
+			return true;
+	return false;
+}
+
+/* Print the first frame that is not as expected to stderr, in hex, once. */
+static void show_unexpected(struct fwd_ctx *c, const struct vhk_pkt *p)
+{
+	if (c->unexpected_shown)
+		return;
+	c->unexpected_shown = true;
+	fprintf(stderr, "vhk-fwd: frame of %u bytes is none of the --expect-frame frames:\n",
+		p->pkt_len);
+	for (const struct vhk_pkt *s = p; s; s = s->next)
+		for (uint32_t i = 0; i < s->data_len; i++)
+			fprintf(stderr, "%02x", vhk_pkt_data(s)[i]);
+	fprintf(stderr, "\n");
+}
+
 /* Receive a burst from vring @qid and count it (dequeue_cycles when non-empty). */
 static uint16_t receive(struct fwd_ctx *c, int vid, uint16_t qid, struct vhk_pkt **pkts)
 {
@@ -101,6 +141,16 @@ static uint16_t receive(struct fwd_ctx *c, int vid, uint16_t qid, struct vhk_pkt
 	count(&c->st->rx_packets, n);
 	count(&c->st->rx_bursts, n != 0);
 	count(&c->st->rx_bytes, bytes_of(pkts, n));
+	if (c->o.nexpect) {
+		uint64_t bad = 0;
+		for (uint16_t i = 0; i < n; i++) {
+			if (!frame_as_expected(c, pkts[i])) {
+				show_unexpected(c, pkts[i]);
+				bad++;
+			}
+		}
+		count(&c->st->rx_unexpected, bad);
+	}
 	return n;
 }
 

@@ -22,6 +22,7 @@
 #define FWD_MAX_BURST 512
 #define FWD_MIN_PKT_LEN 42   /* Ethernet 14 + IPv4 20 + UDP 8 */
 #define FWD_MAX_PKT_LEN 9216
+#define FWD_MAX_EXPECT 8     /* --expect-frame options */
 
 enum fwd_mode {
 	FWD_RXONLY,
@@ -46,6 +47,10 @@ struct fwd_opts {
 	uint64_t disable_features;
 	bool json;
 	uint8_t mac[6];      /* our Ethernet address */
+	/* --expect-frame: every frame received must equal one of these */
+	const uint8_t *expect[FWD_MAX_EXPECT];
+	uint32_t expect_len[FWD_MAX_EXPECT];
+	uint32_t nexpect;      /* 0 = no --expect-frame */
 };
 
 /* Counters: written by the forwarding thread only, read by anyone. */
@@ -61,6 +66,7 @@ struct fwd_stats {
 	_Atomic uint64_t dq_cycles;  /* TSC cycles in dequeue calls that returned packets */
 	_Atomic uint64_t eq_cycles;  /* TSC cycles in enqueue calls + freeing their bursts */
 	_Atomic uint64_t devices;    /* new_device callbacks accepted */
+	_Atomic uint64_t rx_unexpected; /* frames received that differ from --expect-frame */
 };
 
 /* ---- options (main.c) ---- */

@@ -6,6 +6,7 @@
  *
  * Exit status: 0 clean exit, 1 setup failure, 2 usage error.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -75,7 +76,7 @@ static void usage(FILE *f)
 		"               [--burst N] [--tx-first[=BURSTS]] [--start-delay SECONDS]\n"
 		"               [--duration SECONDS]\n"
 		"               [--stats-period SECONDS] [--disable-features LIST]\n"
-		"               [--mac XX:XX:XX:XX:XX:XX] [--json]\n");
+		"               [--mac XX:XX:XX:XX:XX:XX] [--expect-frame HEX] [--json]\n");
 }
 
 /* Strict unsigned parse of @s into [lo, hi]; -1 on any error. */
@@ -154,6 +155,31 @@ static int parse_mac(const char *s, uint8_t mac[6])
 	return 0;
 }
 
+/*
+ * One more --expect-frame: 1 to FWD_MAX_PKT_LEN bytes as an even number of
+ * hex digits (no separators), into a static buffer; -1 on error or when
+ * FWD_MAX_EXPECT frames are given already.
+ */
+static int parse_frame(const char *s, struct fwd_opts *o)
+{
+	static uint8_t frames[FWD_MAX_EXPECT][FWD_MAX_PKT_LEN];
+	size_t n = strlen(s);
+
+	if (o->nexpect >= FWD_MAX_EXPECT || n == 0 || n % 2 || n / 2 > FWD_MAX_PKT_LEN)
+		return -1;
+	uint8_t *frame = frames[o->nexpect];
+	for (size_t i = 0; i < n; i += 2) {
+		unsigned b;
+		if (!isxdigit((unsigned char)s[i]) || !isxdigit((unsigned char)s[i + 1]) ||
+		    sscanf(s + i, "%2x", &b) != 1)
+			return -1;
+		frame[i / 2] = (uint8_t)b;
+	}
+	o->expect[o->nexpect] = frame;
+	o->expect_len[o->nexpect++] = (uint32_t)(n / 2);
+	return 0;
+}
+
 /* Mode name to enum fwd_mode; -1 on an unknown name. */
 static int parse_mode(const char *s, enum fwd_mode *out)
 {
@@ -188,6 +214,7 @@ static int apply_option(struct fwd_opts *o, int opt, const char *arg)
 	case 'f': return parse_features(arg, &o->disable_features);
 	case 'j': o->json = true; return 0;
 	case 'a': return parse_mac(arg, o->mac);
+	case 'e': return parse_frame(arg, o);
 	default: return -1;
 	}
 }
@@ -209,6 +236,7 @@ static int parse_args(int argc, char **argv, struct fwd_opts *o)
 		{"disable-features", required_argument, NULL, 'f'},
 		{"json", no_argument, NULL, 'j'},
 		{"mac", required_argument, NULL, 'a'},
+		{"expect-frame", required_argument, NULL, 'e'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};

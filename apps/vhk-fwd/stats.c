@@ -76,14 +76,19 @@ void stats_final(const struct fwd_stats *st, const struct fwd_opts *o, double se
 	printf("  dropped: %" PRIu64 "  busy cycles/packet: %.1f\n", drop, cpp);
 	printf("  packets per burst: rx %.1f, tx %.1f\n", rxn ? (double)rxp / (double)rxn : 0,
 	       txn ? (double)txp / (double)txn : 0);
+	if (o->nexpect)
+		printf("  rx frames not given by --expect-frame: %" PRIu64 "\n",
+		       rd(&st->rx_unexpected));
 	if (o->json)
 		printf("{\"mode\":\"%s\",\"rx_packets\":%" PRIu64 ",\"tx_packets\":%" PRIu64
 		       ",\"rx_bytes\":%" PRIu64 ",\"tx_bytes\":%" PRIu64 ",\"dropped\":%" PRIu64
 		       ",\"seconds\":%.6f,\"busy_cycles\":%" PRIu64
 		       ",\"busy_cycles_per_packet\":%.3f,\"rx_bursts\":%" PRIu64
 		       ",\"tx_bursts\":%" PRIu64 ",\"dequeue_cycles\":%" PRIu64
-		       ",\"enqueue_cycles\":%" PRIu64 ",\"devices\":%" PRIu64 "}\n",
+		       ",\"enqueue_cycles\":%" PRIu64 ",\"devices\":%" PRIu64
+		       ",\"rx_unexpected\":%" PRIu64 "}\n",
 		       fwd_mode_name(o->mode), rxp, txp, rxb, txb, drop, seconds, busy, cpp, rxn,
-		       txn, rd(&st->dq_cycles), rd(&st->eq_cycles), rd(&st->devices));
+		       txn, rd(&st->dq_cycles), rd(&st->eq_cycles), rd(&st->devices),
+		       rd(&st->rx_unexpected));
 	fflush(stdout);
 }

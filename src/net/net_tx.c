@@ -14,7 +14,10 @@
  * copy is validated and used (net_hdr_validate_tx). Chains with writable
  * pieces or shorter than the header, oversized packets and bad headers are
  * consumed, counted as errors and never delivered. When the pool runs dry
- * the current chain is rewound, not lost.
+ * the current chain is rewound, not lost. Chains are popped as
+ * VQ_POP_DEV_READS: nothing here ever writes into a guest buffer, so the
+ * WRITE flag inside an indirect table is ignored (DPDK virtio-user sets it
+ * on its packed tables' header entry); ring descriptors keep the rule.
  */
 #include <errno.h>
 #include <string.h>
@@ -235,7 +238,7 @@ static int tx_one(struct tx_burst *b, struct vhk_pkt *p)
 		}
 		vq_one_to_chain(&o, c);
 	} else {
-		r = vq_pop(b->vq, c);
+		r = vq_pop_mode(b->vq, c, VQ_POP_DEV_READS); /* transmit queues are only read */
 	}
 	if (unlikely(r < 0)) {
 		if (r != -E2BIG)

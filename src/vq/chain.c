@@ -14,6 +14,9 @@
  *  - the total length of the chain is summed in 64 bits and must not exceed
  *    2^32; zero-length descriptors are allowed but count against the TTL;
  *  - device-writable descriptors must follow all device-readable ones;
+ *    on a VQ_POP_DEV_READS pop the entries of an indirect table are all
+ *    device-readable (their WRITE flag is ignored; ring descriptors keep
+ *    it), so the chain gets no writable piece from a table;
  *  - INDIRECT only when negotiated and not inside an indirect table, never
  *    together with NEXT, with a non-zero length that is a multiple of 16 and
  *    at most 32768 entries; the WRITE flag of the pointing descriptor is
@@ -42,6 +45,7 @@ struct dtab {
 	uint64_t gpa;
 	uint32_t n;
 	bool ring; /* the ring's own table (counts ndesc) */
+	bool ro;   /* an indirect table on a VQ_POP_DEV_READS pop: WRITE ignored */
 };
 
 /* Make the local copy opaque so the compiler never re-reads guest memory for it. */
@@ -102,6 +106,7 @@ static int walk_indirect(struct chain_walk *w, const struct vring_desc *d, bool 
 	t.gpa = d->addr;
 	t.n = d->len / (uint32_t)sizeof(struct vring_desc);
 	t.ring = false;
+	t.ro = w->tables_ro;
 	/* No alignment requirement: fetch_desc copies with memcpy. */
 	t.host = mem_gpa_range(w->mem, d->addr, d->len);
 	return walk_table(w, &t, 0, false);
@@ -124,7 +129,7 @@ static int walk_table(struct chain_walk *w, const struct dtab *t, uint32_t head,
 			w->c->ndesc++;
 		if (unlikely(d.flags & VRING_DESC_F_INDIRECT))
 			return walk_indirect(w, &d, indirect_ok); /* always the last one */
-		rc = chain_add_buffer(w, d.addr, d.len, d.flags & VRING_DESC_F_WRITE);
+		rc = chain_add_buffer(w, d.addr, d.len, (d.flags & VRING_DESC_F_WRITE) && !t->ro);
 		if (unlikely(rc))
 			return rc;
 		if (!(d.flags & VRING_DESC_F_NEXT))
@@ -136,9 +141,11 @@ static int walk_table(struct chain_walk *w, const struct dtab *t, uint32_t head,
 }
 
 int chain_walk_split(const struct mem_table *mem, uint32_t *hint, const struct vring_desc *desc,
-		     uint16_t size, uint16_t head, bool indirect_ok, struct vq_chain *c)
+		     uint16_t size, uint16_t head, bool indirect_ok, enum vq_pop_mode mode,
+		     struct vq_chain *c)
 {
-	struct chain_walk w = {.mem = mem, .hint = hint, .c = c};
+	struct chain_walk w = {.mem = mem, .hint = hint, .c = c,
+			       .tables_ro = mode == VQ_POP_DEV_READS};
 	struct dtab t = {.host = desc, .n = size, .ring = true};
 	int rc;
 

@@ -18,7 +18,9 @@
  *    inside a NEXT list, never with NEXT), len a non-zero multiple of 16 and
  *    at most 32768 entries, checked before anything is read from the table;
  *    inside the table only WRITE counts (NEXT and id are ignored, INDIRECT
- *    is a nested table and refused);
+ *    is a nested table and refused), and on a VQ_POP_DEV_READS pop not even
+ *    WRITE: every entry is device-readable, so such a chain has no
+ *    writable piece;
  *  - a table crossing regions is read entry by entry through its gpa;
  *  - lengths summed in 64 bits, at most 2^32; writable after readable;
  *  - buffers translated through mem_gpa_to_hva() piece by piece (a buffer
@@ -92,7 +94,8 @@ static int pk_walk_indirect(struct chain_walk *w, const struct vring_packed_desc
 		}
 		if (unlikely(e.flags & VRING_DESC_F_INDIRECT))
 			return -EIO; /* nested table */
-		int rc = chain_add_buffer(w, e.addr, e.len, e.flags & VRING_DESC_F_WRITE);
+		int rc = chain_add_buffer(w, e.addr, e.len,
+					  (e.flags & VRING_DESC_F_WRITE) && !w->tables_ro);
 		if (unlikely(rc))
 			return rc;
 	}
@@ -116,9 +119,10 @@ static inline bool pk_fetch_ring(const struct vring_packed_desc *ring, uint16_t 
 
 int chain_walk_packed(const struct mem_table *mem, uint32_t *hint,
 		      const struct vring_packed_desc *ring, uint16_t size, uint16_t head, bool wrap,
-		      bool indirect_ok, struct vq_chain *c)
+		      bool indirect_ok, enum vq_pop_mode mode, struct vq_chain *c)
 {
-	struct chain_walk w = {.mem = mem, .hint = hint, .c = c};
+	struct chain_walk w = {.mem = mem, .hint = hint, .c = c,
+			       .tables_ro = mode == VQ_POP_DEV_READS};
 	struct vring_packed_desc d;
 	uint32_t pos = head;
 	int rc;

@@ -29,6 +29,7 @@ struct chain_walk {
 	uint64_t total;  /* bytes over all descriptors, 64-bit */
 	bool seen_write; /* a device-writable descriptor was seen */
 	bool overflow;   /* more pieces than VQ_MAX_IOV */
+	bool tables_ro;  /* VQ_POP_DEV_READS: WRITE inside indirect tables is ignored */
 };
 
 /* Append one translated piece; past VQ_MAX_IOV only remember the overflow. */

@@ -477,8 +477,15 @@ uint16_t vq_avail_count_max(struct vq *vq, uint16_t max)
 int vq_pop(struct vq *vq, struct vq_chain *c)
 {
 	if (unlikely(vq->packed))
-		return vq_packed_pop(vq, c);
-	return vq_split_pop(vq, c);
+		return vq_packed_pop(vq, c, VQ_POP_RW);
+	return vq_split_pop(vq, c, VQ_POP_RW);
+}
+
+int vq_pop_mode(struct vq *vq, struct vq_chain *c, enum vq_pop_mode mode)
+{
+	if (unlikely(vq->packed))
+		return vq_packed_pop(vq, c, mode);
+	return vq_split_pop(vq, c, mode);
 }
 
 void vq_rewind(struct vq *vq, const uint16_t *ids, uint16_t n)

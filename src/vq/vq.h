@@ -267,12 +267,37 @@ uint16_t vq_avail_count(struct vq *vq);
 uint16_t vq_avail_count_max(struct vq *vq, uint16_t max);
 
 /*
+ * What the device will do with the buffers of the chains it pops. The
+ * walkers are device-agnostic; only the caller knows whether it writes the
+ * queue, so it says so per pop (docs/hardening.md, "Device-read-only pops").
+ */
+enum vq_pop_mode {
+	/*
+	 * The device may write the chain's writable pieces (net RX; every
+	 * queue of blk, crypto and of devices outside the library): every
+	 * chain rule applies, WRITE included.
+	 */
+	VQ_POP_RW = 0,
+	/*
+	 * The device only ever reads this queue's buffers (net TX). Inside an
+	 * indirect table the WRITE flag is ignored: every entry is a readable
+	 * piece (DPDK virtio-user leaves WRITE on the header entry of its
+	 * packed transmit tables). Ring descriptors keep WRITE and the
+	 * writable-after-readable rule; every other check is unchanged. The
+	 * caller must never write into any piece of such a chain.
+	 */
+	VQ_POP_DEV_READS,
+};
+
+/*
  * Pop the next available chain into @c (validated and translated).
  * Returns 0; -ENOENT none available; -EIO the ring is broken (now marked);
  * -E2BIG chain valid but more than VQ_MAX_IOV pieces (consumed: the caller
  * must vq_push() it with len 0).
  */
 int vq_pop(struct vq *vq, struct vq_chain *c);
+/* vq_pop() for a device that says how it uses the chain (vq_pop() is VQ_POP_RW). */
+int vq_pop_mode(struct vq *vq, struct vq_chain *c, enum vq_pop_mode mode);
 
 /* Give back the last @n popped chains (ids in pop order) unconsumed. */
 void vq_rewind(struct vq *vq, const uint16_t *ids, uint16_t n);
@@ -300,7 +325,7 @@ void vq_mark_broken(struct vq *vq, const char *why) cold_path;
 void *vq_ring_part(const struct mem_table *mem, uint64_t qva, uint64_t len, uint64_t align);
 int vq_split_start(struct vq *vq);
 uint16_t vq_split_avail_count(struct vq *vq);
-int vq_split_pop(struct vq *vq, struct vq_chain *c);
+int vq_split_pop(struct vq *vq, struct vq_chain *c, enum vq_pop_mode mode);
 void vq_split_rewind(struct vq *vq, const uint16_t *ids, uint16_t n);
 void vq_split_push(struct vq *vq, uint16_t id, uint32_t len);
 void vq_split_flush(struct vq *vq);
@@ -311,7 +336,7 @@ bool vq_split_set_notification(struct vq *vq, bool enable);
 int vq_packed_start(struct vq *vq);
 uint32_t vq_packed_base(const struct vq *vq);
 uint16_t vq_packed_avail_count(struct vq *vq, uint16_t max);
-int vq_packed_pop(struct vq *vq, struct vq_chain *c);
+int vq_packed_pop(struct vq *vq, struct vq_chain *c, enum vq_pop_mode mode);
 void vq_packed_rewind(struct vq *vq, const uint16_t *ids, uint16_t n);
 void vq_packed_push(struct vq *vq, uint16_t id, uint32_t len);
 void vq_packed_flush(struct vq *vq);
@@ -323,19 +348,23 @@ bool vq_packed_set_notification(struct vq *vq, bool enable);
  * (< @size) with wrap counter @wrap. Returns -ENOENT if that descriptor is
  * not available, else fills @c (id = buffer id < size, ndesc = ring slots)
  * and returns 0, -EIO (guest error) or -E2BIG (too many pieces; consumed).
+ * @mode: see enum vq_pop_mode (it only matters inside an indirect table).
  */
 int chain_walk_packed(const struct mem_table *mem, uint32_t *hint,
 		      const struct vring_packed_desc *ring, uint16_t size, uint16_t head, bool wrap,
-		      bool indirect_ok, struct vq_chain *c);
+		      bool indirect_ok, enum vq_pop_mode mode, struct vq_chain *c);
 
 /*
  * Walk the split chain starting at @head of the descriptor table @desc of
  * @size entries (the ring's, or an indirect table when @indirect_ok is
  * false), translating through @mem. Enforces every rule of the split chain
  * walk (bounds, TTL, indirect rules, 2^32 total, ordering of writable after
- * readable). Returns 0, -EIO (guest error), -E2BIG (too many pieces).
+ * readable). @mode: see enum vq_pop_mode (it only matters inside an
+ * indirect table @head points to). Returns 0, -EIO (guest error), -E2BIG
+ * (too many pieces).
  */
 int chain_walk_split(const struct mem_table *mem, uint32_t *hint, const struct vring_desc *desc,
-		     uint16_t size, uint16_t head, bool indirect_ok, struct vq_chain *c);
+		     uint16_t size, uint16_t head, bool indirect_ok, enum vq_pop_mode mode,
+		     struct vq_chain *c);
 
 #endif

@@ -135,7 +135,7 @@ uint16_t vq_packed_avail_count(struct vq *vq, uint16_t max)
 	return n;
 }
 
-int vq_packed_pop(struct vq *vq, struct vq_chain *c)
+int vq_packed_pop(struct vq *vq, struct vq_chain *c, enum vq_pop_mode mode)
 {
 	uint16_t pos = vq->last_avail_idx;
 	bool wrap = vq->avail_wrap;
@@ -155,7 +155,7 @@ int vq_packed_pop(struct vq *vq, struct vq_chain *c)
 		rc = 0;
 	} else {
 		rc = chain_walk_packed(vq->mem, &vq->mem_hint, vq->pdesc, vq->size, pos, wrap,
-				       vq->indirect, c);
+				       vq->indirect, mode, c);
 	}
 	if (rc == -ENOENT)
 		return -ENOENT;

@@ -80,7 +80,7 @@ uint16_t vq_split_avail_count(struct vq *vq)
 	return n;
 }
 
-int vq_split_pop(struct vq *vq, struct vq_chain *c)
+int vq_split_pop(struct vq *vq, struct vq_chain *c, enum vq_pop_mode mode)
 {
 	uint16_t head;
 	int rc;
@@ -107,7 +107,7 @@ int vq_split_pop(struct vq *vq, struct vq_chain *c)
 		rc = 0;
 	} else {
 		rc = chain_walk_split(vq->mem, &vq->mem_hint, vq->desc, vq->size, head,
-				      vq->indirect, c);
+				      vq->indirect, mode, c);
 		if (unlikely(rc == -EIO)) {
 			vq_mark_broken(vq, "invalid descriptor chain");
 			return -EIO;

@@ -17,12 +17,12 @@
 static int run_plain(const char *const *args)
 {
 	const char *bin = getenv("VHK_FWD_BIN");
-	char *argv[20];
+	char *argv[32];
 	int n = 0, st = 0;
 
 	CHECK(bin);
 	argv[n++] = (char *)(uintptr_t)bin;
-	for (int i = 0; args[i] && n < 19; i++)
+	for (int i = 0; args[i] && n < 31; i++)
 		argv[n++] = (char *)(uintptr_t)args[i];
 	argv[n] = NULL;
 	pid_t pid = fork();
@@ -54,6 +54,12 @@ static void t_usage_errors(void)
 		{"--socket", "/tmp/x", "--duration", "-1", NULL},
 		{"--socket", "/tmp/x", "--stats-period", "x", NULL},
 		{"--socket", "/tmp/x", "--mac", "02:00:00:00:00", NULL},
+		{"--socket", "/tmp/x", "--expect-frame", "", NULL},
+		{"--socket", "/tmp/x", "--expect-frame", "abc", NULL},   /* odd digit count */
+		{"--socket", "/tmp/x", "--expect-frame", "0g", NULL},
+		{"--socket", "/tmp/x", "--expect-frame", "00 1", NULL},
+		{"--socket", "/tmp/x", "--expect-frame", "+1", NULL},
+
 		{"--socket", "/tmp/x", "--frobnicate", NULL},
 		{"--socket", "/tmp/x", "extra", NULL},
 		{"--socket", NULL},
@@ -62,6 +68,17 @@ static void t_usage_errors(void)
 		fprintf(stderr, "# case %zu\n", i);
 		CHECK_EQ(run_plain(bad[i]), 2);
 	}
+	/* --expect-frame: 9 frames (one more than allowed), 9217 bytes (one more than allowed). */
+	const char *nine[2 + 2 * 9 + 1] = {"--socket", "/tmp/x"};
+	for (int i = 0; i < 9; i++) {
+		nine[2 + 2 * i] = "--expect-frame";
+		nine[3 + 2 * i] = "00";
+	}
+	CHECK_EQ(run_plain(nine), 2);
+	static char big[2 * 9217 + 1];
+	memset(big, 'a', sizeof(big) - 1);
+	const char *const too_long[] = {"--socket", "/tmp/x", "--expect-frame", big, NULL};
+	CHECK_EQ(run_plain(too_long), 2);
 	static const char *const help[] = {"--help", NULL};
 	CHECK_EQ(run_plain(help), 0);
 }

@@ -5,6 +5,7 @@
  * --tx-first, --start-delay and several queue pairs.
  */
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -289,5 +290,60 @@ static void t_two_queue_pairs(void)
 	fwd_cleanup(&fp);
 }
 
+/* @len bytes of @f as hex into @hex (2 * len + 1 bytes). */
+static void to_hex(const uint8_t *f, uint32_t len, char *hex)
+{
+	for (uint32_t i = 0; i < len; i++)
+		sprintf(hex + 2 * i, "%02x", f[i]);
+}
+
+/*
+ * --expect-frame (twice): frames equal to either are counted as received
+ * only; a changed byte (first, last), one byte less or more, another frame
+ * are counted in rx_unexpected. Frame A (3000 bytes) spans two pool
+ * buffers of vhk-fwd, so the comparison crosses segments.
+ */
+static void t_expect_frame(void)
+{
+	static uint8_t a[3000], b[60], x[3001];
+	static char ha[2 * sizeof(a) + 1], hb[2 * sizeof(b) + 1];
+	const char *const args[] = {"--mode", "rxonly", "--expect-frame", ha, "--expect-frame", hb,
+				    NULL};
+	struct fwdproc fp;
+	struct guest g;
+
+	for (uint32_t i = 0; i < sizeof(a); i++)
+		a[i] = (uint8_t)(i * 13 + 1);
+	for (uint32_t i = 0; i < sizeof(b); i++)
+		b[i] = (uint8_t)(0xf0 - i);
+	to_hex(a, sizeof(a), ha);
+	to_hex(b, sizeof(b), hb);
+	spawn_mode(&fp, args);
+	guest_connect(&g, fp.path, 1, 0);
+	for (int i = 0; i < 5; i++) {
+		guest_send(&g, 0, a, sizeof(a));
+		guest_send(&g, 0, b, sizeof(b));
+	}
+	memcpy(x, a, sizeof(a));
+	x[0] ^= 1;
+	guest_send(&g, 0, x, sizeof(a)); /* first byte differs */
+	x[0] ^= 1;
+	x[sizeof(a) - 1] ^= 0x80;
+	guest_send(&g, 0, x, sizeof(a)); /* last byte differs */
+	x[sizeof(a) - 1] ^= 0x80;
+	guest_send(&g, 0, x, sizeof(a) - 1); /* one byte short */
+	x[sizeof(a)] = 0;
+	guest_send(&g, 0, x, sizeof(a) + 1); /* one byte more */
+	guest_send(&g, 0, b, sizeof(b) - 1);
+	guest_wait_sent(&g, 0);
+	guest_close(&g);
+	CHECK_EQ(fwd_finish(&fp, SIGTERM), 0);
+	CHECK_EQ(fwd_json_u64(&fp, "rx_packets"), 15);
+	CHECK_EQ(fwd_json_u64(&fp, "rx_unexpected"), 5);
+	CHECK(strstr(fp.out, "rx frames not given by --expect-frame: 5"));
+	fwd_cleanup(&fp);
+}
+
 TEST_MAIN(TEST(t_rxonly_counts), TEST(t_txonly_frames), TEST(t_io_unchanged),
-	  TEST(t_mac_rewrite), TEST(t_tx_first), TEST(t_tx_first_bursts), TEST(t_start_delay), TEST(t_two_queue_pairs))
+	  TEST(t_mac_rewrite), TEST(t_tx_first), TEST(t_tx_first_bursts), TEST(t_start_delay), TEST(t_two_queue_pairs),
+	  TEST(t_expect_frame))

@@ -5,10 +5,12 @@ vhk-fwd runs on CPU 0, testpmd's lcores on CPU 1 (interop.md). testpmd is
 stopped with SIGINT and its final "Forward statistics" are parsed; its
 periodic "NIC statistics" blocks (--stats-period 1) show the run's progress.
 """
+import itertools
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import time
 
@@ -49,6 +51,56 @@ EXTRA = {
                             {"vdev": ",packed_vq=0,in_order=1,mrg_rxbuf=0"}),
 }
 
+# Issue 10: multi-segment transmit. testpmd txonly sends 3-segment frames
+# (--txpkts=64,64,64 with the MULTI_SEGS offload); virtio-user sends each
+# through an indirect table, and its packed driver leaves WRITE on the
+# table's header entry. The frames' bytes are checked by vhk-fwd
+# (--expect-frame, see txonly_frames), so the MACs are fixed. Split runs with
+# in_order=0: virtio-user's in-order transmit never uses indirect tables.
+TP_MAC, FWD_MAC = "02:00:00:00:00:02", "02:00:00:00:00:01"
+MSEG = {"txpkts": (64, 64, 64), "check_bytes": True,
+        "tp_args": ["--tx-offloads=0x8000", "--eth-peer=0," + FWD_MAC]}
+MSEG_DESC = ", 3-segment frames (txpkts=64,64,64, MULTI_SEGS) in indirect tables, bytes checked"
+for _ring, _io in (("packed", 0), ("packed", 1), ("split", 0)):
+    EXTRA["dpdk-tx-mseg-%s-io%d" % (_ring, _io)] = (
+        "tx", "packed_vq=%d,in_order=%d%s" % (_ring == "packed", _io, MSEG_DESC),
+        dict(MSEG, vdev=",packed_vq=%d,in_order=%d,mac=%s" % (_ring == "packed", _io, TP_MAC)))
+
+
+def ip_checksum(b):
+    """The Internet checksum of @b (even length)."""
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+
+
+def txonly_frames(segs, src=TP_MAC, dst=FWD_MAC):
+    """Every frame testpmd 22.11 txonly can send with --txpkts=SEGS.
+
+    Per frame it writes only the 42 bytes of Ethernet (dst = --eth-peer, src =
+    the port's MAC, IPv4), IPv4 (198.18.0.1 -> 198.18.0.2, TTL 64, id 0, no
+    options, header checksum) and UDP (port 9 -> 9, no checksum) headers at
+    the start of the first segment. The rest is whatever the mbufs hold: a
+    fresh mbuf is zero, and the only thing ever written into this pool's
+    mbufs is those headers at the same offset (the net header of an indirect
+    transmit lives in the driver's own region), so every later segment is
+    either zeros or the 42 header bytes followed by zeros. The frames are
+    the combinations of those choices (4 for 3 segments)."""
+    length = sum(segs)
+    if segs[0] < 42:
+        raise ValueError("the headers must fit the first segment")
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, length - 14, 0, 0, 64, 17, 0,
+                               bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])))
+    struct.pack_into("!H", ip, 10, ip_checksum(bytes(ip)))
+    udp = struct.pack("!HHHH", 9, 9, length - 34, 0)
+    mac = lambda m: bytes.fromhex(m.replace(":", ""))  # noqa: E731
+    hdrs = mac(dst) + mac(src) + b"\x08\x00" + bytes(ip) + udp
+    first = (hdrs + bytes(segs[0]))[:segs[0]]
+    later = [(bytes(n), (hdrs + bytes(n))[:n]) for n in segs[1:]]
+    return [first + b"".join(c) for c in itertools.product(*later)]
+
+
 PATH_RE = re.compile(r"(?i)(using|disabled|enabled)[^\n]*(vector|simd|avx|in[-_ ]order|mergeable|packed)[^\n]*")
 
 
@@ -79,7 +131,8 @@ def testpmd_start(ctx, sock, fwd_mode, cfg, extra=(), log="testpmd.log", interac
             "--nb-cores=1", "--forward-mode=" + fwd_mode] + (
                 ["-i", "--auto-start"] if interactive else ["--stats-period", "1"]) + [
             "--total-num-mbufs=16384", "--rxq=%d" % q, "--txq=%d" % q,
-            "--txpkts=%d" % PKT_LEN, "--no-flush-rx"] + list(extra)
+            "--txpkts=" + ",".join(str(n) for n in cfg.get("txpkts", (PKT_LEN,))),
+            "--no-flush-rx"] + list(cfg.get("tp_args", ())) + list(extra)
     if cfg.get("desc"):
         argv += ["--rxd=%d" % cfg["desc"], "--txd=%d" % cfg["desc"]]
     if interactive:  # line-buffered, so that each command's output shows at once
@@ -161,9 +214,16 @@ def case_virtio_tx(ctx, cfg):
     testpmd runs interactively: "stop" ends its forwarding but keeps the port
     (and the rings) up, so vhk-fwd drains what the last bursts left in the
     ring before "quit" stops the rings (a SIGINT would stop forwarding and
-    close the port within a millisecond, racing the drain)."""
+    close the port within a millisecond, racing the drain). With
+    cfg["check_bytes"], vhk-fwd compares every frame with txonly_frames()."""
     sock = ctx.path("vhost.sock")
-    fwd, tp = start_pair(ctx, sock, "rxonly", [], "txonly", cfg, interactive=True)
+    segs = cfg.get("txpkts", (PKT_LEN,))
+    frame_len = sum(segs)
+    fwd_args = []
+    if cfg.get("check_bytes"):
+        for f in txonly_frames(segs):
+            fwd_args += ["--expect-frame", f.hex()]
+    fwd, tp = start_pair(ctx, sock, "rxonly", fwd_args, "txonly", cfg, interactive=True)
     time.sleep(RUN_SECONDS)
     testpmd_command(tp, "stop")
     wait_for(lambda: "Forward statistics for port 0" in read_log(tp) and "Done." in
@@ -187,8 +247,15 @@ def case_virtio_tx(ctx, cfg):
     ctx.check("vhk-fwd rx_packets == testpmd TX-total - TX-dropped", c["rx_packets"] == sent,
               "rx_packets=%d, testpmd %d - %d" % (c["rx_packets"], st["TX-total"],
                                                   st["TX-dropped"]))
-    ctx.check("vhk-fwd rx_bytes == packets x %d" % PKT_LEN, c["rx_bytes"] == sent * PKT_LEN,
+    ctx.check("vhk-fwd rx_bytes == packets x %d" % frame_len, c["rx_bytes"] == sent * frame_len,
               "rx_bytes=%d" % c["rx_bytes"])
+    broken = [ln for ln in read_log(fwd).splitlines() if "broken" in ln]
+    ctx.check("vhk-fwd left the transmit ring up", not broken, "; ".join(broken[:3]))
+    if cfg.get("check_bytes"):
+        ctx.numbers["fwd_rx_unexpected"] = c.get("rx_unexpected")
+        ctx.check("every frame vhk-fwd received is one testpmd sent, byte for byte",
+                  c.get("rx_unexpected") == 0, "rx_unexpected=%s of %d" % (
+                      c.get("rx_unexpected"), c["rx_packets"]))
 
 
 def case_virtio_rx(ctx, cfg):

@@ -35,7 +35,7 @@ def key_numbers(r):
     """A short text of the case's main counters."""
     n = r.get("numbers", {})
     keys = ["pings_sent", "pings_received", "testpmd_tx", "testpmd_rx", "testpmd2_rx",
-            "fwd_rx_packets", "fwd_tx_packets", "fwd_cycles_per_packet"]
+            "fwd_rx_packets", "fwd_tx_packets", "fwd_rx_unexpected", "fwd_cycles_per_packet"]
     parts = []
     for k in keys:
         if k in n and n[k] is not None:

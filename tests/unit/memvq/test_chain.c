@@ -332,13 +332,13 @@ static void t_total_length(void)
 	CHECK_EQ(gm_region(&g, 0, 4 * 1024 * MB + 4096, 0, &r), 0);
 	CHECK_EQ(mem_table_new(&r, 1, &g.t), 0);
 	/* Exactly 2^32 bytes: allowed. */
-	CHECK_EQ(chain_walk_split(g.t, &hint, tab, 2, 0, false, c), 0);
+	CHECK_EQ(chain_walk_split(g.t, &hint, tab, 2, 0, false, VQ_POP_RW, c), 0);
 	CHECK_EQ(c->out_len, 1ull << 32);
 	/* One byte more: rejected. */
 	tab[1].len = 2;
-	CHECK_EQ(chain_walk_split(g.t, &hint, tab, 2, 0, false, c), -EIO);
+	CHECK_EQ(chain_walk_split(g.t, &hint, tab, 2, 0, false, VQ_POP_RW, c), -EIO);
 	/* Head beyond the table. */
-	CHECK_EQ(chain_walk_split(g.t, &hint, tab, 2, 2, false, c), -EIO);
+	CHECK_EQ(chain_walk_split(g.t, &hint, tab, 2, 2, false, VQ_POP_RW, c), -EIO);
 	mem_table_free(g.t);
 	close(g.fd);
 	free(c);
