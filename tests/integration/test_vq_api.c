@@ -67,6 +67,22 @@ static void env_up(struct env *e, uint32_t nregions)
 	CHECK(ev_wait_match(EV_VRING_STATE, e->vid, 1, 1, 3000, NULL));
 }
 
+/* Close the frontend and free the guest side. */
+static void env_down(struct env *e)
+{
+	if (e->v)
+		vuf_close(e->v);
+	e->v = NULL;
+	for (int q = 0; q < 2; q++) {
+		if (e->pr[q])
+			pring_free(e->pr[q]);
+		if (e->r[q])
+			gring_free(e->r[q]);
+		close(e->err_fd[q]);
+	}
+	gmem_free(e->m);
+}
+
 /* Post a request on queue @q (published at once); returns its head / buffer id. */
 static int post(struct env *e, int q, const struct gbuf *out, int nout, const struct gbuf *in,
 		int nin, bool indirect, uintptr_t tok)
@@ -222,7 +238,7 @@ static void t_roundtrip(void)
 	CHECK(!memcmp(got, pat, 64));
 	for (int i = 2; i >= 0; i--)
 		expect_used(&e, 0, 10 + (uintptr_t)i, (uint32_t)i);
-	vuf_close(e.v);
+	env_down(&e);
 }
 
 /* The used length never exceeds what the request made writable. */
@@ -244,7 +260,7 @@ static void t_len_clamp(void)
 	expect_used(&e, 0, 1, 100);
 	expect_used(&e, 0, 2, 0);
 	expect_used(&e, 0, 3, 100);
-	vuf_close(e.v);
+	env_down(&e);
 }
 
 /* More pieces than iov_max: consumed, id valid, completed with len 0; the queue goes on. */
@@ -280,7 +296,7 @@ static void t_e2big(void)
 	CHECK_EQ(vhk_vq_push(e.vid, 0, el.id, 60), 0);
 	CHECK_EQ(vhk_vq_flush(e.vid, 0), 1);
 	expect_used(&e, 0, 3, 60);
-	vuf_close(e.v);
+	env_down(&e);
 }
 
 /* Unpop gives back the last pop only, once, and only while it is in flight. */
@@ -316,7 +332,7 @@ static void t_unpop(void)
 	expect_used(&e, 0, 2, 4);
 	expect_used(&e, 0, 1, 3);
 	CHECK_EQ(pop(&e, 0, &ea, iov, 2), -ENOENT);
-	vuf_close(e.v);
+	env_down(&e);
 }
 
 /* Pushes of ids that are not in flight never reach the ring. */
@@ -343,7 +359,7 @@ static void t_push_not_in_flight(void)
 	uint32_t l;
 	CHECK_EQ(used(&e, 0, &t, &l), 0);
 	CHECK_EQ(vhk_vq_inflight_count(e.vid, 0), 0);
-	vuf_close(e.v);
+	env_down(&e);
 }
 
 /* EVENT_IDX: a flush interrupts the guest only when the used entry it waits for is written. */
@@ -388,7 +404,7 @@ static void t_event_idx(void)
 	} else {
 		CHECK_EQ(gring_avail_event(e.r[0]), 3);
 	}
-	vuf_close(e.v);
+	env_down(&e);
 }
 
 /* GET_VRING_BASE answers the position the device reached through the API. */
@@ -424,7 +440,7 @@ static void t_vring_base_progress(void)
 	CHECK_EQ(vhk_vq_push(e.vid, 1, el.id, 8), 0);
 	CHECK_EQ(vhk_vq_flush(e.vid, 1), 1);
 	expect_used(&e, 1, 9, 8);
-	vuf_close(e.v);
+	env_down(&e);
 }
 
 /* vhk_vq_set_base: range checks, refused while busy, and GET_VRING_BASE answers it. */
@@ -459,7 +475,7 @@ static void t_set_base(void)
 	CHECK_EQ(la, a);
 	CHECK_EQ(lu, u);
 	CHECK_EQ(vring_base(&e, 0), packed ? (uint32_t)a | (uint32_t)u << 16 : a);
-	vuf_close(e.v);
+	env_down(&e);
 }
 
 /* Bad arguments, queues never set up, and every call on a stale vid. */
@@ -482,6 +498,7 @@ static void t_bad_args_and_stale(void)
 	post_in(&e, 0, 8, 1);
 	CHECK_EQ(pop(&e, 0, &el, iov, 2), 0);
 	vuf_close(e.v);
+	e.v = NULL;
 	CHECK(ev_wait_match(EV_DESTROY_CONN, stale, -1, -1, 3000, NULL));
 	uint64_t f;
 	for (int i = 0; i < 300 && vhk_dev_get_features(stale, &f) != -ENODEV; i++)
@@ -502,6 +519,7 @@ static void t_bad_args_and_stale(void)
 	CHECK(vhk_dev_translate(stale, 0, &len) == NULL);
 	CHECK_EQ(len, 0);
 	CHECK_EQ(vhk_vq_pop(-1, 0, &el), -ENODEV);
+	env_down(&e);
 }
 
 /* The guest breaks queue 0: -EIO once, then not ready; err fd signalled; queue 1 unharmed. */
@@ -547,7 +565,7 @@ static void hostile(bool loop)
 	CHECK_EQ(vhk_vq_flush(e.vid, 1), 1);
 	expect_used(&e, 1, 5, 8);
 	fe_usable(e.v);
-	vuf_close(e.v);
+	env_down(&e);
 }
 
 static void t_hostile_loop(void)
@@ -604,7 +622,7 @@ static void t_translate(void)
 	CHECK(vhk_dev_get_priv(e.vid) == &e);
 	CHECK_EQ(vhk_dev_set_priv(e.vid, NULL), 0);
 	CHECK(vhk_dev_get_priv(e.vid) == NULL);
-	vuf_close(e.v);
+	env_down(&e);
 }
 
 static int run(int argc, char **argv)
