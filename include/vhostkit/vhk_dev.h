@@ -307,11 +307,11 @@ int vhk_dev_get_mem_table(int vid, struct vhk_mem_region *regions, uint32_t max)
  *             rest separately); 0 when NULL is returned.
  * @return the host pointer; NULL if @p addr is not mapped, *@p len is 0,
  *         @p len is NULL or @p vid is stale.
- * Lifetime: the pointer is valid while the device's queues are started
- * (between queue_start and queue_stop of struct vhk_device_ops, or
- * new_device and destroy_device of struct vhk_callbacks): the core stops
- * the queues around every memory-table change. The guest may change the
- * memory at any time.
+ * Lifetime: the pointer is valid until the device's next queue_stop
+ * (struct vhk_device_ops) or destroy_device (struct vhk_callbacks): a
+ * memory-table change runs them before the old memory goes away. Call it
+ * between queue_start and queue_stop while the device runs. The guest may
+ * change the memory at any time.
  * Thread-safety: any thread.
  */
 void *vhk_dev_translate(int vid, uint64_t addr, uint64_t *len);

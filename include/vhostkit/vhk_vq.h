@@ -19,10 +19,12 @@
  *
  * Lifetime: a queue serves requests between its device's queue_start and
  * queue_stop operations (struct vhk_device_ops) while the device is
- * running (new_device .. destroy_device). When it stops (GET_VRING_BASE,
- * reset, disconnect, a new memory table) every call here returns -EAGAIN
- * or -ENODEV; requests still in flight are dropped and the host addresses
- * of their pieces must not be touched any more.
+ * running (new_device .. destroy_device of struct vhk_callbacks). Once it
+ * stops (GET_VRING_BASE, reset, disconnect) every call here returns
+ * -EAGAIN or -ENODEV. Requests still in flight then are dropped: the host
+ * addresses of their pieces must not be touched after queue_stop or
+ * destroy_device returns (a memory-table change runs destroy_device
+ * before the old memory goes away).
  */
 #ifndef VHOSTKIT_VHK_VQ_H
 #define VHOSTKIT_VHK_VQ_H
@@ -105,7 +107,7 @@ int vhk_vq_avail_count(int vid, uint16_t qid);
  * bytes of the readable part at any time, also while the device reads
  * them: copy what you validate and use only the copy. They stay valid
  * until the request is pushed (or given back with vhk_vq_unpop()), and at
- * most until the queue stops (see the file comment).
+ * most until queue_stop or destroy_device (see the file comment).
  */
 struct vhk_vq_elem {
 	uint16_t id;          /**< head (split) / buffer id (packed): give it back to vhk_vq_push() */

@@ -105,8 +105,9 @@ VHK_EXPORT void *vhk_dev_translate(int vid, uint64_t addr, uint64_t *len)
 	if (!len)
 		return NULL;
 	/*
-	 * The table is swapped (and the old one freed) only while the device's
-	 * queues are stopped; the caller translates while they run.
+	 * A new table replaces this one (which is then freed) only after the
+	 * device's users were told (destroy_device / queue_stop); the caller
+	 * translates before that (vhk_dev.h).
 	 */
 	if (d)
 		p = mem_gpa_to_hva(load_acquire(&d->mem), addr, len, NULL);
