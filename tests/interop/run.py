@@ -45,7 +45,8 @@ def all_cases():
 
 
 # Programs the cases run -> the Debian package scripts/deps.sh installs them from.
-QEMU_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "cpio": "cpio", "taskset": "util-linux"}
+QEMU_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "cpio": "cpio", "taskset": "util-linux",
+              "find": "findutils", "sort": "coreutils"}  # the last two build the initramfs
 DPDK_TOOLS = {"dpdk-testpmd": "dpdk", "taskset": "util-linux", "stdbuf": "coreutils"}
 # Fetching the guest kernel (only while none is cached under BUILD/interop-cache/):
 # part of every Debian system, so nothing scripts/deps.sh could add.
