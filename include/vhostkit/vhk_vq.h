@@ -7,12 +7,31 @@
  *
  * Queues are named by (vid, qid); qid < VHK_MAX_QUEUES. Conventions are
  * those of vhk_dev.h: negative errno returns, stale vids give -ENODEV.
+ *
+ * Threads (every function below except vhk_vq_get_info() and
+ * vhk_vq_wait_kick()): one thread at a time per queue. A call made while
+ * another thread is inside a call on the same queue returns -EAGAIN and
+ * changes nothing; different queues may be driven from different threads
+ * at the same time. Staying on one thread per queue keeps every call free
+ * of locks and syscalls; the first call from a new thread takes the queue
+ * over with one membarrier(2). Requests popped on one thread may be pushed
+ * on another as long as the calls do not overlap.
+ *
+ * Lifetime: a queue serves requests between its device's queue_start and
+ * queue_stop operations (struct vhk_device_ops) while the device is
+ * running (new_device .. destroy_device of struct vhk_callbacks). Once it
+ * stops (GET_VRING_BASE, reset, disconnect) every call here returns
+ * -EAGAIN or -ENODEV. Requests still in flight then are dropped: the host
+ * addresses of their pieces must not be touched after queue_stop or
+ * destroy_device returns (a memory-table change runs destroy_device
+ * before the old memory goes away).
  */
 #ifndef VHOSTKIT_VHK_VQ_H
 #define VHOSTKIT_VHK_VQ_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <vhostkit/vhk_dev.h>
 
 #ifdef __cplusplus
@@ -47,7 +66,9 @@ int vhk_vq_get_info(int vid, uint16_t qid, struct vhk_vq_info *info);
  * an interrupt-mode loop calls this again before every sleep (the classic
  * "enable, re-check, sleep" sequence). With notifications disabled under
  * EVENT_IDX the guest may still send one last kick.
- * @return 0; -ENODEV; -EINVAL bad qid; -EAGAIN ring not ready.
+ * Thread-safety: the queue's datapath rule (file comment).
+ * @return 0; -ENODEV; -EINVAL bad qid; -EAGAIN ring not ready, or another
+ *         thread is inside a call on this queue.
  */
 int vhk_vq_set_notification(int vid, uint16_t qid, bool enable);
 
@@ -60,7 +81,11 @@ int vhk_vq_wait_kick(int vid, uint16_t qid, int timeout_ms);
 
 /**
  * Interrupt the guest for vring @p qid if the guest asked for it (EVENT_IDX
- * or flags). @return 1 notified; 0 suppressed; -ENODEV; -EINVAL.
+ * or flags), for used entries published outside vhk_vq_flush() (which
+ * notifies by itself). Thread-safety: the queue's datapath rule.
+ * @return 1 notified; 0 suppressed (or no call fd); -ENODEV; -EINVAL bad
+ *         qid; -EAGAIN ring not ready, or another thread is inside a call
+ *         on this queue.
  */
 int vhk_vq_notify(int vid, uint16_t qid);
 
@@ -71,6 +96,121 @@ int vhk_vq_notify(int vid, uint16_t qid);
  *         another thread is running a burst on this queue right now.
  */
 int vhk_vq_avail_count(int vid, uint16_t qid);
+
+/* ---- the element API: requests and completions ---- */
+
+/**
+ * One request popped from a queue: a validated, translated descriptor chain.
+ * Set @c iov and @c iov_max before vhk_vq_pop(); it fills the rest.
+ *
+ * The pieces are host addresses of guest memory. The guest can change the
+ * bytes of the readable part at any time, also while the device reads
+ * them: copy what you validate and use only the copy. They stay valid
+ * until the request is pushed (or given back with vhk_vq_unpop()), and at
+ * most until queue_stop or destroy_device (see the file comment).
+ */
+struct vhk_vq_elem {
+	uint16_t id;          /**< head (split) / buffer id (packed): give it back to vhk_vq_push() */
+	uint16_t reserved0;   /**< zero */
+	uint32_t iov_max;     /**< in: capacity of iov[] (set before popping) */
+	uint32_t out_num;     /**< iov[0 .. out_num): device-readable (the request) */
+	uint32_t in_num;      /**< iov[out_num .. out_num + in_num): device-writable (the response) */
+	uint64_t out_len;     /**< bytes readable in all */
+	uint64_t in_len;      /**< bytes writable in all */
+	struct iovec *iov;    /**< in: caller's array of iov_max entries; out: the pieces */
+	uint64_t reserved[4]; /**< zero */
+};
+
+/**
+ * Pop the next request the guest made available in queue @p qid. The
+ * chain was walked and checked by the library (bounds, loops, indirect
+ * tables, every byte mapped); its pieces go to @p elem->iov in order,
+ * device-readable first. Each popped request must be completed with
+ * vhk_vq_push() (or given back with vhk_vq_unpop()).
+ *
+ * @param elem  iov and iov_max set by the caller; the rest is written.
+ * @return 0;
+ *         -ENOENT nothing available;
+ *         -EAGAIN queue not ready (never started, stopped, disabled,
+ *                 broken) or another thread is inside a call on it;
+ *         -EIO the guest broke the ring: the queue is now marked broken
+ *              (vhk_vq_info::broken) and its error fd signalled; only this
+ *              queue is affected;
+ *         -E2BIG a valid chain of more pieces than @c iov_max (or than the
+ *                library's own bound of 256): it is consumed, @c id (and
+ *                the lengths) are valid but no piece was written (out_num
+ *                and in_num are 0): complete it with vhk_vq_push(len 0);
+ *         -ENODEV stale vid; -EINVAL NULL @p elem or iov, iov_max 0, bad
+ *         qid; -ENOMEM the per-queue bookkeeping could not be allocated
+ *         (first pop on a queue of a new size).
+ * Thread-safety: the queue's datapath rule (file comment).
+ */
+int vhk_vq_pop(int vid, uint16_t qid, struct vhk_vq_elem *elem);
+
+/**
+ * Give back the most recently popped request of queue @p qid unconsumed
+ * (e.g. the device is out of resources): the next vhk_vq_pop() returns it
+ * again. Only the last pop can be undone, and only while nothing else was
+ * popped since.
+ * @return 0; -EINVAL @p elem is not the request popped last or it is not in
+ *         flight (pushed, or given back already), NULL @p elem, bad qid;
+ *         -EAGAIN; -ENODEV.
+ * Thread-safety: the queue's datapath rule.
+ */
+int vhk_vq_unpop(int vid, uint16_t qid, const struct vhk_vq_elem *elem);
+
+/**
+ * Complete request @p id of queue @p qid with @p len bytes written into its
+ * writable part. The used entry is shadowed until vhk_vq_flush() (if the
+ * guest made the device hold more completions than the ring has entries,
+ * the shadowed ones are published first). @p len is clamped to the
+ * request's writable length (0 for a request popped with -E2BIG).
+ * @return 0; -EINVAL @p id is not in flight (never popped, pushed already,
+ *         or given back) -- the ring is left untouched; -EAGAIN; -ENODEV.
+ * Thread-safety: the queue's datapath rule.
+ */
+int vhk_vq_push(int vid, uint16_t qid, uint16_t id, uint32_t len);
+
+/**
+ * Publish the completions pushed on queue @p qid (the used ring) and
+ * interrupt the guest if it asked for it (EVENT_IDX or flags). Call once
+ * per batch of pushes.
+ * @return the number of completions published (0 if none); -EAGAIN;
+ *         -ENODEV; -EINVAL bad qid.
+ * Thread-safety: the queue's datapath rule.
+ */
+int vhk_vq_flush(int vid, uint16_t qid);
+
+/**
+ * Number of requests of queue @p qid popped and not yet pushed (nor given
+ * back). @return count; -EAGAIN; -ENODEV; -EINVAL bad qid.
+ * Thread-safety: the queue's datapath rule.
+ */
+int vhk_vq_inflight_count(int vid, uint16_t qid);
+
+/**
+ * Ring positions of queue @p qid, for apps that parse rings themselves
+ * (rte_vhost_get_vring_base). Split: free-running 16-bit indices. Packed:
+ * ring position in bits 0..14, wrap counter in bit 15.
+ * @param ret_last_avail  next request the device will take
+ * @param ret_last_used   next used entry the device will write
+ * @return 0; -EAGAIN; -ENODEV; -EINVAL bad qid or NULL pointer.
+ * Thread-safety: the queue's datapath rule.
+ */
+int vhk_vq_get_base(int vid, uint16_t qid, uint16_t *ret_last_avail, uint16_t *ret_last_used);
+
+/**
+ * Set the ring positions of started queue @p qid (rte_vhost_set_vring_base),
+ * encoded as vhk_vq_get_base() returns them. What is set is what a later
+ * GET_VRING_BASE answers the frontend. Packed: each position must be below
+ * the ring size. Split: indices are free-running, so any values whose
+ * distance (last_avail - last_used, modulo 2^16) is at most the ring size.
+ * @return 0; -EINVAL out of range, bad qid; -EBUSY requests popped through
+ *         vhk_vq_pop() are in flight or completions are not flushed;
+ *         -EAGAIN; -ENODEV.
+ * Thread-safety: the queue's datapath rule.
+ */
+int vhk_vq_set_base(int vid, uint16_t qid, uint16_t last_avail, uint16_t last_used);
 
 #ifdef __cplusplus
 }

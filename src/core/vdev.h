@@ -23,6 +23,8 @@
 #include "mem/mem.h"
 #include "vq/vq.h"
 
+struct vq_api;
+
 #define VDEV_SLOT_BITS 10
 #define VDEV_MAX_SLOTS (1u << VDEV_SLOT_BITS)
 
@@ -75,6 +77,12 @@ struct vdev {
 	int ops_err;                      /* first error of a completed op */
 	int op_start_ring;                /* queue whose queue_start is pending, or -1 */
 	struct vdev_ring rings[VHK_MAX_QUEUES];
+	/*
+	 * Element API bookkeeping per queue (vq_api.c): allocated on a queue's
+	 * first vhk_vq_pop(), used only by the thread inside that vq
+	 * (vq_enter/vq_leave), kept like the vqs across slot reuse.
+	 */
+	struct vq_api *vq_api[VHK_MAX_QUEUES];
 };
 
 /* Take a free slot, give it a new vid. Returns 0, -ENOSPC, -ENOMEM. */
@@ -108,5 +116,14 @@ void vdev_set_mem(struct vdev *d, struct mem_table *t);
 
 /* Set negotiated features and propagate the ring-relevant bits to the vqs. */
 void vdev_set_features(struct vdev *d, uint64_t features);
+
+/*
+ * Datapath entry of the public queue functions (vq_api.c): resolve (vid,
+ * qid) and vq_enter() it like a burst. 0 with *ret_d / *ret_vq set (the
+ * caller must vq_leave()); -ENODEV stale vid (also when the vid went stale
+ * while entering); -EINVAL qid out of range; -EAGAIN never configured, not
+ * ready or another thread inside.
+ */
+int vdev_enter_vq(int vid, uint16_t qid, struct vdev **ret_d, struct vq **ret_vq);
 
 #endif

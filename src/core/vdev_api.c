@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Public per-device queries and the notification helpers for apps that run
- * their own datapath (declared and documented in vhostkit/vhk_dev.h).
+ * Public per-device queries, guest address translation and the queue
+ * state / notification helpers for apps that run their own datapath
+ * (declared and documented in vhostkit/vhk_dev.h and vhostkit/vhk_vq.h).
+ * The element API (pop / push / flush) is in vq_api.c.
  * Every entry validates the vid (generation checked), the queue id and the
  * pointers; stale handles get -ENODEV.
  */
@@ -81,6 +83,42 @@ VHK_EXPORT int vhk_dev_get_vq_count(int vid)
 	return d ? (int)d->nr_vrings : -ENODEV;
 }
 
+VHK_EXPORT void *vhk_dev_translate(int vid, uint64_t addr, uint64_t *len)
+{
+	struct vdev *d = vdev_get(vid);
+	void *p = NULL;
+
+	if (!len)
+		return NULL;
+	/*
+	 * A new table replaces this one (which is then freed) only after the
+	 * device's users were told (destroy_device / queue_stop); the caller
+	 * translates before that (vhk_dev.h).
+	 */
+	if (d)
+		p = mem_gpa_to_hva(load_acquire(&d->mem), addr, len, NULL);
+	if (!p)
+		*len = 0;
+	return p;
+}
+
+VHK_EXPORT int vhk_dev_set_priv(int vid, void *priv)
+{
+	struct vdev *d = vdev_get(vid);
+
+	if (!d)
+		return -ENODEV;
+	store_release(&d->dev_priv, priv);
+	return 0;
+}
+
+VHK_EXPORT void *vhk_dev_get_priv(int vid)
+{
+	struct vdev *d = vdev_get(vid);
+
+	return d ? load_acquire(&d->dev_priv) : NULL;
+}
+
 VHK_EXPORT int vhk_vq_get_info(int vid, uint16_t qid, struct vhk_vq_info *info)
 {
 	struct vq *vq;
@@ -113,21 +151,18 @@ VHK_EXPORT int vhk_vq_get_info(int vid, uint16_t qid, struct vhk_vq_info *info)
 	return 0;
 }
 
+/* Datapath calls: owned like a burst (vq_enter), so no syscall when this thread owns the vq. */
 VHK_EXPORT int vhk_vq_set_notification(int vid, uint16_t qid, bool enable)
 {
+	struct vdev *d;
 	struct vq *vq;
-	int rc = lookup_vq(vid, qid, &vq);
+	int rc = vdev_enter_vq(vid, qid, &d, &vq);
 
 	if (rc)
 		return rc;
-	vq_quiesce(vq); /* short: wait for the datapath owner like the control side */
-	if (!vq->ready) {
-		rc = -EAGAIN;
-	} else {
-		(void)vq_set_notification(vq, enable);
-	}
-	vq_unquiesce(vq);
-	return rc;
+	(void)vq_set_notification(vq, enable);
+	vq_leave(vq);
+	return 0;
 }
 
 VHK_EXPORT int vhk_vq_wait_kick(int vid, uint16_t qid, int timeout_ms)
@@ -159,13 +194,12 @@ VHK_EXPORT int vhk_vq_wait_kick(int vid, uint16_t qid, int timeout_ms)
 
 VHK_EXPORT int vhk_vq_avail_count(int vid, uint16_t qid)
 {
+	struct vdev *d;
 	struct vq *vq;
-	int rc = lookup_vq(vid, qid, &vq);
+	int rc = vdev_enter_vq(vid, qid, &d, &vq);
 
 	if (rc)
 		return rc;
-	if (!vq_enter(vq))
-		return -EAGAIN;
 	rc = vq_avail_count(vq);
 	vq_leave(vq);
 	return rc;
@@ -173,15 +207,13 @@ VHK_EXPORT int vhk_vq_avail_count(int vid, uint16_t qid)
 
 VHK_EXPORT int vhk_vq_notify(int vid, uint16_t qid)
 {
+	struct vdev *d;
 	struct vq *vq;
-	int rc = lookup_vq(vid, qid, &vq);
+	int rc = vdev_enter_vq(vid, qid, &d, &vq);
 
-	if (rc == -EAGAIN)
-		return 0;
 	if (rc)
 		return rc;
-	vq_quiesce(vq);
-	rc = vq->ready && vq_notify(vq) ? 1 : 0;
-	vq_unquiesce(vq);
+	rc = vq_notify(vq) ? 1 : 0;
+	vq_leave(vq);
 	return rc;
 }

@@ -29,6 +29,8 @@ class Ctx:
         self.name = name
         self.tmp = tempfile.mkdtemp(prefix="vhk-interop-%s-" % name)
         self.fwd_bin = os.path.join(self.build_dir, "apps", "vhk-fwd", "vhk-fwd")
+        self.rng_bin = os.path.join(self.build_dir, "apps", "vhk-rng", "vhk-rng")
+        self.guest = None  # (kernel, initrd, version) once prepared (QEMU cases)
         self.procs = []
         self.checks = []
         self.numbers = {}
@@ -148,6 +150,42 @@ def fwd_period_rx(text):
     return [float(m) for m in re.findall(r"^rx\s+([0-9.]+) pps", text, re.M)]
 
 
+# ---- vhk-rng ----
+
+def start_rng(ctx, sock, *extra, cpu=0, log="vhk-rng.log"):
+    """Start vhk-rng (pinned to one CPU); returns the Popen."""
+    if not os.access(ctx.rng_bin, os.X_OK):
+        raise CaseFailed("vhk-rng not built: " + ctx.rng_bin)
+    return ctx.start([ctx.rng_bin, "--socket", sock] + list(extra), log, cpu=cpu)
+
+
+def rng_result(ctx, p):
+    """Stop vhk-rng (SIGINT); return the counters of its JSON line."""
+    status = ctx.stop(p)
+    text = read_log(p)
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            try:
+                res = json.loads(line)
+            except ValueError:
+                break
+            res["exit_status"] = status
+            return res
+    raise CaseFailed("vhk-rng printed no JSON result (exit %s):\n%s" % (status, text[-2000:]))
+
+
+def rng_stream(seed, n):
+    """The first n bytes of vhk-rng's seeded stream (vhk-rng.8: counter-mode splitmix64)."""
+    mask = (1 << 64) - 1
+    out = bytearray()
+    for k in range((n + 7) // 8):
+        z = (seed + (k + 1) * 0x9e3779b97f4a7c15) & mask
+        z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & mask
+        z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & mask
+        out += (z ^ (z >> 31)).to_bytes(8, "little")
+    return bytes(out[:n])
+
+
 # ---- results ----
 
 def write_result(build_dir, res):
@@ -159,21 +197,22 @@ def write_result(build_dir, res):
         f.write("\n")
 
 
+def command_output(argv):
+    """stdout of argv, or "" when the program is missing or fails to run."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return ""
+
+
 def tool_versions(kernel=None):
     """QEMU, DPDK and guest kernel versions for the report."""
     v = {}
-    try:
-        out = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
-                             text=True, check=False).stdout
-        v["qemu"] = out.splitlines()[0].replace("QEMU emulator version ", "")
-    except (OSError, IndexError):
-        v["qemu"] = "not installed"
-    out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "dpdk"], capture_output=True,
-                         text=True, check=False).stdout
-    v["dpdk"] = out or "not installed"
+    out = command_output(["qemu-system-x86_64", "--version"]).splitlines()
+    v["qemu"] = out[0].replace("QEMU emulator version ", "") if out else "not installed"
+    v["dpdk"] = command_output(["dpkg-query", "-W", "-f=${Version}", "dpdk"]) or "not installed"
     if kernel:
         v["kernel"] = kernel
-    head = subprocess.run(["git", "-C", SRC_DIR, "describe", "--always", "--dirty"],
-                          capture_output=True, text=True, check=False).stdout.strip()
+    head = command_output(["git", "-C", SRC_DIR, "describe", "--always", "--dirty"]).strip()
     v["vhostkit"] = head or "unknown"
     return v

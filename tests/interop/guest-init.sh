@@ -9,15 +9,18 @@
 #   vhk.cpus=0,1                run each round once pinned to every listed CPU
 #                               (multiqueue: virtio-net maps CPU n to queue n)
 #   vhk.reboot=1                reboot instead of powering off at the end
+#   vhk.rng=N                   instead of the network test: read N bytes from
+#                               /dev/hwrng (virtio-rng) and print them in hex
 # Prints marker lines on the serial console for the test runner:
 #   VHK-BOOT n=N, VHK-NET ..., VHK-PING size=S cpu=C sent=N received=M, VHK-DONE
+#   VHK-RNG-DEV current=NAME features=BITS, VHK-RNG bytes=N hex=HEX (rng mode)
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 
-ip=10.0.0.2; peer=10.0.0.1; sizes=56; count=5; mtu=""; cpus=""; reboot=0
+ip=10.0.0.2; peer=10.0.0.1; sizes=56; count=5; mtu=""; cpus=""; reboot=0; rng=""
 read -r cmdline </proc/cmdline
 for arg in $cmdline; do
     case "$arg" in
@@ -28,6 +31,7 @@ for arg in $cmdline; do
     vhk.mtu=*) mtu=${arg#vhk.mtu=} ;;
     vhk.cpus=*) cpus=$(echo "${arg#vhk.cpus=}" | tr , ' ') ;;
     vhk.reboot=*) reboot=${arg#vhk.reboot=} ;;
+    vhk.rng=*) rng=${arg#vhk.rng=} ;;
     esac
 done
 
@@ -44,6 +48,21 @@ finish() {
 while read -r mod; do
     insmod "/lib/modules/$mod" || echo "VHK-ERROR insmod $mod"
 done </lib/modules/load-order
+
+if [ -n "$rng" ]; then
+    hw=/sys/class/misc/hw_random
+    n=0
+    while ! grep -q virtio_rng "$hw/rng_current" 2>/dev/null && [ $n -lt 50 ]; do
+        sleep 0.1; n=$((n + 1))
+    done
+    # features: the negotiated virtio feature bits of the rng device, bit 0 first
+    feat=$(cat /sys/bus/virtio/drivers/virtio_rng/virtio*/features 2>/dev/null)
+    echo "VHK-RNG-DEV current=$(cat "$hw/rng_current" 2>/dev/null) features=$feat"
+    # One read of N bytes; the hwrng core takes it from the device in chunks.
+    hex=$(dd if=/dev/hwrng bs="$rng" count=1 2>/dev/null | hexdump -v -e '1/1 "%02x"')
+    echo "VHK-RNG bytes=$((${#hex} / 2)) hex=$hex"
+    finish
+fi
 
 n=0
 while [ ! -d /sys/class/net/eth0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done

@@ -5,8 +5,8 @@
 Nothing is installed on the host: the versioned linux-image package that
 `linux-image-amd64` depends on is downloaded with `apt-get download` and
 unpacked with `dpkg -x` under BUILD/interop-cache/. The initramfs holds the
-static busybox, tests/interop/guest-init.sh as /init and the virtio-net
-modules of that kernel with their dependencies, in load order. Both are built
+static busybox, tests/interop/guest-init.sh as /init and the virtio-net and
+virtio-rng modules of that kernel with their dependencies, in load order. Both are built
 once and reused while the inputs are unchanged.
 
 Usage: guest.py --build-dir BUILD   (prints the kernel, initrd and version)
@@ -24,7 +24,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INIT = os.path.join(HERE, "guest-init.sh")
-ROOT_MODULES = ["virtio_pci", "virtio_net"]
+ROOT_MODULES = ["virtio_pci", "virtio_net", "virtio_rng"]
 
 
 def log(msg):
@@ -33,7 +33,9 @@ def log(msg):
 
 
 def kernel_package():
-    """Name of the versioned kernel package behind linux-image-amd64."""
+    """Name of the versioned kernel package behind linux-image-amd64 (None without apt)."""
+    if not shutil.which("apt-cache"):
+        return None
     out = subprocess.run(["apt-cache", "depends", "linux-image-amd64"],
                          capture_output=True, text=True, check=False).stdout
     m = re.search(r"Depends:\s*(linux-image-[0-9][^\s]*)", out)
@@ -50,18 +52,29 @@ def download(pkg, dest):
             return debs[0]
         if attempt == 0:
             log("apt-get download failed; running apt-get update")
-            subprocess.run(["apt-get", "update", "-qq"], check=False)
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False)
     raise RuntimeError("cannot download %s: %s" % (pkg, r.stderr.strip()))
+
+
+def kernel_cached(build_dir):
+    """True when a guest kernel is already unpacked under BUILD/interop-cache/."""
+    cache = os.path.join(os.path.abspath(build_dir), "interop-cache")
+    return bool(glob.glob(os.path.join(cache, "linux-image-*", "boot", "vmlinuz-*")))
 
 
 def fetch_kernel(cache):
     """Download and unpack the kernel; return (vmlinuz, modules dir, version)."""
     pkg = kernel_package()
-    if pkg is None:
-        subprocess.run(["apt-get", "update", "-qq"], check=False)
+    if pkg is None and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False)
         pkg = kernel_package()
     if pkg is None:
-        raise RuntimeError("apt-cache depends linux-image-amd64 names no kernel")
+        # No apt (or no answer): a kernel fetched earlier still serves.
+        cached = sorted(glob.glob(os.path.join(cache, "linux-image-*", "boot", "vmlinuz-*")))
+        if not cached:
+            raise RuntimeError("apt-cache depends linux-image-amd64 names no kernel "
+                               "(apt-get and apt-cache are needed to fetch one)")
+        pkg = os.path.basename(os.path.dirname(os.path.dirname(cached[-1])))
     tree = os.path.join(cache, pkg)
     vmlinuz = glob.glob(os.path.join(tree, "boot", "vmlinuz-*"))
     if not vmlinuz:
@@ -128,8 +141,9 @@ def build_initrd(cache, moddir, version):
     """Build (or reuse) the initramfs; return its path."""
     bb = busybox_path()
     order = load_order(moddir, ROOT_MODULES)
-    if not any("virtio_net" in m for m in order):
-        raise RuntimeError("virtio_net module not found under " + moddir)
+    for mod in ("virtio_net", "virtio-rng"):
+        if not any(mod in m for m in order):
+            raise RuntimeError("%s module not found under %s" % (mod, moddir))
     h = hashlib.sha256()
     for p in [INIT, bb] + [os.path.join(moddir, m) for m in order]:
         with open(p, "rb") as f:

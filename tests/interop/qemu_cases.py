@@ -1,36 +1,45 @@
 # SPDX-License-Identifier: MIT
-"""QEMU cases: a Linux guest (TCG) pings vhk-fwd --mode echo over vhost-user.
+"""QEMU cases: a Linux guest (TCG) pings vhk-fwd --mode echo over vhost-user,
+or reads its entropy device served by vhk-rng (vhost-user-rng-pci).
 
-The guest's /init (guest-init.sh) prints VHK-PING and VHK-DONE markers on the
-serial console, which QEMU writes to a log file that is polled here.
+The guest's /init (guest-init.sh) prints VHK-PING, VHK-RNG and VHK-DONE
+markers on the serial console, which QEMU writes to a log file that is polled
+here.
 """
 import re
 import time
 
 import guest
-from common import fwd_result, read_log, start_fwd, wait_for, wait_socket
+from common import (fwd_result, read_log, rng_result, rng_stream, start_fwd, start_rng,
+                    wait_for, wait_socket)
 
 MAC = "52:54:00:12:34:56"
 FEATURE_NAMES = {3: "MTU", 15: "MRG_RXBUF", 29: "RING_EVENT_IDX", 22: "MQ", 32: "VERSION_1", 34: "RING_PACKED"}
 PING_RE = re.compile(r"VHK-PING size=(\d+) cpu=(\S+) sent=(\d+) received=(\d+)")
 
 
-def qemu_argv(kernel, initrd, sock, smp=1, queues=1, server=False, reboot=False,
-              dev_opts="", append=""):
-    """The QEMU command line of interop.md, with the case's variations."""
-    chardev = "socket,id=c0,path=" + sock + (",server=on,wait=off" if server else "")
-    netdev = "vhost-user,id=n0,chardev=c0" + (",queues=%d" % queues if queues > 1 else "")
-    device = "virtio-net-pci,netdev=n0,mac=%s,vectors=0%s" % (MAC, dev_opts)
+def qemu_base_argv(kernel, initrd, devices, smp=1, reboot=False, append=""):
+    """The QEMU command line of interop.md around the case's device arguments."""
     argv = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "512",
             "-smp", str(smp), "-nographic", "-no-user-config", "-nodefaults",
             "-serial", "stdio", "-display", "none",
             "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
-            "-numa", "node,memdev=mem", "-chardev", chardev, "-netdev", netdev,
-            "-device", device, "-kernel", kernel, "-initrd", initrd,
+            "-numa", "node,memdev=mem"] + devices + [
+            "-kernel", kernel, "-initrd", initrd,
             "-append", "console=ttyS0 quiet panic=-1 " + append]
     if not reboot:
         argv.append("-no-reboot")
     return argv
+
+
+def qemu_argv(kernel, initrd, sock, smp=1, queues=1, server=False, reboot=False,
+              dev_opts="", append=""):
+    """QEMU with a vhost-user virtio-net device, with the case's variations."""
+    chardev = "socket,id=c0,path=" + sock + (",server=on,wait=off" if server else "")
+    netdev = "vhost-user,id=n0,chardev=c0" + (",queues=%d" % queues if queues > 1 else "")
+    device = "virtio-net-pci,netdev=n0,mac=%s,vectors=0%s" % (MAC, dev_opts)
+    return qemu_base_argv(kernel, initrd, ["-chardev", chardev, "-netdev", netdev,
+                                           "-device", device], smp, reboot, append)
 
 
 def parse_rounds(text):
@@ -59,7 +68,7 @@ def check_features(ctx, text, expect):
 def run_qemu_case(ctx, count=5, sizes=(56, 1400), smp=1, queues=1, server=False,
                   reboots=0, dev_opts="", features=None, mtu=None):
     """Boot the guest against vhk-fwd --mode echo and check both sides."""
-    kernel, initrd, version = guest.ensure_guest(ctx.build_dir)
+    kernel, initrd, version = ctx.guest or guest.ensure_guest(ctx.build_dir)
     ctx.numbers["kernel"] = version
     sock = ctx.path("vhost.sock")
     fwd_args = ["--stats-period", "1"]
@@ -132,6 +141,91 @@ def run_qemu_case(ctx, count=5, sizes=(56, 1400), smp=1, queues=1, server=False,
                   "devices=%s" % counters.get("devices"))
 
 
+RNG_SEED = 0x5eed2026
+RNG_READ = 512      # bytes the guest reads from /dev/hwrng in one read()
+RNG_CHUNK = 64      # the hwrng core reads the device in chunks of this size (SMP_CACHE_BYTES)
+RNG_RE = re.compile(r"VHK-RNG bytes=(\d+) hex=([0-9a-f]*)")
+
+
+def locate_chunks(stream, data, chunk):
+    """Offsets in stream of each chunk-sized piece of data, searched in order
+    after the previous one; None for a piece that is not there."""
+    offs, start = [], 0
+    for i in range(0, len(data), chunk):
+        at = stream.find(data[i:i + chunk], start)
+        offs.append(at if at >= 0 else None)
+        if at >= 0:
+            start = at + len(data[i:i + chunk])
+    return offs
+
+
+def run_rng_case(ctx, packed=False):
+    """Boot the guest against vhk-rng --seed and check every byte it reads.
+
+    The guest's virtio_rng driver keeps one 64-byte buffer posted and hands
+    out the device's bytes in order; the hwrng core reads it 64 bytes at a
+    time, for a reader of /dev/hwrng and for its own entropy thread alike,
+    after one early read of 0 or 32 bytes when the device registers. So the
+    guest's read is a sequence of 64-byte windows of the stream, in stream
+    order, starting at a multiple of 32 and 64 bytes apart or a whole number
+    of 64-byte kernel reads further; the device must have served at least up
+    to the end of the last window. (A generator off by a block would still be
+    found, shifted by 8 bytes: the alignment catches it.)"""
+    kernel, initrd, version = ctx.guest or guest.ensure_guest(ctx.build_dir)
+    ctx.numbers["kernel"] = version
+    sock = ctx.path("rng.sock")
+    rng = start_rng(ctx, sock, "--seed", str(RNG_SEED))
+    wait_socket(sock)
+    device = "vhost-user-rng-pci,chardev=c0,vectors=0" + (",packed=on" if packed else "")
+    argv = qemu_base_argv(kernel, initrd, ["-chardev", "socket,id=c0,path=" + sock,
+                                           "-device", device],
+                          append="vhk.rng=%d" % RNG_READ)
+    t0 = time.monotonic()
+    qemu = ctx.start(argv, "console.log")
+    done = wait_for(lambda: "VHK-DONE" in read_log(qemu) or qemu.poll() is not None, 120,
+                    step=0.25)
+    wait_for(lambda: qemu.poll() is not None, 20)
+    ctx.stop(qemu)
+    ctx.numbers["guest_seconds"] = round(time.monotonic() - t0, 1)
+    c = rng_result(ctx, rng)
+    text = read_log(qemu)
+    ctx.check("guest finished", done and "VHK-DONE" in text)
+    ctx.check("no guest errors", "VHK-ERROR" not in text,
+              "; ".join(re.findall(r"VHK-ERROR.*", text)))
+    dev = re.search(r"VHK-RNG-DEV current=(\S*) features=([01]*)", text)
+    ctx.check("the guest's hwrng is virtio_rng", bool(dev) and dev.group(1).startswith("virtio_rng"),
+              dev.group(0) if dev else "no VHK-RNG-DEV line")
+    bits = dev.group(2) if dev else ""
+    have = int(bits[34]) if len(bits) > 34 else 0
+    ctx.check("guest feature bit 34 (RING_PACKED) is %d" % packed, have == int(packed),
+              "features=%s" % bits)
+    m = RNG_RE.search(text)
+    data = bytes.fromhex(m.group(2)) if m else b""
+    ctx.check("guest read %d bytes from /dev/hwrng" % RNG_READ, len(data) == RNG_READ,
+              "got %d" % len(data))
+    served = c["stream_bytes"]
+    ctx.numbers.update(rng_requests=c["requests"], rng_bytes=c["bytes"], rng_read=len(data))
+    ctx.check("vhk-rng exited 0 on SIGINT", c["exit_status"] == 0, "exit %s" % c["exit_status"])
+    ctx.check("vhk-rng: every byte served came from the seeded stream",
+              c["bytes"] == served and c["devices"] == 1,
+              "bytes=%d stream_bytes=%d devices=%d" % (c["bytes"], served, c["devices"]))
+    ctx.check("vhk-rng filled every request completely (%d-byte buffers)" % RNG_CHUNK,
+              c["requests"] > 0 and c["bytes"] == RNG_CHUNK * c["requests"],
+              "requests=%d bytes=%d" % (c["requests"], c["bytes"]))
+    offs = locate_chunks(rng_stream(RNG_SEED, served), data, RNG_CHUNK) if data else [None]
+    found = all(o is not None for o in offs)
+    aligned = found and offs[0] % 32 == 0 and all((o - offs[0]) % RNG_CHUNK == 0 for o in offs)
+    gaps = sum(1 for a, b in zip(offs, offs[1:]) if found and b != a + RNG_CHUNK)
+    end = offs[-1] + RNG_CHUNK if found else 0
+    ctx.numbers.update(rng_window_offset=offs[0] if found else None, rng_gaps=gaps)
+    ctx.check("every %d-byte piece the guest read is at its place in the stream, in order, "
+              "at the hwrng core's read boundaries" % RNG_CHUNK, found and aligned,
+              "offsets %s (stream_bytes=%d)" % (offs, served))
+    ctx.check("vhk-rng served at least up to the end of what the guest read", found and end <= served,
+              "window [%s, %d), %d gap(s), stream_bytes=%d"
+              % (offs[0] if found else "?", end, gaps, served))
+
+
 def qemu_cases():
     """name -> (configuration, function(ctx))."""
     def case(**kw):
@@ -155,4 +249,10 @@ def qemu_cases():
                          case(dev_opts=",host_mtu=9000,mrg_rxbuf=on", sizes=(8000,), mtu=9000,
                               features={3: 1, 15: 1})),
         "qemu-reboot": ("guest reboot: ping, reboot, ping again", case(count=3, reboots=1)),
+        "qemu-rng": ("vhost-user-rng-pci served by vhk-rng --seed (split ring): the guest's "
+                     "/dev/hwrng bytes checked against the stream",
+                     lambda c: run_rng_case(c, packed=False)),
+        "qemu-rng-packed": ("vhost-user-rng-pci,packed=on served by vhk-rng --seed: the guest's "
+                            "/dev/hwrng bytes checked against the stream",
+                            lambda c: run_rng_case(c, packed=True)),
     }

@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """vhostkit interop suite runner: real frontends (QEMU + Linux guest, DPDK
-testpmd virtio-user) against apps/vhk-fwd.
+testpmd virtio-user) against apps/vhk-fwd and apps/vhk-rng.
 
   run.py --build-dir BUILD --case NAME   run one case, write BUILD/interop-results/NAME.json
   run.py --build-dir BUILD --all         run every case in turn, then the report
-  run.py --build-dir BUILD --report      regenerate docs/interop.md from the results
+  run.py --build-dir BUILD --report      write the matrix to BUILD/interop.md
+  run.py ... --report --write-docs       ... and to docs/interop.md (the published matrix)
   run.py --list                          print the case names
 
-Exit status: 0 pass, 1 fail, 77 skip (a frontend is not installed).
+Exit status: 0 pass, 1 fail, 77 skip: a program the case needs is not
+installed, or the guest kernel cannot be fetched; one line says which. Under
+CI (environment variable CI set) a missing program is a failure instead.
 """
 import argparse
 import datetime
 import os
 import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -21,8 +25,9 @@ import traceback
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import guest  # noqa: E402
 import report  # noqa: E402
-from common import CaseFailed, Ctx, tool_versions, write_result  # noqa: E402
+from common import SRC_DIR, CaseFailed, Ctx, tool_versions, write_result  # noqa: E402
 from dpdk_cases import dpdk_cases  # noqa: E402
 from qemu_cases import qemu_cases  # noqa: E402
 
@@ -39,10 +44,48 @@ def all_cases():
     return cases
 
 
-def missing_tool(name):
-    """The frontend program this case needs, if it is not installed."""
-    need = "qemu-system-x86_64" if name.startswith("qemu") else "dpdk-testpmd"
-    return None if shutil.which(need) else need
+# Programs the cases run -> the Debian package scripts/deps.sh installs them from.
+QEMU_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "cpio": "cpio", "taskset": "util-linux",
+              "find": "findutils", "sort": "coreutils"}  # the last two build the initramfs
+DPDK_TOOLS = {"dpdk-testpmd": "dpdk", "taskset": "util-linux", "stdbuf": "coreutils"}
+# Fetching the guest kernel (only while none is cached under BUILD/interop-cache/):
+# part of every Debian system, so nothing scripts/deps.sh could add.
+KERNEL_TOOLS = {"apt-get": None, "apt-cache": None, "dpkg": None}
+
+
+def missing_requirements(name, build_dir):
+    """One line naming what case `name` needs and does not find, or None."""
+    qemu = name.startswith("qemu")
+    tools = dict(QEMU_TOOLS if qemu else DPDK_TOOLS)
+    if qemu and not guest.kernel_cached(build_dir):
+        tools.update(KERNEL_TOOLS)
+    missing = sorted(t for t in tools if not shutil.which(t))
+    if qemu:
+        try:
+            guest.busybox_path()
+        except RuntimeError:
+            missing.append("static busybox")
+            tools["static busybox"] = "busybox-static"
+    if not missing:
+        return None
+    pkgs = sorted({tools[t] for t in missing if tools[t]})
+    text = "%s %s not installed" % (", ".join(missing), "is" if len(missing) == 1 else "are")
+    if pkgs:
+        text += " (scripts/deps.sh installs %s: %s)" % (
+            "it" if len(missing) == 1 else "them", " ".join(pkgs))
+    if any(not tools[t] for t in missing):
+        text += "; the guest kernel is fetched with apt-get download (Debian's apt)"
+    return text
+
+
+def prepare_guest(ctx):
+    """Fetch the guest kernel and build the initramfs (QEMU cases); a reason on failure."""
+    try:
+        ctx.guest = guest.ensure_guest(ctx.build_dir)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        return ("no guest: fetching the Debian guest kernel (apt-get download) or building "
+                "the initramfs failed: %s" % str(e).strip().splitlines()[-1][:200])
+    return None
 
 
 def now():
@@ -53,19 +96,22 @@ def now():
 def run_case(build_dir, name):
     """Run one case; write its result file; return an exit status."""
     frontend, cfg, fn = all_cases()[name]
-    tool = missing_tool(name)
     ctx = Ctx(build_dir, name)
-    if tool and os.environ.get("CI"):
-        # CI installs every frontend (scripts/deps.sh): a missing one is a failure there.
-        print("FAIL: %s is not installed in CI (scripts/deps.sh should have installed it)" % tool)
-        return 1
-    if tool:
-        print("SKIP: %s is not installed (scripts/deps.sh installs it)" % tool)
+    why = missing_requirements(name, build_dir)
+    if not why and name.startswith("qemu"):
+        why = prepare_guest(ctx)
+    if why:
         ctx.cleanup()
+        # CI installs everything (scripts/deps.sh): anything missing is a failure there.
+        ci = bool(os.environ.get("CI"))
+        print("%s: %s: %s" % ("FAIL" if ci else "SKIP", name, why), flush=True)
         write_result(build_dir, {"case": name, "frontend": frontend, "configuration": cfg,
-                                 "result": "skip (%s missing)" % tool, "seconds": 0,
-                                 "date": now(), "numbers": {}, "checks": [], "versions": {}})
-        return SKIP
+                                 "result": "FAIL" if ci else "skip", "skip_reason": why,
+                                 "seconds": 0, "date": now(), "numbers": {},
+                                 "checks": [{"check": "requirements", "ok": False,
+                                             "detail": why}] if ci else [],
+                                 "versions": {}})
+        return 1 if ci else SKIP
     t0 = time.monotonic()
     error = None
     try:
@@ -99,7 +145,9 @@ def main():
     ap.add_argument("--all", action="store_true")
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--list", action="store_true")
-    ap.add_argument("--output", help="report file (default: docs/interop.md of the source tree)")
+    ap.add_argument("--output", help="report file (default: BUILD/interop.md)")
+    ap.add_argument("--write-docs", action="store_true",
+                    help="also write the report to docs/interop.md of the source tree")
     args = ap.parse_args()
     if args.list:
         print("\n".join(all_cases()))
@@ -109,15 +157,18 @@ def main():
             print("unknown case %s; --list shows them" % args.case)
             return 2
         return run_case(args.build_dir, args.case)
+    outputs = [args.output or os.path.join(os.path.abspath(args.build_dir), "interop.md")]
+    if args.write_docs:
+        outputs.append(os.path.join(SRC_DIR, "docs", "interop.md"))
     if args.all:
         rc = 0
         for name in all_cases():
             r = run_case(args.build_dir, name)
             rc = rc or (r if r != SKIP else 0)
-        report.generate(args.build_dir, args.output, list(all_cases()))
+        report.generate(args.build_dir, outputs, list(all_cases()))
         return rc
     if args.report:  # a generator: fails only when there is nothing to report
-        return 1 if report.generate(args.build_dir, args.output, list(all_cases())) < 0 else 0
+        return 1 if report.generate(args.build_dir, outputs, list(all_cases())) < 0 else 0
     ap.print_help()
     return 2
 

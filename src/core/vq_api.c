@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The element API of vhostkit/vhk_vq.h: devices pop requests and push
+ * completions through the library's own ring walkers (vq_pop, vq_push,
+ * vq_flush, vq_rewind of vq/vq.h). Every call is one short burst between
+ * vq_enter() and vq_leave(), as the net device's bursts are: the control
+ * thread never changes a ring or the memory under it.
+ *
+ * What the public contract adds to vq.h is kept here, per queue, in
+ * struct vq_api (owned like the vq's datapath state: only by the thread
+ * inside the vq):
+ *  - the writable length of every request in flight, so a push can never
+ *    report more bytes than the guest gave (device bugs must not reach the
+ *    guest as a lie in the used ring);
+ *  - which request was popped last and where the ring stood after it, for
+ *    vhk_vq_unpop().
+ * Whether an id is in flight is the vq's own in-flight bitmap (set by
+ * vq_pop, cleared by vq_push and vq_rewind, reset by vq_start): a push of
+ * an id that is not in flight is refused before it reaches the ring.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "vhostkit/vhk_vq.h"
+#include "core/vdev.h"
+
+struct vq_api {
+	uint32_t cap;      /* entries of in_len (ring size when allocated) */
+	uint16_t last_id;  /* id of the last successful pop */
+	uint16_t last_pos; /* avail position right after it (see avail_pos()) */
+	bool last_valid;   /* last_id may be given back with vhk_vq_unpop() */
+	uint32_t in_len[]; /* per id in flight: writable bytes (push clamps to it) */
+};
+
+int vdev_enter_vq(int vid, uint16_t qid, struct vdev **ret_d, struct vq **ret_vq)
+{
+	struct vdev *d = vdev_get(vid);
+	struct vq *vq;
+
+	if (!d)
+		return -ENODEV;
+	if (qid >= VHK_MAX_QUEUES)
+		return -EINVAL;
+	vq = vdev_vq(d, qid);
+	if (!vq || !vq_enter(vq))
+		return -EAGAIN;
+	/*
+	 * The slot may have been released and given to a new device between
+	 * the lookup and the enter. Releasing quiesces every vq after the vid
+	 * was invalidated, and a later device's configuration reached us
+	 * through the enter: a vid that still matches here is the device
+	 * whose ring we now hold.
+	 */
+	if (unlikely(atomic_load_explicit(&d->vid, memory_order_acquire) != vid)) {
+		vq_leave(vq);
+		return -ENODEV;
+	}
+	*ret_d = d;
+	*ret_vq = vq;
+	return 0;
+}
+
+/* Position of the next avail entry: split free-running index, packed position | wrap << 15. */
+static inline uint16_t avail_pos(const struct vq *vq)
+{
+	return (uint16_t)vq_get_base(vq); /* started: the GET_VRING_BASE encoding, avail half */
+}
+
+/* Is @id (< size) popped and not pushed? The vq's own bitmap. */
+static inline bool in_flight(const struct vq *vq, uint16_t id)
+{
+	return vq->inflight[id >> 6] & (1ull << (id & 63));
+}
+
+/* The queue's bookkeeping, (re)allocated for its current size; NULL on ENOMEM. */
+static struct vq_api *api_get(struct vdev *d, uint16_t qid, const struct vq *vq)
+{
+	struct vq_api *a = d->vq_api[qid], *n;
+
+	if (likely(a && a->cap >= vq->size))
+		return a;
+	/* A new, larger ring: nothing can be in flight in the old array's terms. */
+	n = calloc(1, sizeof(*n) + (size_t)vq->size * sizeof(n->in_len[0]));
+	if (!n)
+		return NULL;
+	n->cap = vq->size;
+	free(a);
+	d->vq_api[qid] = n;
+	return n;
+}
+
+/*
+ * Give the chain vq_pop() returned (@rc 0 or -E2BIG) to the caller: id and
+ * lengths always, the pieces into the caller's iovecs when they fit.
+ * Returns 0, or -E2BIG with no piece written. The one place that copies
+ * pieces; it shrinks to the bookkeeping once vq_pop() fills caller-provided
+ * iovecs itself.
+ */
+static int elem_fill(struct vhk_vq_elem *e, const struct vq_chain *c, int rc)
+{
+	uint32_t n = c->nout + c->nin;
+
+	e->id = c->id;
+	e->out_len = c->out_len;
+	e->in_len = c->in_len;
+	if (rc || n > e->iov_max) {
+		e->out_num = e->in_num = 0;
+		return -E2BIG;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		e->iov[i].iov_base = c->iov[i].base;
+		e->iov[i].iov_len = c->iov[i].len;
+	}
+	e->out_num = c->nout;
+	e->in_num = c->nin;
+	return 0;
+}
+
+VHK_EXPORT int vhk_vq_pop(int vid, uint16_t qid, struct vhk_vq_elem *elem)
+{
+	struct vq_chain c;
+	struct vq_api *a;
+	struct vdev *d;
+	struct vq *vq;
+	int rc;
+
+	if (!elem || !elem->iov || elem->iov_max == 0)
+		return -EINVAL;
+	rc = vdev_enter_vq(vid, qid, &d, &vq);
+	if (rc)
+		return rc;
+	a = api_get(d, qid, vq);
+	if (!a) {
+		rc = -ENOMEM;
+		goto out_leave;
+	}
+	rc = vq_pop(vq, &c);
+	if (rc == 0 || rc == -E2BIG) {
+		/* Consumed either way: the caller owns c.id (< size, checked by the walker). */
+		rc = elem_fill(elem, &c, rc);
+		uint16_t id = (uint16_t)index_nospec(c.id, vq->size);
+		a->in_len[id] = rc ? 0 : (uint32_t)MIN(c.in_len, (uint64_t)UINT32_MAX);
+		a->last_id = id;
+		a->last_pos = avail_pos(vq);
+		a->last_valid = true;
+	}
+out_leave:
+	vq_leave(vq);
+	return rc;
+}
+
+VHK_EXPORT int vhk_vq_unpop(int vid, uint16_t qid, const struct vhk_vq_elem *elem)
+{
+	struct vq_api *a;
+	struct vdev *d;
+	struct vq *vq;
+	uint16_t id;
+	int rc;
+
+	if (!elem)
+		return -EINVAL;
+	rc = vdev_enter_vq(vid, qid, &d, &vq);
+	if (rc)
+		return rc;
+	a = d->vq_api[qid];
+	id = elem->id;
+	/*
+	 * Only the last pop, and only if the ring did not move since: the
+	 * in-flight bit covers pushes and earlier unpops, the position covers
+	 * later pops and a restarted ring (vq_start clears every bit).
+	 */
+	if (!a || !a->last_valid || a->last_id != id || id >= vq->size || !in_flight(vq, id) ||
+	    a->last_pos != avail_pos(vq)) {
+		rc = -EINVAL;
+		goto out_leave;
+	}
+	vq_rewind(vq, &id, 1);
+	a->last_valid = false;
+out_leave:
+	vq_leave(vq);
+	return rc;
+}
+
+VHK_EXPORT int vhk_vq_push(int vid, uint16_t qid, uint16_t id, uint32_t len)
+{
+	struct vq_api *a;
+	struct vdev *d;
+	struct vq *vq;
+	int rc;
+
+	rc = vdev_enter_vq(vid, qid, &d, &vq);
+	if (rc)
+		return rc;
+	a = d->vq_api[qid];
+	if (!a || id >= vq->size || id >= a->cap || !in_flight(vq, id)) {
+		rc = -EINVAL; /* a device bug: the ring stays as it is */
+		goto out_leave;
+	}
+	id = (uint16_t)index_nospec(id, vq->size);
+	if (len > a->in_len[id])
+		len = a->in_len[id];
+	/* A guest that re-posts heads can make a device hold more than size completions. */
+	if (unlikely(vq->shadow_count >= vq->size))
+		vq_flush(vq);
+	vq_push(vq, id, len);
+out_leave:
+	vq_leave(vq);
+	return rc;
+}
+
+VHK_EXPORT int vhk_vq_flush(int vid, uint16_t qid)
+{
+	struct vdev *d;
+	struct vq *vq;
+	int rc;
+
+	rc = vdev_enter_vq(vid, qid, &d, &vq);
+	if (rc)
+		return rc;
+	rc = vq->shadow_count;
+	vq_flush(vq); /* publishes, then notifies if the guest asked */
+	vq_leave(vq);
+	return rc;
+}
+
+VHK_EXPORT int vhk_vq_inflight_count(int vid, uint16_t qid)
+{
+	struct vdev *d;
+	struct vq *vq;
+	int rc, n = 0;
+
+	rc = vdev_enter_vq(vid, qid, &d, &vq);
+	if (rc)
+		return rc;
+	for (uint32_t i = 0; i < (vq->size + 63u) / 64; i++)
+		n += __builtin_popcountll(vq->inflight[i]);
+	vq_leave(vq);
+	return n;
+}
+
+VHK_EXPORT int vhk_vq_get_base(int vid, uint16_t qid, uint16_t *ret_last_avail,
+			       uint16_t *ret_last_used)
+{
+	struct vdev *d;
+	struct vq *vq;
+	int rc;
+
+	if (!ret_last_avail || !ret_last_used)
+		return -EINVAL;
+	rc = vdev_enter_vq(vid, qid, &d, &vq);
+	if (rc)
+		return rc;
+	if (vq->packed) {
+		uint32_t base = vq_get_base(vq);
+		*ret_last_avail = (uint16_t)base;
+		*ret_last_used = (uint16_t)(base >> 16);
+	} else {
+		*ret_last_avail = vq->last_avail_idx;
+		*ret_last_used = vq->last_used_idx;
+	}
+	vq_leave(vq);
+	return 0;
+}
+
+/* True if no request of @vq is in flight and no completion is shadowed. */
+static bool vq_idle(const struct vq *vq)
+{
+	if (vq->shadow_count)
+		return false;
+	for (uint32_t i = 0; i < (vq->size + 63u) / 64; i++)
+		if (vq->inflight[i])
+			return false;
+	return true;
+}
+
+VHK_EXPORT int vhk_vq_set_base(int vid, uint16_t qid, uint16_t last_avail, uint16_t last_used)
+{
+	struct vdev *d;
+	struct vq *vq;
+	int rc;
+
+	rc = vdev_enter_vq(vid, qid, &d, &vq);
+	if (rc)
+		return rc;
+	if (vq->packed ? (last_avail & 0x7fff) >= vq->size || (last_used & 0x7fff) >= vq->size
+		       : (uint16_t)(last_avail - last_used) > vq->size) {
+		rc = -EINVAL;
+		goto out_leave;
+	}
+	if (!vq_idle(vq)) {
+		rc = -EBUSY;
+		goto out_leave;
+	}
+	/*
+	 * The positions as vq_start() derives them from a base (vq.c): the
+	 * next pop re-reads the guest's index, the next flush writes at
+	 * last_used, the next notification decision starts afresh, IN_ORDER
+	 * batching starts at the new avail position.
+	 */
+	if (vq->packed) {
+		vq->last_avail_idx = vq->shadow_avail_idx = last_avail & 0x7fff;
+		vq->avail_wrap = last_avail >> 15;
+		vq->last_used_idx = last_used & 0x7fff;
+		vq->used_wrap = last_used >> 15;
+	} else {
+		vq->last_avail_idx = vq->shadow_avail_idx = last_avail;
+		vq->last_used_idx = last_used;
+	}
+	vq->signalled_used_valid = false;
+	vq->io_next = vq->last_avail_idx;
+	vq->io_wrap = vq->avail_wrap;
+	vq->io_batch_ok = true;
+	if (d->vq_api[qid])
+		d->vq_api[qid]->last_valid = false;
+out_leave:
+	vq_leave(vq);
+	return rc;
+}
