@@ -253,7 +253,6 @@ static int setup(const char *path, bool client)
 		.queue_stop = on_queue_stop, .dev_init = on_dev_init, .dev_fini = on_dev_fini};
 	static const struct vhk_callbacks cb = {.new_device = on_new_device,
 						.destroy_device = on_destroy_device};
-	uint64_t pf = 0;
 	int rc = vhk_socket_register(path, client ? VHK_CLIENT : 0);
 
 	if (rc < 0) {
@@ -263,9 +262,6 @@ static int setup(const char *path, bool client)
 	if ((rc = vhk_socket_set_device_ops(path, &ops)) < 0 ||
 	    (rc = vhk_socket_set_features(path, RNG_FEATURES)) < 0 ||
 	    (rc = vhk_socket_set_max_queues(path, 1)) < 0 ||
-	    (rc = vhk_socket_get_protocol_features(path, &pf)) < 0 ||
-	    /* Not STATUS: QEMU 7.2's vhost-user-rng never sends DRIVER_OK with it. */
-	    (rc = vhk_socket_set_protocol_features(path, pf & ~F(VHK_PF_STATUS))) < 0 ||
 	    (rc = vhk_socket_set_callbacks(path, &cb, NULL)) < 0 || (rc = vhk_socket_start(path)) < 0) {
 		fprintf(stderr, "vhk-rng: set up %s: %s\n", path, strerror(-rc));
 		vhk_socket_unregister(path);

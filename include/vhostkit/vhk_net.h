@@ -60,7 +60,7 @@ extern "C" {
 /**
  * Make @p path (already vhk_socket_register()ed, not started) serve a virtio-net
  * device: installs the net device operations, offers
- * VHK_NET_DEFAULT_FEATURES and the MQ, RARP and NET_MTU protocol features.
+ * VHK_NET_DEFAULT_FEATURES and the MQ, RARP, NET_MTU and STATUS protocol features.
  * Adjust the offer afterwards with vhk_socket_disable_features() and friends.
  * @return 0; -ENOENT unknown path; -EBUSY started.
  */

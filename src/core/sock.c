@@ -60,11 +60,18 @@ struct core_sock *core_sock_find(const char *path)
 	return NULL;
 }
 
+/*
+ * The default offer. STATUS is not in it: with STATUS negotiated the core
+ * starts a device only once the driver set DRIVER_OK, and QEMU 7.2 sends
+ * SET_STATUS only for the last queue pair of a device whose vq_index_end
+ * it set, which its non-net vhost-user devices (rng, crypto, ...) never
+ * do: they negotiate STATUS and never start. A device that knows its
+ * frontends send DRIVER_OK opts in (net does).
+ */
 uint64_t core_sock_offered_pf(const struct core_sock *s)
 {
 	uint64_t pf = (1ull << VHK_PF_MQ) | (1ull << VHK_PF_REPLY_ACK) |
-		      (1ull << VHK_PF_BACKEND_REQ) | (1ull << VHK_PF_CONFIGURE_MEM_SLOTS) |
-		      (1ull << VHK_PF_STATUS);
+		      (1ull << VHK_PF_BACKEND_REQ) | (1ull << VHK_PF_CONFIGURE_MEM_SLOTS);
 
 	if (s->pf_set)
 		return s->pfeatures;

@@ -126,7 +126,9 @@ const struct vhk_device_ops *net_device_ops(void)
 
 VHK_EXPORT int vhk_net_attach(const char *path)
 {
-	const uint64_t pf = (1ull << VHK_PF_MQ) | (1ull << VHK_PF_RARP) | (1ull << VHK_PF_NET_MTU);
+	/* QEMU's vhost-user net sends DRIVER_OK (SET_STATUS) for its last queue pair. */
+	const uint64_t pf = (1ull << VHK_PF_MQ) | (1ull << VHK_PF_RARP) | (1ull << VHK_PF_NET_MTU) |
+			    (1ull << VHK_PF_STATUS);
 	uint64_t cur = 0;
 	int ret;
 

@@ -209,7 +209,7 @@ static void t_handlers(void)
 	/* The default offer: CONFIG for a config space; device bits only when asked for. */
 	CHECK(pf & (1ull << VHK_PF_CONFIG));
 	CHECK(!(pf & (1ull << VHK_PF_RARP)) && !(pf & (1ull << VHK_PF_NET_MTU)));
-	pf |= (1ull << VHK_PF_RARP) | (1ull << VHK_PF_NET_MTU);
+	pf |= (1ull << VHK_PF_RARP) | (1ull << VHK_PF_NET_MTU) | (1ull << VHK_PF_STATUS);
 	CHECK_EQ(vhk_socket_set_protocol_features(g_path, pf), 0);
 	CHECK_EQ(vhk_socket_start(g_path), 0);
 	fd = connect_again();

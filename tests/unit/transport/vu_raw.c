@@ -114,6 +114,11 @@ int setup_with(uint64_t disable_features, uint32_t qp)
 	CHECK_EQ(vhk_socket_register(g_path, 0), 0);
 	CHECK_EQ(vhk_socket_set_callbacks(g_path, &g_cb, NULL), 0);
 	CHECK_EQ(vhk_socket_set_device_ops(g_path, &g_ops), 0);
+	/* STATUS is opt-in for a custom device (not in the default offer). */
+	uint64_t pf = 0;
+	CHECK_EQ(vhk_socket_get_protocol_features(g_path, &pf), 0);
+	CHECK(!(pf & (1ull << VHK_PF_STATUS)));
+	CHECK_EQ(vhk_socket_set_protocol_features(g_path, pf | (1ull << VHK_PF_STATUS)), 0);
 	CHECK_EQ(vhk_socket_disable_features(g_path, disable_features), 0);
 	CHECK_EQ(vhk_socket_set_max_queues(g_path, 2 * qp), 0);
 	CHECK_EQ(vhk_socket_start(g_path), 0);
