@@ -18,6 +18,7 @@
 
 #include "util/fd.h"
 #include "vq/vq.h"
+#include "vq/vq_rules.h"
 
 #define VQ_ADDR_F_LOG (1u << VHOST_VRING_F_LOG)
 
@@ -367,8 +368,8 @@ static int packed_apply_base(struct vq *vq)
 {
 	if (!vq->base_set)
 		vq->base = 0x80008000u;
-	uint16_t avail = vq->base & 0x7fff, used = (vq->base >> 16) & 0x7fff;
-	bool avail_wrap = vq->base & 0x8000, used_wrap = vq->base & 0x80000000u;
+	uint16_t avail = vqr_packed_pw_pos(vq->base), used = vqr_packed_pw_pos(vq->base >> 16);
+	bool avail_wrap = vqr_packed_pw_wrap(vq->base), used_wrap = vqr_packed_pw_wrap(vq->base >> 16);
 
 	if (!(vq->base >> 16)) {
 		used = avail;

@@ -113,7 +113,7 @@ struct vq {
 	struct vring_avail *avail;
 	struct vring_used *used;
 	struct vring_used_elem *shadow_used; /* size entries */
-	uint64_t *inflight;    /* bitmap of heads popped and not yet pushed */
+	uint64_t *inflight;    /* bitmap of heads / ids popped and not yet pushed (vq_rules.h) */
 	const struct mem_table *mem;
 	uint32_t mem_hint;
 	int call_fd;
@@ -128,10 +128,9 @@ struct vq {
 	bool used_wrap;         /* wrap counter of last_used_idx */
 	bool signalled_used_wrap;
 	/*
-	 * Per buffer id, for chains in flight. Packed: bits 0..14 descriptors
-	 * taken, bit 15 chain has writable pieces, bits 16..30 ring position of
-	 * the chain, bit 31 its wrap counter. Split (per head): bits 0..15 avail
-	 * position it was popped at, bit 16 chain has writable pieces.
+	 * Pop records: per head (split) or buffer id (packed) of a chain in
+	 * flight, where it was popped and what it holds. The encoding and every
+	 * accessor are in vq_rules.h.
 	 */
 	uint32_t *pk_state;
 

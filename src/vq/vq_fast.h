@@ -29,15 +29,7 @@
 
 #include "vq/vq.h"
 #include "vq/chain_walk.h"
-
-#define VQF_PK_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
-#define VQF_PK_USED  (1u << VRING_PACKED_DESC_F_USED)
-
-/* In-flight bitmap of heads (split) or buffer ids (packed): cleared on push. */
-static inline void vqf_inflight_clear(struct vq *vq, uint16_t id)
-{
-	vq->inflight[id >> 6] &= ~(1ull << (id & 63));
-}
+#include "vq/vq_rules.h"
 
 /* A chain of one descriptor, as the fast pop returns it. */
 struct vq_one {
@@ -60,8 +52,8 @@ static inline bool vqf_split_pop_one(struct vq *vq, struct vq_one *o)
 	if (unlikely(head >= vq->size))
 		return false;
 	head = (uint16_t)index_nospec(head, vq->size);
-	uint64_t *iw = &vq->inflight[head >> 6], ibit = 1ull << (head & 63), iword = *iw;
-	if (unlikely(iword & ibit))
+	struct vqr_ibit ib = vqr_inflight_at(vq->inflight, head);
+	if (unlikely(vqr_ibit_busy(ib)))
 		return false;
 	memcpy(&d, &vq->desc[head], sizeof(d));
 	CHAIN_LAUNDER(d);
@@ -70,9 +62,8 @@ static inline bool vqf_split_pop_one(struct vq *vq, struct vq_one *o)
 	o->len = d.len;
 	o->id = head;
 	o->write = d.flags & VRING_DESC_F_WRITE;
-	*iw = iword | ibit; /* in flight (nothing stored to the bitmap since the load) */
-	/* IN_ORDER bookkeeping, as vq_split_pop(): avail position, writable flag. */
-	vq->pk_state[head] = idx | (o->write ? 1u << 16 : 0);
+	vqr_ibit_set(ib);
+	vq->pk_state[head] = vqr_split_rec(idx, o->write);
 	vq->last_avail_idx = (uint16_t)(idx + 1);
 	return true;
 }
@@ -86,29 +77,26 @@ static inline bool vqf_packed_pop_one(struct vq *vq, struct vq_one *o)
 
 	/* Acquire pairs with the driver's release (or wmb) before its flags store. */
 	uint16_t flags = load_acquire(&vq->pdesc[pos].flags);
-	if (!!(flags & VQF_PK_AVAIL) != wrap || !!(flags & VQF_PK_USED) == wrap)
+	if (!vqr_packed_avail(flags, wrap))
 		return false;
 	memcpy(&d, &vq->pdesc[pos], sizeof(d));
 	CHAIN_LAUNDER(d);
 	if (unlikely(d.id >= vq->size))
 		return false;
 	uint16_t id = (uint16_t)index_nospec(d.id, vq->size);
-	uint64_t *iw = &vq->inflight[id >> 6], ibit = 1ull << (id & 63), iword = *iw;
-	if (unlikely(iword & ibit))
+	struct vqr_ibit ib = vqr_inflight_at(vq->inflight, id);
+	if (unlikely(vqr_ibit_busy(ib)))
 		return false;
 	if (unlikely(!chain_one_xlate(vq->mem, &vq->mem_hint, d.addr, d.len, flags, &o->base)))
 		return false;
 	o->len = d.len;
 	o->id = id;
 	o->write = flags & VRING_DESC_F_WRITE;
-	*iw = iword | ibit; /* in flight (nothing stored to the bitmap since the load) */
-	/* As vq_packed_pop(): 1 slot, writable flag, ring position and wrap. */
-	vq->pk_state[id] = 1u | (o->write ? 1u << 15 : 0) | (uint32_t)pos << 16 | (wrap ? 1u << 31 : 0);
-	if (unlikely(++pos == vq->size)) {
-		pos = 0;
-		vq->avail_wrap = !wrap;
-	}
+	vqr_ibit_set(ib);
+	vq->pk_state[id] = vqr_packed_rec(1, o->write, pos, wrap);
+	(void)vqr_packed_next(vq->size, &pos, &wrap);
 	vq->last_avail_idx = pos;
+	vq->avail_wrap = wrap;
 	return true;
 }
 
@@ -162,8 +150,7 @@ static inline uint16_t vqf_split_pop_burst(struct vq *vq, struct vq_one *o, uint
 		if (unlikely(head >= size))
 			break;
 		head = (uint16_t)index_nospec(head, size);
-		uint64_t *iw = &inflight[head >> 6], ibit = 1ull << (head & 63), iword = *iw;
-		if (unlikely(iword & ibit))
+		if (unlikely(vqr_inflight_test(inflight, head)))
 			break;
 		memcpy(&d, &desc[head], sizeof(d));
 		CHAIN_LAUNDER(d);
@@ -172,8 +159,8 @@ static inline uint16_t vqf_split_pop_burst(struct vq *vq, struct vq_one *o, uint
 			     off >= rsize || rsize - off < d.len))
 			break;
 		bool wr = d.flags & VRING_DESC_F_WRITE;
-		*iw = iword | ibit;
-		state[head] = (uint16_t)(idx + n) | (wr ? 1u << 16 : 0);
+		vqr_inflight_set(inflight, head);
+		state[head] = vqr_split_rec((uint16_t)(idx + n), wr);
 		o[n].base = rhva + off;
 		o[n].len = d.len;
 		o[n].id = head;
@@ -200,40 +187,38 @@ static inline uint16_t vqf_packed_pop_burst(struct vq *vq, struct vq_one *o, uin
 	struct vring_packed_desc *ring = vq->pdesc;
 	uint64_t *inflight = vq->inflight;
 	uint32_t *state = vq->pk_state;
-	/* Available in lap w: AVAIL == w and USED != w; pk_state's wrap bit of the lap. */
-	uint16_t want = wrap ? VQF_PK_AVAIL : VQF_PK_USED;
-	uint32_t wbit = wrap ? 1u << 31 : 0;
+	/* The lap-dependent bits, flipped on a lap: availability test and pop record. */
+	uint16_t want = vqr_packed_want(wrap);
+	uint32_t rlap = vqr_packed_rec_lap(wrap);
 
 	for (n = 0; n < max; n++) {
 		struct vring_packed_desc d;
 		/* Acquire pairs with the driver's release (or wmb) before its flags store. */
 		uint16_t flags = load_acquire(&ring[pos].flags);
-		if ((flags & (VQF_PK_AVAIL | VQF_PK_USED)) != want)
+		if (!vqr_packed_avail_want(flags, want))
 			break;
 		memcpy(&d, &ring[pos], sizeof(d));
 		CHAIN_LAUNDER(d);
 		if (unlikely(d.id >= size))
 			break;
 		uint16_t id = (uint16_t)index_nospec(d.id, size);
-		uint64_t *iw = &inflight[id >> 6], ibit = 1ull << (id & 63), iword = *iw;
-		if (unlikely(iword & ibit))
+		struct vqr_ibit ib = vqr_inflight_at(inflight, id);
+		if (unlikely(vqr_ibit_busy(ib)))
 			break;
 		uint64_t off = d.addr - rgpa;
 		if (unlikely((flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) || d.len == 0 ||
 			     off >= rsize || rsize - off < d.len))
 			break;
 		bool wr = flags & VRING_DESC_F_WRITE;
-		*iw = iword | ibit;
-		state[id] = 1u | (uint32_t)wr << 15 | (uint32_t)pos << 16 | wbit;
+		vqr_ibit_set(ib);
+		state[id] = vqr_packed_rec_in_lap(rlap, 1, wr, pos);
 		o[n].base = rhva + off;
 		o[n].len = d.len;
 		o[n].id = id;
 		o[n].write = wr;
-		if (unlikely(++pos == size)) {
-			pos = 0;
-			wrap = !wrap;
-			want ^= VQF_PK_AVAIL | VQF_PK_USED;
-			wbit ^= 1u << 31;
+		if (unlikely(vqr_packed_next(size, &pos, &wrap))) {
+			want = vqr_packed_lap_flip(want);
+			rlap = vqr_packed_rec_lap(wrap);
 		}
 	}
 	vq->last_avail_idx = pos;
@@ -300,7 +285,7 @@ static inline void vq_push_fast(struct vq *vq, uint16_t id, uint32_t len)
 	}
 	id = (uint16_t)index_nospec(id, size);
 	struct vring_used_elem *e = &vq->shadow_used[vq->shadow_count++];
-	vqf_inflight_clear(vq, id);
+	vqr_inflight_clear(vq->inflight, id);
 	e->len = len;
 	if (!vq->packed && !vq->in_order) {
 		e->id = id;
@@ -308,28 +293,13 @@ static inline void vq_push_fast(struct vq *vq, uint16_t id, uint32_t len)
 	}
 	uint32_t st = vq->pk_state[id];
 	if (vq->packed) {
-		if (vq->in_order) {
-			/* Batchable only if popped in order, len 0 and read-only. */
-			uint16_t at = (uint16_t)((st >> 16) & 0x7fffu);
-			bool wrap = st >> 31;
-			if (at != vq->io_next || wrap != vq->io_wrap || (st & 0x8000u) || len)
-				vq->io_batch_ok = false;
-			uint32_t next = (uint32_t)at + (st & 0x7fffu);
-			if (next >= size) {
-				next -= size;
-				wrap = !wrap;
-			}
-			vq->io_next = (uint16_t)next;
-			vq->io_wrap = wrap;
-		}
-		/* The chain's slot count rides in bits 16..31, as vq_packed_push(). */
-		e->id = id | (st & 0x7fffu) << 16;
+		if (vq->in_order)
+			vqr_packed_io_step(size, &vq->io_next, &vq->io_wrap, &vq->io_batch_ok, st,
+					   len);
+		e->id = vqr_packed_shadow_id(id, vqr_packed_rec_slots(st));
 	} else {
-		if (vq->in_order) {
-			if ((uint16_t)st != vq->io_next || (st >> 16) || len)
-				vq->io_batch_ok = false;
-			vq->io_next = (uint16_t)(st + 1);
-		}
+		if (vq->in_order)
+			vqr_split_io_step(&vq->io_next, &vq->io_batch_ok, st, len);
 		e->id = id;
 	}
 }
@@ -353,10 +323,10 @@ static inline void vq_push_burst(struct vq *vq, const struct vq_one *o, uint16_t
 	struct vring_used_elem *e = vq->shadow_used + sc;
 	uint64_t *inflight = vq->inflight;
 	const bool packed = vq->packed;
-	const uint32_t slots = packed ? 1u << 16 : 0;
+	const uint32_t slots = packed ? vqr_packed_shadow_id(0, 1) : 0; /* packed: one slot each */
 	for (uint16_t i = 0; i < n; i++) {
 		uint16_t id = o[i].id; /* < size: checked and clamped by the pop */
-		inflight[id >> 6] &= ~(1ull << (id & 63));
+		vqr_inflight_clear(inflight, id);
 		e[i].id = id | slots;
 		e[i].len = o[i].len;
 	}
@@ -368,21 +338,10 @@ static inline void vq_push_burst(struct vq *vq, const struct vq_one *o, uint16_t
 	uint16_t next = vq->io_next;
 	bool wrap = vq->io_wrap, ok = vq->io_batch_ok;
 	for (uint16_t i = 0; i < n; i++) {
-		uint32_t st = state[o[i].id];
-		if (packed) {
-			uint16_t at = (uint16_t)((st >> 16) & 0x7fffu);
-			bool w = st >> 31;
-			ok &= at == next && w == wrap && !(st & 0x8000u) && !o[i].len;
-			next = (uint16_t)(at + 1); /* one slot */
-			wrap = w;
-			if (next >= size) {
-				next = 0;
-				wrap = !wrap;
-			}
-		} else {
-			ok &= (uint16_t)st == next && !(st >> 16) && !o[i].len;
-			next = (uint16_t)(st + 1);
-		}
+		if (packed)
+			vqr_packed_io_step1(size, &next, &wrap, &ok, state[o[i].id], o[i].len);
+		else
+			vqr_split_io_step(&next, &ok, state[o[i].id], o[i].len);
 	}
 	vq->io_next = next;
 	vq->io_wrap = wrap;

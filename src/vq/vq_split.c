@@ -17,6 +17,7 @@
 #include "util/fd.h"
 #include "vq/vq.h"
 #include "vq/chain_walk.h"
+#include "vq/vq_rules.h"
 
 /* The 16-bit event fields that live after the rings (EVENT_IDX). */
 static inline uint16_t *used_event_ptr(const struct vq *vq)
@@ -27,22 +28,6 @@ static inline uint16_t *used_event_ptr(const struct vq *vq)
 static inline uint16_t *avail_event_ptr(const struct vq *vq)
 {
 	return (uint16_t *)(void *)&vq->used->ring[vq->size];
-}
-
-/* Is @head already popped and not yet pushed? */
-static inline bool inflight_test(const struct vq *vq, uint16_t head)
-{
-	return vq->inflight[head >> 6] & (1ull << (head & 63));
-}
-
-static inline void inflight_set(struct vq *vq, uint16_t head)
-{
-	vq->inflight[head >> 6] |= 1ull << (head & 63);
-}
-
-static inline void inflight_clear(struct vq *vq, uint16_t head)
-{
-	vq->inflight[head >> 6] &= ~(1ull << (head & 63));
 }
 
 /*
@@ -94,7 +79,7 @@ int vq_split_pop(struct vq *vq, struct vq_chain *c)
 		return -EIO;
 	}
 	head = (uint16_t)index_nospec(head, vq->size);
-	if (unlikely(inflight_test(vq, head))) {
+	if (unlikely(vqr_inflight_test(vq->inflight, head))) {
 		vq_mark_broken(vq, "avail head already in flight");
 		return -EIO;
 	}
@@ -113,9 +98,8 @@ int vq_split_pop(struct vq *vq, struct vq_chain *c)
 			return -EIO;
 		}
 	}
-	inflight_set(vq, head);
-	/* IN_ORDER bookkeeping: where this head was popped, and whether it has writable pieces. */
-	vq->pk_state[head] = vq->last_avail_idx | (c->nin ? 1u << 16 : 0);
+	vqr_inflight_set(vq->inflight, head);
+	vq->pk_state[head] = vqr_split_rec(vq->last_avail_idx, c->nin);
 	vq->last_avail_idx++;
 	return rc; /* 0 or -E2BIG (consumed: the caller pushes it with len 0) */
 }
@@ -124,7 +108,7 @@ void vq_split_rewind(struct vq *vq, const uint16_t *ids, uint16_t n)
 {
 	for (uint16_t i = 0; i < n; i++)
 		if (likely(ids[i] < vq->size))
-			inflight_clear(vq, ids[i]);
+			vqr_inflight_clear(vq->inflight, ids[i]);
 	vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
 }
 
@@ -135,14 +119,10 @@ void vq_split_push(struct vq *vq, uint16_t id, uint32_t len)
 	/* Device bugs only (ids come from pop): never let them overrun the shadow. */
 	if (unlikely(id >= vq->size || vq->shadow_count >= vq->size))
 		return;
-	inflight_clear(vq, id);
-	if (vq->in_order) {
-		/* Batchable only if popped in order, len 0 and no writable piece (len is moot). */
-		uint32_t st = vq->pk_state[index_nospec(id, vq->size)];
-		if ((uint16_t)st != vq->io_next || (st >> 16) || len)
-			vq->io_batch_ok = false;
-		vq->io_next = (uint16_t)(st + 1);
-	}
+	vqr_inflight_clear(vq->inflight, id);
+	if (vq->in_order)
+		vqr_split_io_step(&vq->io_next, &vq->io_batch_ok,
+				  vq->pk_state[index_nospec(id, vq->size)], len);
 	e = &vq->shadow_used[vq->shadow_count++];
 	e->id = id;
 	e->len = len;
