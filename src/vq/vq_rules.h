@@ -9,8 +9,10 @@
  *    guest data again:
  *      split  (per head):      bits 0..15 avail position it was popped at,
  *                              bit 16 the chain has writable pieces;
- *      packed (per buffer id): bits 0..14 ring slots the chain takes,
- *                              bit 15 the chain has writable pieces,
+ *      packed (per buffer id): bits 0..14 ring slots the chain takes
+ *                              minus one (1..32768 slots: a chain may
+ *                              fill a ring of 32768), bit 15 the chain
+ *                              has writable pieces,
  *                              bits 16..30 ring position of its first
  *                              slot, bit 31 the wrap counter there;
  *  - the packed shadow used id: buffer id in bits 0..15, the chain's slot
@@ -128,7 +130,7 @@ static inline uint32_t vqr_packed_rec_lap(bool wrap)
 static inline uint32_t vqr_packed_rec_in_lap(uint32_t lap, uint32_t slots, bool write,
 					     uint16_t pos)
 {
-	return slots | (uint32_t)write << 15 | (uint32_t)pos << 16 | lap;
+	return (slots - 1) | (uint32_t)write << 15 | (uint32_t)pos << 16 | lap;
 }
 
 /* The same in lap @wrap. */
@@ -139,7 +141,7 @@ static inline uint32_t vqr_packed_rec(uint32_t slots, bool write, uint16_t pos, 
 
 static inline uint16_t vqr_packed_rec_slots(uint32_t rec)
 {
-	return (uint16_t)(rec & 0x7fffu);
+	return (uint16_t)((rec & 0x7fffu) + 1);
 }
 
 static inline bool vqr_packed_rec_write(uint32_t rec)

@@ -396,6 +396,43 @@ static void t_chain_longer_than_ring(void)
 	check_broken(f);
 }
 
+/*
+ * A chain that takes every slot of a ring of 32768 (the largest size): its
+ * slot count must survive the pop record, so the used side moves a whole
+ * lap too (the wrap counter flips) and the next chain is completed where
+ * the driver looks for it.
+ */
+static void t_chain_of_whole_max_ring(void)
+{
+	struct fx *f = fx_new(32768, 0);
+	static struct tb b[32768];
+	uint16_t id;
+	uint32_t len;
+
+	for (uint32_t i = 0; i < 32768; i++)
+		b[i] = (struct tb){BUF, 0, 0};
+	pr_chain(&f->r, b, 32768, 5);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.ndesc, 32768);
+	CHECK_EQ(f->vq.last_avail_idx, 0);
+	CHECK(!f->vq.avail_wrap);
+	vq_push(&f->vq, f->c.id, 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(id, 5);
+	CHECK_EQ(f->vq.last_used_idx, 0);
+	CHECK(!f->vq.used_wrap);
+	CHECK_EQ(vq_get_base(&f->vq), 0);
+	/* The next lap: one descriptor, completed in lap 0 at slot 0. */
+	pr_chain(&f->r, b, 1, 6);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	vq_push(&f->vq, f->c.id, 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(id, 6);
+	CHECK(!f->vq.broken);
+}
+
 /* The head is published but a following descriptor is not: broken, not a stale read. */
 static void t_rest_not_available(void)
 {
@@ -737,7 +774,8 @@ static void t_avail_count_exact(void)
 
 TEST_MAIN(TEST(t_pop_push_exact), TEST(t_wrap_laps), TEST(t_batch_and_rewind), TEST(t_indirect),
 	  TEST(t_zero_len_unmapped), TEST(t_hostile_chains), TEST(t_nested_indirect),
-	  TEST(t_chain_longer_than_ring), TEST(t_rest_not_available), TEST(t_id_in_flight_twice),
+	  TEST(t_chain_longer_than_ring), TEST(t_chain_of_whole_max_ring),
+	  TEST(t_rest_not_available), TEST(t_id_in_flight_twice),
 	  TEST(t_base), TEST(t_base_default), TEST(t_notify), TEST(t_notify_event_idx),
 	  TEST(t_inorder_batch), TEST(t_inorder_no_batch), TEST(t_inorder_rewind),
 	  TEST(t_avail_count_exact))
