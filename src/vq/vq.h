@@ -76,6 +76,14 @@ struct vq_chain {
 	struct vq_iov iov[VQ_MAX_IOV];
 };
 
+/* A chain of one descriptor, as the fast pops (vq_fast.h) return it. */
+struct vq_one {
+	uint8_t *base; /* translated buffer, len bytes in one region */
+	uint32_t len;  /* > 0 */
+	uint16_t id;   /* head (split) or buffer id (packed), < size */
+	bool write;    /* device-writable */
+};
+
 /* Ring addresses as given by SET_VRING_ADDR (frontend user addresses). */
 struct vq_addr {
 	uint32_t flags; /* VHOST_VRING_F_LOG only */
