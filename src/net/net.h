@@ -29,6 +29,11 @@
 #define NET_TX_MAX_PKT_LEN (256u * 1024u)
 /* Largest number of receive chains one packet may use with MRG_RXBUF. */
 #define NET_RX_MAX_BUFS 256u
+/*
+ * Pieces of one chain the general paths take (their iovec array); a chain
+ * with more is consumed and returned used with length 0, an error.
+ */
+#define NET_MAX_IOV 256u
 
 /* The virtio-net header as the device sees it (host byte order). */
 struct net_hdr {

@@ -26,8 +26,8 @@
 
 /* Write cursor over the writable pieces of one chain. */
 struct dst_cur {
-	const struct vq_iov *iov;
-	const struct vq_iov *end;
+	const struct iovec *iov;
+	const struct iovec *end;
 	uint8_t *p;
 	uint32_t left;
 };
@@ -58,7 +58,8 @@ struct rx_burst {
 	uint8_t hdr_plain[NET_HDR_MRG_LEN]; /* header of a packet without offloads */
 	uint16_t ids[NET_RX_MAX_BUFS];
 	uint32_t lens[NET_RX_MAX_BUFS];
-	struct vq_chain chain;
+	struct vq_chain chain; /* its pieces in iov */
+	struct iovec iov[NET_MAX_IOV];
 };
 
 /* Point @d at the writable pieces of @c. */
@@ -66,17 +67,17 @@ static inline void dst_init(struct dst_cur *d, const struct vq_chain *c)
 {
 	d->iov = &c->iov[c->nout];
 	d->end = d->iov + c->nin;
-	d->p = d->iov->base;
-	d->left = d->iov->len;
+	d->p = d->iov->iov_base;
+	d->left = (uint32_t)d->iov->iov_len; /* a piece is < 2^32 bytes */
 }
 
 /* Move to the next non-empty piece; false when the chain is full. */
 static inline bool dst_next(struct dst_cur *d)
 {
 	while (++d->iov < d->end) {
-		if (d->iov->len) {
-			d->p = d->iov->base;
-			d->left = d->iov->len;
+		if (d->iov->iov_len) {
+			d->p = d->iov->iov_base;
+			d->left = (uint32_t)d->iov->iov_len;
 			return true;
 		}
 	}
@@ -304,6 +305,8 @@ static void burst_init(struct rx_burst *b, struct vq *vq)
 	b->max_bufs = (b->features & (1ull << VHK_NET_F_MRG_RXBUF)) ? NET_RX_MAX_BUFS : 1;
 	b->pushed = 0;
 	b->errors = 0;
+	b->chain.iov = b->iov;
+	b->chain.iov_max = NET_MAX_IOV;
 	net_hdr_encode(&h, b->hdr_plain, NET_HDR_MRG_LEN);
 }
 

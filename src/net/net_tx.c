@@ -29,8 +29,8 @@
 
 /* Read cursor over the readable pieces of a chain. */
 struct src_iov {
-	const struct vq_iov *iov;
-	const struct vq_iov *end;
+	const struct iovec *iov;
+	const struct iovec *end;
 	const uint8_t *p;
 	uint32_t left;
 };
@@ -53,7 +53,8 @@ struct tx_burst {
 	uint32_t pushed;
 	uint64_t errors;
 	uint64_t bytes;
-	struct vq_chain chain;
+	struct vq_chain chain; /* its pieces in iov */
+	struct iovec iov[NET_MAX_IOV];
 };
 
 /* Point @s at the readable pieces of @c. */
@@ -61,8 +62,8 @@ static inline void src_init(struct src_iov *s, const struct vq_chain *c)
 {
 	s->iov = c->iov;
 	s->end = c->iov + c->nout;
-	s->p = s->iov->base;
-	s->left = s->iov->len;
+	s->p = s->iov->iov_base;
+	s->left = (uint32_t)s->iov->iov_len; /* a piece is < 2^32 bytes */
 }
 
 /* Move to the next piece; false at the end of the readable part. */
@@ -72,8 +73,8 @@ static inline bool src_next(struct src_iov *s)
 		s->left = 0;
 		return false;
 	}
-	s->p = s->iov->base;
-	s->left = s->iov->len;
+	s->p = s->iov->iov_base;
+	s->left = (uint32_t)s->iov->iov_len;
 	return true;
 }
 
@@ -409,6 +410,8 @@ VHK_EXPORT uint16_t vhk_net_dequeue_burst(int vid, uint16_t qid, struct vhk_pool
 		b.pushed = 0;
 		b.errors = 0;
 		b.bytes = 0;
+		b.chain.iov = b.iov;
+		b.chain.iov_max = NET_MAX_IOV;
 		uint16_t got = tx_burst(&b, pkts + n, want, avail);
 		if (b.pushed)
 			vq_flush(vq);

@@ -49,6 +49,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <linux/virtio_ring.h>
 
 #include "util/compiler.h"
@@ -56,24 +57,24 @@
 #include "mem/mem.h"
 
 #define VQ_MAX_SIZE 32768u
-/* Translated pieces per chain; a longer chain is consumed and failed (-E2BIG). */
-#define VQ_MAX_IOV 256u
 
-/* One translated, contiguous piece of a buffer. */
-struct vq_iov {
-	uint8_t *base;
-	uint32_t len;
-};
-
-/* A descriptor chain, validated and translated. Readable pieces come first. */
+/*
+ * A descriptor chain, validated and translated. The caller provides the
+ * storage for its pieces (iov, iov_max) before vq_pop(); the walker writes
+ * each translated, contiguous piece (at most 2^32 - 1 bytes) as one POSIX
+ * iovec, readable pieces first, so a device can hand them to readv(2),
+ * io_uring or an application as they are. A chain with more pieces than
+ * iov_max is still validated whole and consumed, and fails with -E2BIG.
+ */
 struct vq_chain {
+	struct iovec *iov; /* caller's storage: iov_max entries */
+	uint32_t iov_max;
 	uint16_t id;      /* head index (split) or buffer id (packed) */
 	uint16_t ndesc;   /* ring slots the chain occupies (packed bookkeeping) */
 	uint32_t nout;    /* iov[0 .. nout) are device-readable */
 	uint32_t nin;     /* iov[nout .. nout+nin) are device-writable */
 	uint64_t out_len; /* total readable bytes */
 	uint64_t in_len;  /* total writable bytes */
-	struct vq_iov iov[VQ_MAX_IOV];
 };
 
 /* A chain of one descriptor, as the fast pops (vq_fast.h) return it. */
@@ -274,10 +275,12 @@ uint16_t vq_avail_count(struct vq *vq);
 uint16_t vq_avail_count_max(struct vq *vq, uint16_t max);
 
 /*
- * Pop the next available chain into @c (validated and translated).
+ * Pop the next available chain into @c (validated and translated; its
+ * pieces into c->iov, which the caller set with c->iov_max entries).
  * Returns 0; -ENOENT none available; -EIO the ring is broken (now marked);
- * -E2BIG chain valid but more than VQ_MAX_IOV pieces (consumed: the caller
- * must vq_push() it with len 0).
+ * -E2BIG chain valid but more than c->iov_max pieces (consumed: id, ndesc,
+ * out_len and in_len describe the whole chain, c->iov holds only its first
+ * c->iov_max pieces; the caller must vq_push() it with len 0).
  */
 int vq_pop(struct vq *vq, struct vq_chain *c);
 

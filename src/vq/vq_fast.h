@@ -74,13 +74,13 @@ static inline void vq_rewind_one(struct vq *vq, const struct vq_one *o, uint16_t
 	}
 }
 
-/* The chain of one piece @o in vq_pop()'s form. */
+/* The chain of one piece @o in vq_pop()'s form (c->iov set, c->iov_max >= 1). */
 static inline void vq_one_to_chain(const struct vq_one *o, struct vq_chain *c)
 {
 	c->id = o->id;
 	c->ndesc = 1;
-	c->iov[0].base = o->base;
-	c->iov[0].len = o->len;
+	c->iov[0].iov_base = o->base;
+	c->iov[0].iov_len = o->len;
 	c->nout = o->write ? 0 : 1;
 	c->nin = o->write ? 1 : 0;
 	c->out_len = o->write ? 0 : o->len;

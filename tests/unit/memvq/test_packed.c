@@ -33,6 +33,7 @@ struct fx {
 	struct pr r;
 	struct vq vq;
 	struct vq_chain c;
+	struct iovec iov[MEMVQ_IOV]; /* c's pieces */
 	int err_fd, call_fd;
 };
 
@@ -43,6 +44,8 @@ static struct fx *fx_alloc(void)
 	static unsigned used;
 
 	CHECK(used < ARRAY_SIZE(pool));
+	pool[used].c.iov = pool[used].iov;
+	pool[used].c.iov_max = MEMVQ_IOV;
 	return &pool[used++];
 }
 
@@ -184,8 +187,8 @@ static void t_pop_push_exact(void)
 	CHECK_EQ(f->c.nin, 2);
 	CHECK_EQ(f->c.out_len, 100);
 	CHECK_EQ(f->c.in_len, 120);
-	CHECK(f->c.iov[0].base == mem_gpa_range(f->g.t, BUF, 100));
-	CHECK(f->c.iov[2].base == mem_gpa_range(f->g.t, BUF + 0x2000, 70));
+	CHECK(f->c.iov[0].iov_base == mem_gpa_range(f->g.t, BUF, 100));
+	CHECK(f->c.iov[2].iov_base == mem_gpa_range(f->g.t, BUF + 0x2000, 70));
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(f->c.id, 1);
 	CHECK_EQ(f->vq.last_avail_idx, 4);
@@ -289,8 +292,8 @@ static void t_indirect(void)
 	CHECK_EQ(f->c.ndesc, 1);
 	CHECK_EQ(f->c.nout, 1);
 	CHECK_EQ(f->c.nin, 3); /* 100 + (40 + 40) */
-	CHECK_EQ(f->c.iov[2].len, 40);
-	CHECK_EQ(f->c.iov[3].len, 40);
+	CHECK_EQ(f->c.iov[2].iov_len, 40);
+	CHECK_EQ(f->c.iov[3].iov_len, 40);
 	CHECK_EQ(f->c.in_len, 180);
 
 	t2[0] = (struct vring_packed_desc){BUF, 8, 0, 0};
