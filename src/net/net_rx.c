@@ -10,7 +10,10 @@
  * Security model: chains come translated and bounded from vq_pop(); every
  * write stays inside the pieces it returned. Chains the guest built wrongly
  * (readable parts, too short for the header) are returned used with length
- * 0 and counted as errors. A packet that does not fit is handed back to the
+ * 0 and counted as errors; chains are always completed in the order they
+ * were made available (so a malformed one among the chains of a mergeable
+ * packet returns the ones before it empty, and the packet starts again
+ * after it). A packet that does not fit is handed back to the
  * caller with its chains rewound, never partially delivered. The only read
  * of a guest-writable buffer is net_hdr_put()'s compare of the header bytes
  * it is about to write (inside the checked piece); what it reads decides
@@ -152,61 +155,55 @@ static uint32_t copy_data(struct dst_cur *d, struct src_cur *s, const struct csu
 	return written;
 }
 
-/* Return a malformed chain used and empty. */
-static void chain_reject(struct rx_burst *b, uint16_t id)
-{
-	vq_push(b->vq, id, 0);
-	b->pushed++;
-	b->errors++;
-}
-
 /*
- * The chains popped for an unfinished packet go back: rewound if they are
- * the last popped, else (a rejected chain was pushed in between) consumed
- * used with length 0.
+ * Return a malformed chain used and empty. The @nbufs chains popped for the
+ * packet before it go first, used and empty too: chains are completed in
+ * the order they were made available (VIRTIO_F_IN_ORDER depends on it), so
+ * the packet starts again in the chains after the malformed one.
  */
-static void give_back(struct rx_burst *b, uint32_t nbufs, bool interleaved)
+static void chain_reject(struct rx_burst *b, uint32_t nbufs, uint16_t id)
 {
-	if (!interleaved) {
-		vq_rewind(b->vq, b->ids, (uint16_t)nbufs);
-		return;
-	}
 	for (uint32_t i = 0; i < nbufs; i++)
 		vq_push(b->vq, b->ids[i], 0);
-	b->pushed += nbufs;
+	vq_push(b->vq, id, 0);
+	b->pushed += nbufs + 1;
+	b->errors++;
 }
 
 /*
  * Place one packet, general case (any chain shape, several chains with
  * MRG_RXBUF, chained packets, checksum patch). @first is the result of the
  * vq_pop() rx_one() already did into b->chain. Same returns as rx_one().
+ * A malformed chain among the chains of a packet sends the packet back to
+ * its start (chain_reject), so the chains popped for an unfinished packet
+ * are always the last popped and go back with one rewind.
  */
 static int rx_one_slow(struct rx_burst *b, const struct vhk_pkt *p, const uint8_t *hdr,
 		       const struct csum_patch *pt, int first)
 {
 	struct vq_chain *c = &b->chain;
-	struct src_cur s = {p, vhk_pkt_data(p), MIN(p->data_len, p->pkt_len), p->pkt_len, 0};
+	const struct src_cur start = {p, vhk_pkt_data(p), MIN(p->data_len, p->pkt_len),
+				      p->pkt_len, 0};
+	struct src_cur s = start;
 	const uint64_t need = (uint64_t)b->hdr_len + p->pkt_len;
 	uint8_t *nb[2] = {NULL, NULL};
 	uint32_t nbufs = 0;
-	bool interleaved = false;
 
 	for (;;) {
 		int r = first <= 0 ? first : vq_pop(b->vq, c);
 		first = 1; /* pop for real from the second chain on */
 		if (unlikely(r < 0)) {
-			if (r == -E2BIG) {
-				chain_reject(b, c->id);
-				interleaved |= nbufs != 0;
-				continue;
-			}
 			if (r == -ENOENT)
 				goto err_no_space;
-			return -EIO;
+			if (r != -E2BIG)
+				return -EIO;
 		}
-		if (unlikely(c->nout || c->in_len == 0 || (nbufs == 0 && c->in_len < b->hdr_len))) {
-			chain_reject(b, c->id);
-			interleaved |= nbufs != 0;
+		if (unlikely(r == -E2BIG || c->nout || c->in_len == 0 ||
+			     (nbufs == 0 && c->in_len < b->hdr_len))) {
+			chain_reject(b, nbufs, c->id);
+			nbufs = 0;
+			s = start;
+			nb[0] = nb[1] = NULL;
 			continue;
 		}
 		b->ids[nbufs] = c->id;
@@ -242,7 +239,7 @@ static int rx_one_slow(struct rx_burst *b, const struct vhk_pkt *p, const uint8_
 	return 0;
 
 err_no_space:
-	give_back(b, nbufs, interleaved);
+	vq_rewind(b->vq, b->ids, (uint16_t)nbufs);
 	return -ENOSPC;
 }
 
