@@ -17,7 +17,8 @@
  * caller with its chains rewound, never partially delivered. The only read
  * of a guest-writable buffer is net_hdr_put()'s compare of the header bytes
  * it is about to write (inside the checked piece); what it reads decides
- * whether a store happens, nothing else.
+ * whether a store happens, nothing else. Every store into guest memory goes
+ * through the guest-write seam (vq/vq_guest.h) with the burst's observer.
  */
 #include <errno.h>
 #include <string.h>
@@ -53,6 +54,7 @@ struct csum_patch {
 /* Burst-wide constants and scratch, hoisted out of the packet loop. */
 struct rx_burst {
 	struct vq *vq;
+	const struct vq_write_observer *wo; /* vq->wobs, loaded once per burst */
 	uint64_t features;
 	uint32_t hdr_len;
 	uint32_t max_bufs; /* 1, or NET_RX_MAX_BUFS with MRG_RXBUF */
@@ -92,10 +94,11 @@ static inline bool dst_next(struct dst_cur *d)
  * Write the @len-byte header; @nb receives where num_buffers (bytes 10 and
  * 11) landed. The chain holds at least @len writable bytes (checked).
  */
-static void dst_write_hdr(struct dst_cur *d, const uint8_t *hdr, uint32_t len, uint8_t *nb[2])
+static void dst_write_hdr(const struct vq_write_observer *wo, struct dst_cur *d,
+			  const uint8_t *hdr, uint32_t len, uint8_t *nb[2])
 {
 	if (likely(d->left >= len)) {
-		net_hdr_put(d->p, hdr, len);
+		net_hdr_put(wo, d->p, hdr, len);
 		nb[0] = d->p + 10;
 		nb[1] = d->p + 11;
 		d->p += len;
@@ -107,23 +110,25 @@ static void dst_write_hdr(struct dst_cur *d, const uint8_t *hdr, uint32_t len, u
 			return; /* not reached: the chain was checked to hold len */
 		if (i >= 10)
 			nb[i - 10] = d->p;
-		*d->p++ = hdr[i];
+		vqg_buf_put8(wo, d->p++, hdr[i]);
 		d->left--;
 	}
 }
 
 /* Store the patch bytes that fall inside [pos, pos + n) at @dst. */
-static void csum_patch_apply(const struct csum_patch *pt, uint32_t pos, uint8_t *dst, uint32_t n)
+static void csum_patch_apply(const struct vq_write_observer *wo, const struct csum_patch *pt,
+			     uint32_t pos, uint8_t *dst, uint32_t n)
 {
 	for (uint32_t i = 0; i < 2; i++) {
 		uint32_t o = pt->off + i;
 		if (o >= pos && o - pos < n)
-			dst[o - pos] = pt->bytes[i];
+			vqg_buf_put8(wo, &dst[o - pos], pt->bytes[i]);
 	}
 }
 
 /* Copy packet bytes until the chain or the packet ends; returns bytes written. */
-static uint32_t copy_data(struct dst_cur *d, struct src_cur *s, const struct csum_patch *pt)
+static uint32_t copy_data(const struct vq_write_observer *wo, struct dst_cur *d,
+			  struct src_cur *s, const struct csum_patch *pt)
 {
 	uint32_t written = 0;
 
@@ -141,9 +146,9 @@ static uint32_t copy_data(struct dst_cur *d, struct src_cur *s, const struct csu
 		if (unlikely(d->left == 0) && !dst_next(d))
 			break;
 		uint32_t n = MIN(s->left, d->left);
-		memcpy(d->p, s->p, n);
+		vqg_buf_copy(wo, d->p, s->p, n);
 		if (unlikely(pt != NULL))
-			csum_patch_apply(pt, s->pos, d->p, n);
+			csum_patch_apply(wo, pt, s->pos, d->p, n);
 		d->p += n;
 		d->left -= n;
 		s->p += n;
@@ -217,10 +222,10 @@ static int rx_one_slow(struct rx_burst *b, const struct vhk_pkt *p, const uint8_
 			dst_next(&d);
 		uint32_t len = 0;
 		if (nbufs == 0) {
-			dst_write_hdr(&d, hdr, b->hdr_len, nb);
+			dst_write_hdr(b->wo, &d, hdr, b->hdr_len, nb);
 			len = b->hdr_len;
 		}
-		len += copy_data(&d, &s, pt);
+		len += copy_data(b->wo, &d, &s, pt);
 		b->lens[nbufs++] = len;
 		if (s.remaining == 0)
 			break;
@@ -230,8 +235,8 @@ static int rx_one_slow(struct rx_burst *b, const struct vhk_pkt *p, const uint8_
 
 	if (nbufs > 1 && nb[0] && nb[1]) {
 		/* num_buffers, little-endian; the guest reads it after used->idx. */
-		*nb[0] = (uint8_t)nbufs;
-		*nb[1] = (uint8_t)(nbufs >> 8);
+		vqg_buf_put8(b->wo, nb[0], (uint8_t)nbufs);
+		vqg_buf_put8(b->wo, nb[1], (uint8_t)(nbufs >> 8));
 	}
 	for (uint32_t i = 0; i < nbufs; i++)
 		vq_push(b->vq, b->ids[i], b->lens[i]);
@@ -260,8 +265,8 @@ static inline int rx_one(struct rx_burst *b, const struct vhk_pkt *p, const uint
 		return rx_one_slow(b, p, hdr, pt, vq_pop(vq, &b->chain));
 	const uint32_t hlen = b->hdr_len, plen = p->pkt_len;
 	if (likely(o.write && !pt && p->data_len >= plen && o.len >= (uint64_t)hlen + plen)) {
-		net_hdr_put(o.base, hdr, hlen);
-		net_copy(o.base + hlen, vhk_pkt_data(p), plen);
+		net_hdr_put(b->wo, o.base, hdr, hlen);
+		vqg_buf_copy(b->wo, o.base + hlen, vhk_pkt_data(p), plen);
 		vq_push_fast(vq, o.id, hlen + plen);
 		b->pushed++;
 		return 0;
@@ -297,6 +302,7 @@ static void burst_init(struct rx_burst *b, struct vq *vq)
 	struct net_hdr h = {.num_buffers = 1};
 
 	b->vq = vq;
+	b->wo = vq->wobs;
 	b->features = vq->features;
 	b->hdr_len = net_hdr_len(b->features);
 	b->max_bufs = (b->features & (1ull << VHK_NET_F_MRG_RXBUF)) ? NET_RX_MAX_BUFS : 1;
@@ -337,9 +343,12 @@ static inline void rx_prefetch(const struct vq_one *o, uint32_t hlen)
  * they are prefetched two packets ahead.
  * Stops at the first packet or chain that needs the general path (the
  * chains popped for it and after it go back). Returns packets placed.
+ * @wo is the burst's write observer; rx_fast() instantiates this with a
+ * constant NULL for the common case, so the seam costs nothing per packet.
  */
-static uint16_t rx_fast(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t count,
-			uint64_t *bytes)
+static inline __attribute__((always_inline)) uint16_t
+rx_fast_section(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t count, uint64_t *bytes,
+		const struct vq_write_observer *wo)
 {
 	struct vq *vq = b->vq;
 	const uint32_t hlen = b->hdr_len;
@@ -361,8 +370,8 @@ static uint16_t rx_fast(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t coun
 			if (i + 2 < k)
 				rx_prefetch(&o[i + 2], hlen);
 			const uint32_t plen = p->pkt_len;
-			net_hdr_put(o[i].base, b->hdr_plain, hlen);
-			net_copy(o[i].base + hlen, vhk_pkt_data(p), plen);
+			net_hdr_put(wo, o[i].base, b->hdr_plain, hlen);
+			vqg_buf_copy(wo, o[i].base + hlen, vhk_pkt_data(p), plen);
 			o[i].len = hlen + plen; /* used length, for the push below */
 			*bytes += plen;
 		}
@@ -372,6 +381,15 @@ static uint16_t rx_fast(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t coun
 			break;
 	}
 	return n;
+}
+
+/* rx_fast_section() with the observer hoisted out of the packet loop. */
+static uint16_t rx_fast(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t count,
+			uint64_t *bytes)
+{
+	if (unlikely(b->wo))
+		return rx_fast_section(b, pkts, count, bytes, b->wo);
+	return rx_fast_section(b, pkts, count, bytes, NULL);
 }
 
 /* The packet loop; returns packets enqueued. */

@@ -226,7 +226,7 @@ static int tx_one(struct tx_burst *b, struct vhk_pkt *p)
 				}
 				net_hdr_to_offload(&h, &p->ol);
 			} /* else p->ol stays as allocated: all zero */
-			net_copy(vhk_pkt_data(p), o.base + hlen, plen);
+			vq_copy(vhk_pkt_data(p), o.base + hlen, plen);
 			p->data_len = plen;
 			p->pkt_len = plen;
 			vq_push_fast(b->vq, o.id, 0);
@@ -345,7 +345,7 @@ static uint16_t tx_fast(struct tx_burst *b, struct vhk_pkt **pkts, uint32_t nall
 				}
 				net_hdr_to_offload(&h, &p->ol);
 			} /* else p->ol stays as allocated: all zero */
-			net_copy(vhk_pkt_data(p), o[i].base + hlen, plen);
+			vq_copy(vhk_pkt_data(p), o[i].base + hlen, plen);
 			p->data_len = plen;
 			p->pkt_len = plen;
 			b->bytes += plen;

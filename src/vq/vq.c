@@ -71,6 +71,7 @@ static void vq_clear_state(struct vq *vq)
 	vq->inflight = NULL;
 	vq->mem = NULL;
 	vq->mem_hint = 0;
+	vq->wobs = NULL;
 	vq->call_fd = vq->kick_fd = vq->err_fd = -1;
 	vq->stats = (struct vq_stats){0};
 	vq->started = vq->enabled = vq->broken = false;
@@ -528,6 +529,11 @@ bool vq_set_notification(struct vq *vq, bool enable)
 	if (unlikely(vq->packed))
 		return vq_packed_set_notification(vq, enable);
 	return vq_split_set_notification(vq, enable);
+}
+
+void vq_set_write_observer(struct vq *vq, const struct vq_write_observer *wo)
+{
+	vq->wobs = wo;
 }
 
 void vq_mark_broken(struct vq *vq, const char *why)

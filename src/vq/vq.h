@@ -58,6 +58,8 @@
 
 #define VQ_MAX_SIZE 32768u
 
+struct vq_write_observer; /* vq_guest.h */
+
 /*
  * A descriptor chain, validated and translated. The caller provides the
  * storage for its pieces (iov, iov_max) before vq_pop(); the walker writes
@@ -125,6 +127,7 @@ struct vq {
 	uint64_t *inflight;    /* bitmap of heads / ids popped and not yet pushed (vq_rules.h) */
 	const struct mem_table *mem;
 	uint32_t mem_hint;
+	const struct vq_write_observer *wobs; /* guest-write observer (vq_guest.h), NULL normally */
 	int call_fd;
 	struct vq_stats stats;
 	void *dev_priv;        /* for the device (net: per-queue state) */
@@ -301,6 +304,15 @@ bool vq_notify(struct vq *vq);
  * enabling and buffers are already available (caller must not sleep).
  */
 bool vq_set_notification(struct vq *vq, bool enable);
+
+/*
+ * Install (@wo) or remove (NULL) the guest-write observer of @vq: every
+ * guest write the library makes for this vq from then on is reported to it
+ * (vq_guest.h). Internal: tests use it; dirty logging will. Control side,
+ * with the vq quiesced (vq_quiesce) or not started; @wo must stay valid
+ * until it is removed or the vq is reset (vq_reset drops it).
+ */
+void vq_set_write_observer(struct vq *vq, const struct vq_write_observer *wo);
 
 /* Mark the ring broken: not ready, err fd signalled, one log line. */
 void vq_mark_broken(struct vq *vq, const char *why) cold_path;

@@ -19,6 +19,7 @@
 
 #include "vq/vq.h"
 #include "vq/chain_walk.h"
+#include "vq/vq_guest.h"
 #include "vq/vq_rules.h"
 
 /*
@@ -190,10 +191,9 @@ static void vq_packed_flush_in_order(struct vq *vq)
 	for (uint16_t i = 0; i < n; i++)
 		vqr_packed_advance(vq->size, &pos, &wrap,
 				   vqr_packed_shadow_slots(vq->shadow_used[i].id));
-	WRITE_ONCE(d->id, vqr_packed_shadow_buf(vq->shadow_used[n - 1].id));
-	WRITE_ONCE(d->len, 0u);
 	/* Release pairs with the driver's acquire of the flags: id and len first. */
-	store_release(&d->flags, vqr_packed_used_flags(vq->used_wrap, false));
+	vqg_desc_used(vq->wobs, d, vqr_packed_shadow_buf(vq->shadow_used[n - 1].id), 0,
+		      vqr_packed_used_flags(vq->used_wrap, false));
 	vq->last_used_idx = pos;
 	vq->used_wrap = wrap;
 	vq->shadow_count = 0;
@@ -204,9 +204,11 @@ static void vq_packed_flush_in_order(struct vq *vq)
  * Publish the shadowed entries as one batch in one pass: the first entry's
  * id and length, then id, length and (release) flags of every other entry,
  * the first entry's flags last, so the driver (which reads used entries in
- * ring order, starting at the first) sees the whole batch at once.
+ * ring order, starting at the first) sees the whole batch at once. @wo is
+ * vq->wobs, a constant NULL in the unobserved instance (no test per entry).
  */
-void vq_packed_flush(struct vq *vq)
+static inline __attribute__((always_inline)) void
+packed_flush(struct vq *vq, const struct vq_write_observer *wo)
 {
 	const uint16_t n = vq->shadow_count, size = vq->size, first = vq->last_used_idx;
 	const struct vring_used_elem *sh = vq->shadow_used;
@@ -214,32 +216,37 @@ void vq_packed_flush(struct vq *vq)
 	uint16_t pos = first;
 	bool wrap = vq->used_wrap;
 
-	if (!n)
-		return;
-	if (vq->in_order && vq->io_batch_ok && n > 1) {
-		vq_packed_flush_in_order(vq);
-		return;
-	}
-	WRITE_ONCE(ring[first].id, vqr_packed_shadow_buf(sh[0].id));
-	WRITE_ONCE(ring[first].len, sh[0].len);
+	vqg_desc_id_len(wo, &ring[first], vqr_packed_shadow_buf(sh[0].id), sh[0].len);
 	vqr_packed_advance(size, &pos, &wrap, vqr_packed_shadow_slots(sh[0].id));
 	uint16_t lap = vqr_packed_used_flags(wrap, false); /* used flags of the current lap */
 	for (uint16_t i = 1; i < n; i++) {
 		const struct vring_used_elem *e = &sh[i];
-		struct vring_packed_desc *d = &ring[pos];
-		WRITE_ONCE(d->id, vqr_packed_shadow_buf(e->id));
-		WRITE_ONCE(d->len, e->len);
 		/* Release: this entry's id and len before its flags. */
-		store_release(&d->flags, (uint16_t)(lap | (e->len ? VRING_DESC_F_WRITE : 0)));
+		vqg_desc_used(wo, &ring[pos], vqr_packed_shadow_buf(e->id), e->len,
+			      (uint16_t)(lap | (e->len ? VRING_DESC_F_WRITE : 0)));
 		if (vqr_packed_advance(size, &pos, &wrap, vqr_packed_shadow_slots(e->id)))
 			lap = vqr_packed_lap_flip(lap);
 	}
 	/* Release pairs with the driver's acquire of the flags of its next used entry. */
-	store_release(&ring[first].flags, vqr_packed_used_flags(vq->used_wrap, sh[0].len));
+	vqg_desc_flags(wo, &ring[first], vqr_packed_used_flags(vq->used_wrap, sh[0].len));
 	vq->last_used_idx = pos;
 	vq->used_wrap = wrap;
 	vq->shadow_count = 0;
 	vq->io_batch_ok = true;
+}
+
+void vq_packed_flush(struct vq *vq)
+{
+	if (!vq->shadow_count)
+		return;
+	if (vq->in_order && vq->io_batch_ok && vq->shadow_count > 1) {
+		vq_packed_flush_in_order(vq);
+		return;
+	}
+	if (unlikely(vq->wobs))
+		packed_flush(vq, vq->wobs);
+	else
+		packed_flush(vq, NULL);
 }
 
 /* Slots from (@from_pos, @from_wrap) forward to (@pos, @wrap); > size if behind. */
@@ -285,13 +292,13 @@ bool vq_packed_set_notification(struct vq *vq, bool enable)
 
 	if (enable && vq->event_idx) {
 		/* Kick us once the descriptor at our next position is published. */
-		WRITE_ONCE(vq->dev_event->off_wrap,
-			   vqr_packed_pos_wrap(vq->last_avail_idx, vq->avail_wrap));
+		vqg_event16(vq->wobs, &vq->dev_event->off_wrap,
+			    vqr_packed_pos_wrap(vq->last_avail_idx, vq->avail_wrap));
 		flags = VRING_PACKED_EVENT_FLAG_DESC;
 	} else if (enable) {
 		flags = VRING_PACKED_EVENT_FLAG_ENABLE;
 	}
-	store_release(&vq->dev_event->flags, flags);
+	vqg_event16_release(vq->wobs, &vq->dev_event->flags, flags);
 	vq->notify_enabled = enable;
 	if (!enable)
 		return false;

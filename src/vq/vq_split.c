@@ -17,6 +17,7 @@
 #include "util/fd.h"
 #include "vq/vq.h"
 #include "vq/chain_walk.h"
+#include "vq/vq_guest.h"
 #include "vq/vq_rules.h"
 
 /* The 16-bit event fields that live after the rings (EVENT_IDX). */
@@ -130,6 +131,7 @@ void vq_split_push(struct vq *vq, uint16_t id, uint32_t len)
 
 void vq_split_flush(struct vq *vq)
 {
+	const struct vq_write_observer *wo = vq->wobs;
 	uint16_t n = vq->shadow_count, size = vq->size;
 	uint16_t start = vq->last_used_idx & (uint16_t)(size - 1);
 	uint16_t first = MIN(n, (uint16_t)(size - start));
@@ -141,20 +143,18 @@ void vq_split_flush(struct vq *vq)
 		 * VIRTIO_F_IN_ORDER: one used entry at the batch's first slot with
 		 * the id of its last buffer; used->idx skips the whole batch.
 		 */
-		struct vring_used_elem *u = &vq->used->ring[start];
-		WRITE_ONCE(u->id, vq->shadow_used[n - 1].id);
-		WRITE_ONCE(u->len, 0u);
+		vqg_used_elem(wo, &vq->used->ring[start], vq->shadow_used[n - 1].id, 0);
 	} else {
-		memcpy(&vq->used->ring[start], vq->shadow_used, first * sizeof(*vq->shadow_used));
+		vqg_used_elems(wo, &vq->used->ring[start], vq->shadow_used, first);
 		if (n > first)
-			memcpy(&vq->used->ring[0], vq->shadow_used + first,
-			       (size_t)(n - first) * sizeof(*vq->shadow_used));
+			vqg_used_elems(wo, &vq->used->ring[0], vq->shadow_used + first,
+				       (uint32_t)(n - first));
 	}
 	vq->io_batch_ok = true;
 	vq->last_used_idx = (uint16_t)(vq->last_used_idx + n);
 	vq->shadow_count = 0;
 	/* Release pairs with the guest's read barrier after it loads used->idx. */
-	store_release(&vq->used->idx, vq->last_used_idx);
+	vqg_used_idx(wo, &vq->used->idx, vq->last_used_idx);
 }
 
 bool vq_split_need_notify(struct vq *vq)
@@ -183,9 +183,10 @@ bool vq_split_set_notification(struct vq *vq, bool enable)
 {
 	if (vq->event_idx) {
 		if (enable)
-			WRITE_ONCE(*avail_event_ptr(vq), vq->last_avail_idx);
+			vqg_event16(vq->wobs, avail_event_ptr(vq), vq->last_avail_idx);
 	} else {
-		WRITE_ONCE(vq->used->flags, (uint16_t)(enable ? 0 : VRING_USED_F_NO_NOTIFY));
+		vqg_event16(vq->wobs, &vq->used->flags,
+			    (uint16_t)(enable ? 0 : VRING_USED_F_NO_NOTIFY));
 	}
 	vq->notify_enabled = enable;
 	if (!enable)
