@@ -692,62 +692,6 @@ static void t_rx_header_zeroed(void)
 	vhk_pool_free(pool);
 }
 
-/*
- * F/I with VIRTIO_F_IN_ORDER and MRG_RXBUF: a chain the device must reject
- * (readable on receive) between the chains of one mergeable packet. Every
- * chain still comes back in the order it was made available (the in-order
- * driver reads each used entry as completing everything before it), and
- * the packet arrives whole in the chains that report bytes, num_buffers
- * counting them. The ring stays in step: the next packet lands where the
- * driver expects it.
- */
-static void t_rx_in_order_reject_mid_packet(void)
-{
-	struct inv f;
-	net_up(&f, NETF | BIT(VHK_NET_F_MRG_RXBUF) | BIT(VHK_F_IN_ORDER), 64);
-	struct vhk_pool *pool = pool_new();
-	uint64_t a = gmem_alloc(f.m, 1024, 64), r = gmem_alloc(f.m, 64, 64);
-	uint64_t b = gmem_alloc(f.m, BUFSZ, 64), c = gmem_alloc(f.m, BUFSZ, 64);
-	struct gbuf ga = {a, 1024}, gr = {r, 64}, gb = {b, BUFSZ}, gc = {c, BUFSZ};
-	CHECK(inv_add(&f, 0, NULL, 0, &ga, 1, false, (void *)(uintptr_t)a) >= 0);
-	CHECK(inv_add(&f, 0, &gr, 1, NULL, 0, false, (void *)(uintptr_t)r) >= 0);
-	CHECK(inv_add(&f, 0, NULL, 0, &gb, 1, false, (void *)(uintptr_t)b) >= 0);
-	struct vhk_pkt *p = pkt_make(pool, 1500, 9);
-	CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, &p, 1), 1);
-	vhk_pkt_free(p);
-	/* The chains in avail order; the packet's bytes in the ones that report some. */
-	const uint64_t order[3] = {a, r, b};
-	uint8_t got[HDR + 1500 + 1024];
-	uint32_t total = 0, nbufs = 0;
-	for (int i = 0; i < 3; i++) {
-		void *tok = NULL;
-		uint32_t len = 0;
-		CHECK_EQ(inv_get_used(&f, 0, &tok, &len), 1);
-		CHECK_EQ((uint64_t)(uintptr_t)tok, order[i]);
-		if (!len)
-			continue;
-		CHECK(order[i] != r && total + len <= sizeof(got));
-		CHECK_EQ(gmem_read(f.m, order[i], got + total, len), 0);
-		total += len;
-		nbufs++;
-	}
-	CHECK_EQ(total, HDR + 1500);
-	CHECK_EQ(got[10] | got[11] << 8, nbufs);
-	for (uint32_t i = 0; i < 1500; i++)
-		CHECK_EQ(got[HDR + i], (uint8_t)(9 + i));
-	/* Still in step: the next packet in the next chain. */
-	CHECK(inv_add(&f, 0, NULL, 0, &gc, 1, false, (void *)(uintptr_t)c) >= 0);
-	p = pkt_make(pool, 100, 1);
-	CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, &p, 1), 1);
-	vhk_pkt_free(p);
-	uint32_t len = 0;
-	CHECK_EQ(reap(&f, 0, &len), c);
-	CHECK_EQ(len, HDR + 100);
-	CHECK(!inv_vring(&f, 0).broken);
-	inv_close(&f);
-	vhk_pool_free(pool);
-}
-
 /* Send one TX packet: @hdr_bytes of header @h in @piece-byte descriptors, then @len data bytes. */
 static int tx_with_hdr(struct inv *f, struct vhk_pool *pool, uint64_t buf,
 		       const struct virtio_net_hdr_mrg_rxbuf *h, uint32_t hdr_bytes, uint32_t len,
@@ -839,7 +783,7 @@ int main(int argc, char **argv)
 		TEST(t_unwritable_notify_fds),     TEST(t_indirect_odd_address),
 		TEST(t_burst_budget),              TEST(t_fetch_once_tx),
 		TEST(t_fetch_once_rx),             TEST(t_rx_header_zeroed),
-		TEST(t_tx_header_bounds),          TEST(t_rx_in_order_reject_mid_packet)};
+		TEST(t_tx_header_bounds)};
 	argc = inv_parse_format(argc, argv);
 	fprintf(stderr, "# ring format: %s\n", inv_packed ? "packed" : "split");
 	return test_run_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);
