@@ -10,7 +10,8 @@
  * bug.
  *
  * Input: [0] ring size - 1 (mod 64) [1] feature bits (bit0 indirect, bit1
- * event idx; bit2: pop with VQ_POP_DEV_READS) [2..5] base (packed
+ * event idx; bit2: pop with VQ_POP_DEV_READS), bits 3..7 the chain's piece
+ * storage (0: 256 entries, else that many) [2..5] base (packed
  * encoding); the rest is copied to guest memory at gpa 0.
  */
 #include <errno.h>
@@ -29,6 +30,7 @@ static uint8_t *g_view; /* our view of the memfd, file offset 0 */
 static struct mem_table *g_mem;
 static struct vq g_vq;
 static struct vq_chain g_chain;
+static struct iovec g_iov[256]; /* g_chain's pieces: iov_max from the input */
 
 /* Region 0 = file [REGION, 2*REGION), region 1 = file [0, REGION): not host-contiguous. */
 static int setup_memory(void)
@@ -63,10 +65,10 @@ static uint32_t touch(const struct vq_chain *c)
 	uint32_t sum = 0;
 
 	for (uint32_t i = 0; i < c->nout; i++)
-		for (uint32_t j = 0; j < c->iov[i].len; j++)
-			sum += c->iov[i].base[j];
+		for (size_t j = 0; j < c->iov[i].iov_len; j++)
+			sum += ((const uint8_t *)c->iov[i].iov_base)[j];
 	for (uint32_t i = c->nout; i < c->nout + c->nin; i++)
-		memset(c->iov[i].base, 0xa5, c->iov[i].len);
+		memset(c->iov[i].iov_base, 0xa5, c->iov[i].iov_len);
 	return sum;
 }
 
@@ -126,6 +128,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint32_t base = (uint32_t)data[2] | (uint32_t)data[3] << 8 | (uint32_t)data[4] << 16 |
 			(uint32_t)data[5] << 24;
 	size_t len = MIN(size - 6, (size_t)(2 * REGION));
+	g_chain.iov = g_iov;
+	g_chain.iov_max = (data[1] >> 3) ? (uint32_t)(data[1] >> 3) : ARRAY_SIZE(g_iov);
 
 	memset(g_view, 0, 2 * REGION);
 	for (size_t off = 0; off < len;) {

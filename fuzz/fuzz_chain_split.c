@@ -8,7 +8,8 @@
  * byte touched outside guest memory is a bug.
  *
  * Input: [0] ring size log2 (mod 8) [1] feature bits (bit0 indirect, bit1
- * event idx; bit2: pop with VQ_POP_DEV_READS) [2..3] base; the rest is
+ * event idx; bit2: pop with VQ_POP_DEV_READS), bits 3..7 the chain's piece
+ * storage (0: 256 entries, else that many) [2..3] base; the rest is
  * copied to guest memory at gpa 0.
  */
 #include <errno.h>
@@ -26,6 +27,7 @@ static uint8_t *g_view;     /* our view of the memfd, file offset 0 */
 static struct mem_table *g_mem;
 static struct vq g_vq;
 static struct vq_chain g_chain;
+static struct iovec g_iov[256]; /* g_chain's pieces: iov_max from the input */
 
 /* Region 0 = file [REGION, 2*REGION), region 1 = file [0, REGION): not host-contiguous. */
 static int setup_memory(void)
@@ -60,10 +62,10 @@ static uint32_t touch(const struct vq_chain *c)
 	uint32_t sum = 0;
 
 	for (uint32_t i = 0; i < c->nout; i++)
-		for (uint32_t j = 0; j < c->iov[i].len; j++)
-			sum += c->iov[i].base[j];
+		for (size_t j = 0; j < c->iov[i].iov_len; j++)
+			sum += ((const uint8_t *)c->iov[i].iov_base)[j];
 	for (uint32_t i = c->nout; i < c->nout + c->nin; i++)
-		memset(c->iov[i].base, 0xa5, c->iov[i].len);
+		memset(c->iov[i].iov_base, 0xa5, c->iov[i].iov_len);
 	return sum;
 }
 
@@ -119,6 +121,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint16_t qsize = (uint16_t)(1u << (data[0] & 7));
 	uint64_t features = ((data[1] & 1) ? 1ull << 28 : 0) | ((data[1] & 2) ? 1ull << 29 : 0);
 	uint16_t base = (uint16_t)(data[2] | data[3] << 8);
+	g_chain.iov = g_iov;
+	g_chain.iov_max = (data[1] >> 3) ? (uint32_t)(data[1] >> 3) : ARRAY_SIZE(g_iov);
 	size_t len = MIN(size - 4, (size_t)(2 * REGION));
 
 	memset(g_view, 0, 2 * REGION);

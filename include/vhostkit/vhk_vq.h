@@ -136,10 +136,11 @@ struct vhk_vq_elem {
  *         -EIO the guest broke the ring: the queue is now marked broken
  *              (vhk_vq_info::broken) and its error fd signalled; only this
  *              queue is affected;
- *         -E2BIG a valid chain of more pieces than @c iov_max (or than the
- *                library's own bound of 256): it is consumed, @c id (and
- *                the lengths) are valid but no piece was written (out_num
- *                and in_num are 0): complete it with vhk_vq_push(len 0);
+ *         -E2BIG a valid chain of more pieces than @c iov_max: it is
+ *                consumed, @c id (and the lengths) are valid but the
+ *                element describes no piece (out_num and in_num are 0; the
+ *                array's contents are unspecified): complete it with
+ *                vhk_vq_push(len 0);
  *         -ENODEV stale vid; -EINVAL NULL @p elem or iov, iov_max 0, bad
  *         qid; -ENOMEM the per-queue bookkeeping could not be allocated
  *         (first pop on a queue of a new size).

@@ -90,30 +90,17 @@ static struct vq_api *api_get(struct vdev *d, uint16_t qid, const struct vq *vq)
 }
 
 /*
- * Give the chain vq_pop() returned (@rc 0 or -E2BIG) to the caller: id and
- * lengths always, the pieces into the caller's iovecs when they fit.
- * Returns 0, or -E2BIG with no piece written. The one place that copies
- * pieces; it shrinks to the bookkeeping once vq_pop() fills caller-provided
- * iovecs itself.
+ * The popped chain as the caller sees it. The walker wrote the pieces into
+ * the caller's iovecs itself (vq_pop into elem->iov); on -E2BIG the array
+ * holds the first iov_max pieces, which the element does not describe.
  */
-static int elem_fill(struct vhk_vq_elem *e, const struct vq_chain *c, int rc)
+static void elem_fill(struct vhk_vq_elem *e, const struct vq_chain *c, int rc)
 {
-	uint32_t n = c->nout + c->nin;
-
 	e->id = c->id;
 	e->out_len = c->out_len;
 	e->in_len = c->in_len;
-	if (rc || n > e->iov_max) {
-		e->out_num = e->in_num = 0;
-		return -E2BIG;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		e->iov[i].iov_base = c->iov[i].base;
-		e->iov[i].iov_len = c->iov[i].len;
-	}
-	e->out_num = c->nout;
-	e->in_num = c->nin;
-	return 0;
+	e->out_num = rc ? 0 : c->nout;
+	e->in_num = rc ? 0 : c->nin;
 }
 
 VHK_EXPORT int vhk_vq_pop(int vid, uint16_t qid, struct vhk_vq_elem *elem)
@@ -134,10 +121,12 @@ VHK_EXPORT int vhk_vq_pop(int vid, uint16_t qid, struct vhk_vq_elem *elem)
 		rc = -ENOMEM;
 		goto out_leave;
 	}
+	c.iov = elem->iov;
+	c.iov_max = elem->iov_max;
 	rc = vq_pop(vq, &c);
 	if (rc == 0 || rc == -E2BIG) {
 		/* Consumed either way: the caller owns c.id (< size, checked by the walker). */
-		rc = elem_fill(elem, &c, rc);
+		elem_fill(elem, &c, rc);
 		uint16_t id = (uint16_t)index_nospec(c.id, vq->size);
 		a->in_len[id] = rc ? 0 : (uint32_t)MIN(c.in_len, (uint64_t)UINT32_MAX);
 		a->last_id = id;

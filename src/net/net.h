@@ -20,6 +20,7 @@
 #include "vhostkit/vhk_net.h"
 #include "vhostkit/vhk_pkt.h"
 #include "util/compiler.h"
+#include "vq/vq_guest.h"
 
 /* Header sizes: legacy without MRG_RXBUF, and VERSION_1 or MRG_RXBUF. */
 #define NET_HDR_LEGACY_LEN 10u
@@ -29,6 +30,11 @@
 #define NET_TX_MAX_PKT_LEN (256u * 1024u)
 /* Largest number of receive chains one packet may use with MRG_RXBUF. */
 #define NET_RX_MAX_BUFS 256u
+/*
+ * Pieces of one chain the general paths take (their iovec array); a chain
+ * with more is consumed and returned used with length 0, an error.
+ */
+#define NET_MAX_IOV 256u
 
 /* The virtio-net header as the device sees it (host byte order). */
 struct net_hdr {
@@ -49,43 +55,10 @@ struct net_priv {
 };
 
 /*
- * Copy @n bytes between a packet buffer and guest memory (never
- * overlapping). 16..64 bytes, the common small-packet case, are two
- * overlapping fixed-size moves inlined here; everything else goes to
- * memcpy, whose vector / rep movsb variants win for larger sizes.
- */
-static inline void net_copy(uint8_t *restrict d, const uint8_t *restrict s, uint32_t n)
-{
-	if (n >= 16 && n <= 64) {
-		if (n <= 32) {
-			memcpy(d, s, 16);
-			memcpy(d + n - 16, s + n - 16, 16);
-		} else {
-			memcpy(d, s, 32);
-			memcpy(d + n - 32, s + n - 32, 32);
-		}
-		return;
-	}
-	memcpy(d, s, n);
-}
-
-/* Store the @n (2, 4 or 8: a constant after inlining) bytes at @src to @dst unless equal. */
-static inline __attribute__((always_inline)) void net_put_unless_equal(uint8_t *dst,
-									const uint8_t *src,
-									uint32_t n)
-{
-	uint64_t g = 0, h = 0;
-
-	memcpy(&g, dst, n);
-	memcpy(&h, src, n);
-	if (g != h)
-		memcpy(dst, src, n);
-}
-
-/*
  * Write the @hlen-byte (10 or 12) virtio-net header @hdr at guest address
- * @dst, storing only the 8-byte and 2/4-byte words that differ from what
- * the buffer already holds. A guest that recycles its receive buffers
+ * @dst through the guest-write seam (vq_guest.h, observer @wo), storing
+ * only the 8-byte and 2/4-byte words that differ from what the buffer
+ * already holds. A guest that recycles its receive buffers
  * (DPDK's virtio PMD keeps the header in the mbuf headroom, all zero but
  * num_buffers = 1 after the first use) then finds its header line
  * unchanged: the line stays shared by the two cores instead of moving to
@@ -98,13 +71,14 @@ static inline __attribute__((always_inline)) void net_put_unless_equal(uint8_t *
  * published with release semantics after this, so skipped stores need no
  * barrier either.
  */
-static inline void net_hdr_put(uint8_t *dst, const uint8_t *hdr, uint32_t hlen)
+static inline void net_hdr_put(const struct vq_write_observer *wo, uint8_t *dst,
+			       const uint8_t *hdr, uint32_t hlen)
 {
-	net_put_unless_equal(dst, hdr, 8);
+	vqg_buf_put_unless_equal(wo, dst, hdr, 8);
 	if (hlen == NET_HDR_MRG_LEN)
-		net_put_unless_equal(dst + 8, hdr + 8, 4); /* csum_offset, num_buffers */
+		vqg_buf_put_unless_equal(wo, dst + 8, hdr + 8, 4); /* csum_offset, num_buffers */
 	else
-		net_put_unless_equal(dst + 8, hdr + 8, 2); /* csum_offset */
+		vqg_buf_put_unless_equal(wo, dst + 8, hdr + 8, 2); /* csum_offset */
 }
 
 /* Header length for negotiated @features (10 or 12 bytes). */

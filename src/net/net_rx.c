@@ -10,11 +10,15 @@
  * Security model: chains come translated and bounded from vq_pop(); every
  * write stays inside the pieces it returned. Chains the guest built wrongly
  * (readable parts, too short for the header) are returned used with length
- * 0 and counted as errors. A packet that does not fit is handed back to the
+ * 0 and counted as errors; chains are always completed in the order they
+ * were made available (so a malformed one among the chains of a mergeable
+ * packet returns the ones before it empty, and the packet starts again
+ * after it). A packet that does not fit is handed back to the
  * caller with its chains rewound, never partially delivered. The only read
  * of a guest-writable buffer is net_hdr_put()'s compare of the header bytes
  * it is about to write (inside the checked piece); what it reads decides
- * whether a store happens, nothing else.
+ * whether a store happens, nothing else. Every store into guest memory goes
+ * through the guest-write seam (vq/vq_guest.h) with the burst's observer.
  */
 #include <errno.h>
 #include <string.h>
@@ -26,8 +30,8 @@
 
 /* Write cursor over the writable pieces of one chain. */
 struct dst_cur {
-	const struct vq_iov *iov;
-	const struct vq_iov *end;
+	const struct iovec *iov;
+	const struct iovec *end;
 	uint8_t *p;
 	uint32_t left;
 };
@@ -50,6 +54,7 @@ struct csum_patch {
 /* Burst-wide constants and scratch, hoisted out of the packet loop. */
 struct rx_burst {
 	struct vq *vq;
+	const struct vq_write_observer *wo; /* vq->wobs, loaded once per burst */
 	uint64_t features;
 	uint32_t hdr_len;
 	uint32_t max_bufs; /* 1, or NET_RX_MAX_BUFS with MRG_RXBUF */
@@ -58,7 +63,8 @@ struct rx_burst {
 	uint8_t hdr_plain[NET_HDR_MRG_LEN]; /* header of a packet without offloads */
 	uint16_t ids[NET_RX_MAX_BUFS];
 	uint32_t lens[NET_RX_MAX_BUFS];
-	struct vq_chain chain;
+	struct vq_chain chain; /* its pieces in iov */
+	struct iovec iov[NET_MAX_IOV];
 };
 
 /* Point @d at the writable pieces of @c. */
@@ -66,17 +72,17 @@ static inline void dst_init(struct dst_cur *d, const struct vq_chain *c)
 {
 	d->iov = &c->iov[c->nout];
 	d->end = d->iov + c->nin;
-	d->p = d->iov->base;
-	d->left = d->iov->len;
+	d->p = d->iov->iov_base;
+	d->left = (uint32_t)d->iov->iov_len; /* a piece is < 2^32 bytes */
 }
 
 /* Move to the next non-empty piece; false when the chain is full. */
 static inline bool dst_next(struct dst_cur *d)
 {
 	while (++d->iov < d->end) {
-		if (d->iov->len) {
-			d->p = d->iov->base;
-			d->left = d->iov->len;
+		if (d->iov->iov_len) {
+			d->p = d->iov->iov_base;
+			d->left = (uint32_t)d->iov->iov_len;
 			return true;
 		}
 	}
@@ -88,10 +94,11 @@ static inline bool dst_next(struct dst_cur *d)
  * Write the @len-byte header; @nb receives where num_buffers (bytes 10 and
  * 11) landed. The chain holds at least @len writable bytes (checked).
  */
-static void dst_write_hdr(struct dst_cur *d, const uint8_t *hdr, uint32_t len, uint8_t *nb[2])
+static void dst_write_hdr(const struct vq_write_observer *wo, struct dst_cur *d,
+			  const uint8_t *hdr, uint32_t len, uint8_t *nb[2])
 {
 	if (likely(d->left >= len)) {
-		net_hdr_put(d->p, hdr, len);
+		net_hdr_put(wo, d->p, hdr, len);
 		nb[0] = d->p + 10;
 		nb[1] = d->p + 11;
 		d->p += len;
@@ -103,23 +110,25 @@ static void dst_write_hdr(struct dst_cur *d, const uint8_t *hdr, uint32_t len, u
 			return; /* not reached: the chain was checked to hold len */
 		if (i >= 10)
 			nb[i - 10] = d->p;
-		*d->p++ = hdr[i];
+		vqg_buf_put8(wo, d->p++, hdr[i]);
 		d->left--;
 	}
 }
 
 /* Store the patch bytes that fall inside [pos, pos + n) at @dst. */
-static void csum_patch_apply(const struct csum_patch *pt, uint32_t pos, uint8_t *dst, uint32_t n)
+static void csum_patch_apply(const struct vq_write_observer *wo, const struct csum_patch *pt,
+			     uint32_t pos, uint8_t *dst, uint32_t n)
 {
 	for (uint32_t i = 0; i < 2; i++) {
 		uint32_t o = pt->off + i;
 		if (o >= pos && o - pos < n)
-			dst[o - pos] = pt->bytes[i];
+			vqg_buf_put8(wo, &dst[o - pos], pt->bytes[i]);
 	}
 }
 
 /* Copy packet bytes until the chain or the packet ends; returns bytes written. */
-static uint32_t copy_data(struct dst_cur *d, struct src_cur *s, const struct csum_patch *pt)
+static uint32_t copy_data(const struct vq_write_observer *wo, struct dst_cur *d,
+			  struct src_cur *s, const struct csum_patch *pt)
 {
 	uint32_t written = 0;
 
@@ -137,9 +146,9 @@ static uint32_t copy_data(struct dst_cur *d, struct src_cur *s, const struct csu
 		if (unlikely(d->left == 0) && !dst_next(d))
 			break;
 		uint32_t n = MIN(s->left, d->left);
-		memcpy(d->p, s->p, n);
+		vqg_buf_copy(wo, d->p, s->p, n);
 		if (unlikely(pt != NULL))
-			csum_patch_apply(pt, s->pos, d->p, n);
+			csum_patch_apply(wo, pt, s->pos, d->p, n);
 		d->p += n;
 		d->left -= n;
 		s->p += n;
@@ -151,61 +160,55 @@ static uint32_t copy_data(struct dst_cur *d, struct src_cur *s, const struct csu
 	return written;
 }
 
-/* Return a malformed chain used and empty. */
-static void chain_reject(struct rx_burst *b, uint16_t id)
-{
-	vq_push(b->vq, id, 0);
-	b->pushed++;
-	b->errors++;
-}
-
 /*
- * The chains popped for an unfinished packet go back: rewound if they are
- * the last popped, else (a rejected chain was pushed in between) consumed
- * used with length 0.
+ * Return a malformed chain used and empty. The @nbufs chains popped for the
+ * packet before it go first, used and empty too: chains are completed in
+ * the order they were made available (VIRTIO_F_IN_ORDER depends on it), so
+ * the packet starts again in the chains after the malformed one.
  */
-static void give_back(struct rx_burst *b, uint32_t nbufs, bool interleaved)
+static void chain_reject(struct rx_burst *b, uint32_t nbufs, uint16_t id)
 {
-	if (!interleaved) {
-		vq_rewind(b->vq, b->ids, (uint16_t)nbufs);
-		return;
-	}
 	for (uint32_t i = 0; i < nbufs; i++)
 		vq_push(b->vq, b->ids[i], 0);
-	b->pushed += nbufs;
+	vq_push(b->vq, id, 0);
+	b->pushed += nbufs + 1;
+	b->errors++;
 }
 
 /*
  * Place one packet, general case (any chain shape, several chains with
  * MRG_RXBUF, chained packets, checksum patch). @first is the result of the
  * vq_pop() rx_one() already did into b->chain. Same returns as rx_one().
+ * A malformed chain among the chains of a packet sends the packet back to
+ * its start (chain_reject), so the chains popped for an unfinished packet
+ * are always the last popped and go back with one rewind.
  */
 static int rx_one_slow(struct rx_burst *b, const struct vhk_pkt *p, const uint8_t *hdr,
 		       const struct csum_patch *pt, int first)
 {
 	struct vq_chain *c = &b->chain;
-	struct src_cur s = {p, vhk_pkt_data(p), MIN(p->data_len, p->pkt_len), p->pkt_len, 0};
+	const struct src_cur start = {p, vhk_pkt_data(p), MIN(p->data_len, p->pkt_len),
+				      p->pkt_len, 0};
+	struct src_cur s = start;
 	const uint64_t need = (uint64_t)b->hdr_len + p->pkt_len;
 	uint8_t *nb[2] = {NULL, NULL};
 	uint32_t nbufs = 0;
-	bool interleaved = false;
 
 	for (;;) {
 		int r = first <= 0 ? first : vq_pop(b->vq, c);
 		first = 1; /* pop for real from the second chain on */
 		if (unlikely(r < 0)) {
-			if (r == -E2BIG) {
-				chain_reject(b, c->id);
-				interleaved |= nbufs != 0;
-				continue;
-			}
 			if (r == -ENOENT)
 				goto err_no_space;
-			return -EIO;
+			if (r != -E2BIG)
+				return -EIO;
 		}
-		if (unlikely(c->nout || c->in_len == 0 || (nbufs == 0 && c->in_len < b->hdr_len))) {
-			chain_reject(b, c->id);
-			interleaved |= nbufs != 0;
+		if (unlikely(r == -E2BIG || c->nout || c->in_len == 0 ||
+			     (nbufs == 0 && c->in_len < b->hdr_len))) {
+			chain_reject(b, nbufs, c->id);
+			nbufs = 0;
+			s = start;
+			nb[0] = nb[1] = NULL;
 			continue;
 		}
 		b->ids[nbufs] = c->id;
@@ -219,10 +222,10 @@ static int rx_one_slow(struct rx_burst *b, const struct vhk_pkt *p, const uint8_
 			dst_next(&d);
 		uint32_t len = 0;
 		if (nbufs == 0) {
-			dst_write_hdr(&d, hdr, b->hdr_len, nb);
+			dst_write_hdr(b->wo, &d, hdr, b->hdr_len, nb);
 			len = b->hdr_len;
 		}
-		len += copy_data(&d, &s, pt);
+		len += copy_data(b->wo, &d, &s, pt);
 		b->lens[nbufs++] = len;
 		if (s.remaining == 0)
 			break;
@@ -232,8 +235,8 @@ static int rx_one_slow(struct rx_burst *b, const struct vhk_pkt *p, const uint8_
 
 	if (nbufs > 1 && nb[0] && nb[1]) {
 		/* num_buffers, little-endian; the guest reads it after used->idx. */
-		*nb[0] = (uint8_t)nbufs;
-		*nb[1] = (uint8_t)(nbufs >> 8);
+		vqg_buf_put8(b->wo, nb[0], (uint8_t)nbufs);
+		vqg_buf_put8(b->wo, nb[1], (uint8_t)(nbufs >> 8));
 	}
 	for (uint32_t i = 0; i < nbufs; i++)
 		vq_push(b->vq, b->ids[i], b->lens[i]);
@@ -241,7 +244,7 @@ static int rx_one_slow(struct rx_burst *b, const struct vhk_pkt *p, const uint8_
 	return 0;
 
 err_no_space:
-	give_back(b, nbufs, interleaved);
+	vq_rewind(b->vq, b->ids, (uint16_t)nbufs);
 	return -ENOSPC;
 }
 
@@ -262,8 +265,8 @@ static inline int rx_one(struct rx_burst *b, const struct vhk_pkt *p, const uint
 		return rx_one_slow(b, p, hdr, pt, vq_pop(vq, &b->chain));
 	const uint32_t hlen = b->hdr_len, plen = p->pkt_len;
 	if (likely(o.write && !pt && p->data_len >= plen && o.len >= (uint64_t)hlen + plen)) {
-		net_hdr_put(o.base, hdr, hlen);
-		net_copy(o.base + hlen, vhk_pkt_data(p), plen);
+		net_hdr_put(b->wo, o.base, hdr, hlen);
+		vqg_buf_copy(b->wo, o.base + hlen, vhk_pkt_data(p), plen);
 		vq_push_fast(vq, o.id, hlen + plen);
 		b->pushed++;
 		return 0;
@@ -299,11 +302,14 @@ static void burst_init(struct rx_burst *b, struct vq *vq)
 	struct net_hdr h = {.num_buffers = 1};
 
 	b->vq = vq;
+	b->wo = vq->wobs;
 	b->features = vq->features;
 	b->hdr_len = net_hdr_len(b->features);
 	b->max_bufs = (b->features & (1ull << VHK_NET_F_MRG_RXBUF)) ? NET_RX_MAX_BUFS : 1;
 	b->pushed = 0;
 	b->errors = 0;
+	b->chain.iov = b->iov;
+	b->chain.iov_max = NET_MAX_IOV;
 	net_hdr_encode(&h, b->hdr_plain, NET_HDR_MRG_LEN);
 }
 
@@ -337,9 +343,12 @@ static inline void rx_prefetch(const struct vq_one *o, uint32_t hlen)
  * they are prefetched two packets ahead.
  * Stops at the first packet or chain that needs the general path (the
  * chains popped for it and after it go back). Returns packets placed.
+ * @wo is the burst's write observer; rx_fast() instantiates this with a
+ * constant NULL for the common case, so the seam costs nothing per packet.
  */
-static uint16_t rx_fast(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t count,
-			uint64_t *bytes)
+static inline __attribute__((always_inline)) uint16_t
+rx_fast_section(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t count, uint64_t *bytes,
+		const struct vq_write_observer *wo)
 {
 	struct vq *vq = b->vq;
 	const uint32_t hlen = b->hdr_len;
@@ -361,8 +370,8 @@ static uint16_t rx_fast(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t coun
 			if (i + 2 < k)
 				rx_prefetch(&o[i + 2], hlen);
 			const uint32_t plen = p->pkt_len;
-			net_hdr_put(o[i].base, b->hdr_plain, hlen);
-			net_copy(o[i].base + hlen, vhk_pkt_data(p), plen);
+			net_hdr_put(wo, o[i].base, b->hdr_plain, hlen);
+			vqg_buf_copy(wo, o[i].base + hlen, vhk_pkt_data(p), plen);
 			o[i].len = hlen + plen; /* used length, for the push below */
 			*bytes += plen;
 		}
@@ -372,6 +381,15 @@ static uint16_t rx_fast(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t coun
 			break;
 	}
 	return n;
+}
+
+/* rx_fast_section() with the observer hoisted out of the packet loop. */
+static uint16_t rx_fast(struct rx_burst *b, struct vhk_pkt **pkts, uint16_t count,
+			uint64_t *bytes)
+{
+	if (unlikely(b->wo))
+		return rx_fast_section(b, pkts, count, bytes, b->wo);
+	return rx_fast_section(b, pkts, count, bytes, NULL);
 }
 
 /* The packet loop; returns packets enqueued. */

@@ -32,8 +32,8 @@
 
 /* Read cursor over the readable pieces of a chain. */
 struct src_iov {
-	const struct vq_iov *iov;
-	const struct vq_iov *end;
+	const struct iovec *iov;
+	const struct iovec *end;
 	const uint8_t *p;
 	uint32_t left;
 };
@@ -56,7 +56,8 @@ struct tx_burst {
 	uint32_t pushed;
 	uint64_t errors;
 	uint64_t bytes;
-	struct vq_chain chain;
+	struct vq_chain chain; /* its pieces in iov */
+	struct iovec iov[NET_MAX_IOV];
 };
 
 /* Point @s at the readable pieces of @c. */
@@ -64,8 +65,8 @@ static inline void src_init(struct src_iov *s, const struct vq_chain *c)
 {
 	s->iov = c->iov;
 	s->end = c->iov + c->nout;
-	s->p = s->iov->base;
-	s->left = s->iov->len;
+	s->p = s->iov->iov_base;
+	s->left = (uint32_t)s->iov->iov_len; /* a piece is < 2^32 bytes */
 }
 
 /* Move to the next piece; false at the end of the readable part. */
@@ -75,8 +76,8 @@ static inline bool src_next(struct src_iov *s)
 		s->left = 0;
 		return false;
 	}
-	s->p = s->iov->base;
-	s->left = s->iov->len;
+	s->p = s->iov->iov_base;
+	s->left = (uint32_t)s->iov->iov_len;
 	return true;
 }
 
@@ -228,7 +229,7 @@ static int tx_one(struct tx_burst *b, struct vhk_pkt *p)
 				}
 				net_hdr_to_offload(&h, &p->ol);
 			} /* else p->ol stays as allocated: all zero */
-			net_copy(vhk_pkt_data(p), o.base + hlen, plen);
+			vq_copy(vhk_pkt_data(p), o.base + hlen, plen);
 			p->data_len = plen;
 			p->pkt_len = plen;
 			vq_push_fast(b->vq, o.id, 0);
@@ -347,7 +348,7 @@ static uint16_t tx_fast(struct tx_burst *b, struct vhk_pkt **pkts, uint32_t nall
 				}
 				net_hdr_to_offload(&h, &p->ol);
 			} /* else p->ol stays as allocated: all zero */
-			net_copy(vhk_pkt_data(p), o[i].base + hlen, plen);
+			vq_copy(vhk_pkt_data(p), o[i].base + hlen, plen);
 			p->data_len = plen;
 			p->pkt_len = plen;
 			b->bytes += plen;
@@ -412,6 +413,8 @@ VHK_EXPORT uint16_t vhk_net_dequeue_burst(int vid, uint16_t qid, struct vhk_pool
 		b.pushed = 0;
 		b.errors = 0;
 		b.bytes = 0;
+		b.chain.iov = b.iov;
+		b.chain.iov_max = NET_MAX_IOV;
 		uint16_t got = tx_burst(&b, pkts + n, want, avail);
 		if (b.pushed)
 			vq_flush(vq);

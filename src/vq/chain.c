@@ -25,9 +25,10 @@
  *    region boundary) is read descriptor by descriptor, each one copied
  *    piecewise into a local, so legal guests work without a large buffer;
  *  - every buffer is translated through mem_gpa_to_hva() in a loop; each
- *    contiguous piece becomes one vq_iov. An unmapped byte is a guest error
- *    (-EIO). More than VQ_MAX_IOV pieces is -E2BIG, reported only after the
- *    whole chain was validated, so the caller can return it to the guest.
+ *    contiguous piece becomes one iovec in the caller's storage. An unmapped
+ *    byte is a guest error (-EIO). More pieces than the caller's iov_max is
+ *    -E2BIG, reported only after the whole chain was validated, so the
+ *    caller can return it to the guest.
  * No allocation, no syscall and no lock happens here.
  */
 #include <errno.h>

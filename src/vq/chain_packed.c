@@ -32,22 +32,15 @@
 
 #include "vq/vq.h"
 #include "vq/chain_walk.h"
+#include "vq/vq_rules.h"
 
 #define PK_INDIRECT_MAX 32768u
-#define PK_F_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
-#define PK_F_USED (1u << VRING_PACKED_DESC_F_USED)
 
 /* Walk state. */
 /* Make the local copy opaque so the compiler never re-reads guest memory for it. */
 static inline void pdesc_launder(struct vring_packed_desc *d)
 {
 	__asm__ volatile("" : "+m"(*d));
-}
-
-/* Is a descriptor with @flags available for the wrap counter @wrap? */
-static inline bool pk_avail(uint16_t flags, bool wrap)
-{
-	return !!(flags & PK_F_AVAIL) == wrap && !!(flags & PK_F_USED) != wrap;
 }
 
 /* Copy entry @i of an indirect table that crosses regions, piece by piece. */
@@ -109,7 +102,7 @@ static inline bool pk_fetch_ring(const struct vring_packed_desc *ring, uint16_t 
 	/* Acquire pairs with the driver's release (or wmb) before its flags store. */
 	uint16_t flags = load_acquire(&ring[pos].flags);
 
-	if (!pk_avail(flags, wrap))
+	if (!vqr_packed_avail(flags, wrap))
 		return false;
 	memcpy(d, &ring[pos], sizeof(*d));
 	pdesc_launder(d);
@@ -124,7 +117,7 @@ int chain_walk_packed(const struct mem_table *mem, uint32_t *hint,
 	struct chain_walk w = {.mem = mem, .hint = hint, .c = c,
 			       .tables_ro = mode == VQ_POP_DEV_READS};
 	struct vring_packed_desc d;
-	uint32_t pos = head;
+	uint16_t pos;
 	int rc;
 
 	c->id = 0;
@@ -133,8 +126,8 @@ int chain_walk_packed(const struct mem_table *mem, uint32_t *hint,
 	c->out_len = c->in_len = 0;
 	if (unlikely(!ring || head >= size))
 		return -EIO;
-	pos = (uint32_t)index_nospec(pos, size);
-	if (!pk_fetch_ring(ring, (uint16_t)pos, wrap, &d))
+	pos = (uint16_t)index_nospec(head, size);
+	if (!pk_fetch_ring(ring, pos, wrap, &d))
 		return -ENOENT;
 	for (;;) {
 		c->ndesc++;
@@ -151,12 +144,9 @@ int chain_walk_packed(const struct mem_table *mem, uint32_t *hint,
 			break;
 		if (unlikely(c->ndesc >= size))
 			return -EIO; /* longer than the ring: a loop through stale entries */
-		if (++pos == size) {
-			pos = 0;
-			wrap = !wrap;
-		}
-		pos = (uint32_t)index_nospec(pos, size);
-		if (unlikely(!pk_fetch_ring(ring, (uint16_t)pos, wrap, &d)))
+		vqr_packed_advance(size, &pos, &wrap, 1);
+		pos = (uint16_t)index_nospec(pos, size);
+		if (unlikely(!pk_fetch_ring(ring, pos, wrap, &d)))
 			return -EIO; /* the head was published before the rest of its chain */
 	}
 	if (unlikely(d.id >= size))

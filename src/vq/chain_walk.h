@@ -3,7 +3,7 @@
  * The part of descriptor-chain walking both ring formats share: turning one
  * guest buffer [addr, addr + len) into translated pieces while enforcing the
  * chain-wide rules (writable after readable, 2^32 total bytes, overflow-
- * checked ranges, every byte mapped, at most VQ_MAX_IOV pieces). chain.c
+ * checked ranges, every byte mapped, at most c->iov_max pieces). chain.c
  * (split) and chain_packed.c (packed) walk their formats and feed every
  * buffer through chain_add_buffer(); nothing else interprets buffers.
  */
@@ -28,22 +28,25 @@ struct chain_walk {
 	struct vq_chain *c;
 	uint64_t total;  /* bytes over all descriptors, 64-bit */
 	bool seen_write; /* a device-writable descriptor was seen */
-	bool overflow;   /* more pieces than VQ_MAX_IOV */
+	bool overflow;   /* more pieces than c->iov_max */
 	bool tables_ro;  /* VQ_POP_DEV_READS: WRITE inside indirect tables is ignored */
 };
 
-/* Append one translated piece; past VQ_MAX_IOV only remember the overflow. */
+/*
+ * Append one translated piece to the caller's storage; past c->iov_max
+ * only remember the overflow (the pieces counted so far stay counted).
+ */
 static inline void chain_add_piece(struct chain_walk *w, uint8_t *p, uint64_t l, bool write)
 {
 	struct vq_chain *c = w->c;
 	uint32_t n = c->nout + c->nin;
 
-	if (unlikely(n >= VQ_MAX_IOV)) {
+	if (unlikely(n >= c->iov_max)) {
 		w->overflow = true;
 		return;
 	}
-	c->iov[n].base = p;
-	c->iov[n].len = (uint32_t)l;
+	c->iov[n].iov_base = p;
+	c->iov[n].iov_len = (size_t)l;
 	if (write)
 		c->nin++;
 	else
@@ -107,17 +110,21 @@ static inline bool chain_one_xlate(const struct mem_table *mem, uint32_t *hint, 
 	return true;
 }
 
-/* chain_one_xlate() and, on success, @c filled with the one piece (all but id). */
+/*
+ * chain_one_xlate() and, on success, @c filled with the one piece (all but
+ * id); false also when the caller gave no storage (the walker then reports
+ * -E2BIG).
+ */
 static inline bool chain_one_fast(const struct mem_table *mem, uint32_t *hint, uint64_t addr,
 				  uint32_t len, uint16_t flags, struct vq_chain *c)
 {
 	uint8_t *p;
 
-	if (!chain_one_xlate(mem, hint, addr, len, flags, &p))
+	if (unlikely(!c->iov_max) || !chain_one_xlate(mem, hint, addr, len, flags, &p))
 		return false;
 	c->ndesc = 1;
-	c->iov[0].base = p;
-	c->iov[0].len = len;
+	c->iov[0].iov_base = p;
+	c->iov[0].iov_len = len;
 	if (flags & VRING_DESC_F_WRITE) {
 		c->nout = 0;
 		c->nin = 1;

@@ -18,6 +18,7 @@
 
 #include "util/fd.h"
 #include "vq/vq.h"
+#include "vq/vq_rules.h"
 
 #define VQ_ADDR_F_LOG (1u << VHOST_VRING_F_LOG)
 
@@ -70,6 +71,7 @@ static void vq_clear_state(struct vq *vq)
 	vq->inflight = NULL;
 	vq->mem = NULL;
 	vq->mem_hint = 0;
+	vq->wobs = NULL;
 	vq->call_fd = vq->kick_fd = vq->err_fd = -1;
 	vq->stats = (struct vq_stats){0};
 	vq->started = vq->enabled = vq->broken = false;
@@ -367,8 +369,8 @@ static int packed_apply_base(struct vq *vq)
 {
 	if (!vq->base_set)
 		vq->base = 0x80008000u;
-	uint16_t avail = vq->base & 0x7fff, used = (vq->base >> 16) & 0x7fff;
-	bool avail_wrap = vq->base & 0x8000, used_wrap = vq->base & 0x80000000u;
+	uint16_t avail = vqr_packed_pw_pos(vq->base), used = vqr_packed_pw_pos(vq->base >> 16);
+	bool avail_wrap = vqr_packed_pw_wrap(vq->base), used_wrap = vqr_packed_pw_wrap(vq->base >> 16);
 
 	if (!(vq->base >> 16)) {
 		used = avail;
@@ -534,6 +536,11 @@ bool vq_set_notification(struct vq *vq, bool enable)
 	if (unlikely(vq->packed))
 		return vq_packed_set_notification(vq, enable);
 	return vq_split_set_notification(vq, enable);
+}
+
+void vq_set_write_observer(struct vq *vq, const struct vq_write_observer *wo)
+{
+	vq->wobs = wo;
 }
 
 void vq_mark_broken(struct vq *vq, const char *why)

@@ -49,6 +49,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <linux/virtio_ring.h>
 
 #include "util/compiler.h"
@@ -56,24 +57,34 @@
 #include "mem/mem.h"
 
 #define VQ_MAX_SIZE 32768u
-/* Translated pieces per chain; a longer chain is consumed and failed (-E2BIG). */
-#define VQ_MAX_IOV 256u
 
-/* One translated, contiguous piece of a buffer. */
-struct vq_iov {
-	uint8_t *base;
-	uint32_t len;
-};
+struct vq_write_observer; /* vq_guest.h */
 
-/* A descriptor chain, validated and translated. Readable pieces come first. */
+/*
+ * A descriptor chain, validated and translated. The caller provides the
+ * storage for its pieces (iov, iov_max) before vq_pop(); the walker writes
+ * each translated, contiguous piece (at most 2^32 - 1 bytes) as one POSIX
+ * iovec, readable pieces first, so a device can hand them to readv(2),
+ * io_uring or an application as they are. A chain with more pieces than
+ * iov_max is still validated whole and consumed, and fails with -E2BIG.
+ */
 struct vq_chain {
+	struct iovec *iov; /* caller's storage: iov_max entries */
+	uint32_t iov_max;
 	uint16_t id;      /* head index (split) or buffer id (packed) */
 	uint16_t ndesc;   /* ring slots the chain occupies (packed bookkeeping) */
 	uint32_t nout;    /* iov[0 .. nout) are device-readable */
 	uint32_t nin;     /* iov[nout .. nout+nin) are device-writable */
 	uint64_t out_len; /* total readable bytes */
 	uint64_t in_len;  /* total writable bytes */
-	struct vq_iov iov[VQ_MAX_IOV];
+};
+
+/* A chain of one descriptor, as the fast pops (vq_fast.h) return it. */
+struct vq_one {
+	uint8_t *base; /* translated buffer, len bytes in one region */
+	uint32_t len;  /* > 0 */
+	uint16_t id;   /* head (split) or buffer id (packed), < size */
+	bool write;    /* device-writable */
 };
 
 /* Ring addresses as given by SET_VRING_ADDR (frontend user addresses). */
@@ -113,9 +124,10 @@ struct vq {
 	struct vring_avail *avail;
 	struct vring_used *used;
 	struct vring_used_elem *shadow_used; /* size entries */
-	uint64_t *inflight;    /* bitmap of heads popped and not yet pushed */
+	uint64_t *inflight;    /* bitmap of heads / ids popped and not yet pushed (vq_rules.h) */
 	const struct mem_table *mem;
 	uint32_t mem_hint;
+	const struct vq_write_observer *wobs; /* guest-write observer (vq_guest.h), NULL normally */
 	int call_fd;
 	struct vq_stats stats;
 	void *dev_priv;        /* for the device (net: per-queue state) */
@@ -128,10 +140,9 @@ struct vq {
 	bool used_wrap;         /* wrap counter of last_used_idx */
 	bool signalled_used_wrap;
 	/*
-	 * Per buffer id, for chains in flight. Packed: bits 0..14 descriptors
-	 * taken, bit 15 chain has writable pieces, bits 16..30 ring position of
-	 * the chain, bit 31 its wrap counter. Split (per head): bits 0..15 avail
-	 * position it was popped at, bit 16 chain has writable pieces.
+	 * Pop records: per head (split) or buffer id (packed) of a chain in
+	 * flight, where it was popped and what it holds. The encoding and every
+	 * accessor are in vq_rules.h.
 	 */
 	uint32_t *pk_state;
 
@@ -290,10 +301,12 @@ enum vq_pop_mode {
 };
 
 /*
- * Pop the next available chain into @c (validated and translated).
+ * Pop the next available chain into @c (validated and translated; its
+ * pieces into c->iov, which the caller set with c->iov_max entries).
  * Returns 0; -ENOENT none available; -EIO the ring is broken (now marked);
- * -E2BIG chain valid but more than VQ_MAX_IOV pieces (consumed: the caller
- * must vq_push() it with len 0).
+ * -E2BIG chain valid but more than c->iov_max pieces (consumed: id, ndesc,
+ * out_len and in_len describe the whole chain, c->iov holds only its first
+ * c->iov_max pieces; the caller must vq_push() it with len 0).
  */
 int vq_pop(struct vq *vq, struct vq_chain *c);
 /* vq_pop() for a device that says how it uses the chain (vq_pop() is VQ_POP_RW). */
@@ -316,6 +329,15 @@ bool vq_notify(struct vq *vq);
  * enabling and buffers are already available (caller must not sleep).
  */
 bool vq_set_notification(struct vq *vq, bool enable);
+
+/*
+ * Install (@wo) or remove (NULL) the guest-write observer of @vq: every
+ * guest write the library makes for this vq from then on is reported to it
+ * (vq_guest.h). Internal: tests use it; dirty logging will. Control side,
+ * with the vq quiesced (vq_quiesce) or not started; @wo must stay valid
+ * until it is removed or the vq is reset (vq_reset drops it).
+ */
+void vq_set_write_observer(struct vq *vq, const struct vq_write_observer *wo);
 
 /* Mark the ring broken: not ready, err fd signalled, one log line. */
 void vq_mark_broken(struct vq *vq, const char *why) cold_path;

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Inline fast paths of vq_pop() and vq_push() for devices' packet loops.
+ * Inline fast paths of vq_pop() and vq_push() for devices' packet loops:
+ * the format dispatch. The paths themselves live beside their format, in
+ * vq_split_fast.h and vq_packed_fast.h.
  *
  * The common case runs without a call per packet: chains of one
  * descriptor whose buffer lies in one region, popped one at a time
@@ -16,101 +18,21 @@
  * The checks are the slow path's for this shape: head / id < size (then
  * clamped with index_nospec), not in flight, one fetch of the descriptor
  * into a laundered local, neither NEXT nor INDIRECT, non-empty, the whole
- * range translated in one region.
+ * range translated in one region (mem.h: mem_gpa_to_hva, or the span of
+ * the hint region in the bursts).
  *
- * Includes: vq.h, chain_walk.h. Datapath owner only (between vq_enter and
- * vq_leave).
+ * Includes: vq.h and the two format headers. Datapath owner only (between
+ * vq_enter and vq_leave).
  */
 #ifndef VHK_VQ_VQ_FAST_H
 #define VHK_VQ_VQ_FAST_H
 
-#include <errno.h>
-#include <string.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "vq/vq.h"
-#include "vq/chain_walk.h"
-
-#define VQF_PK_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
-#define VQF_PK_USED  (1u << VRING_PACKED_DESC_F_USED)
-
-/* In-flight bitmap of heads (split) or buffer ids (packed): cleared on push. */
-static inline void vqf_inflight_clear(struct vq *vq, uint16_t id)
-{
-	vq->inflight[id >> 6] &= ~(1ull << (id & 63));
-}
-
-/* A chain of one descriptor, as the fast pop returns it. */
-struct vq_one {
-	uint8_t *base; /* translated buffer, len bytes in one region */
-	uint32_t len;  /* > 0 */
-	uint16_t id;   /* head (split) or buffer id (packed), < size */
-	bool write;    /* device-writable */
-};
-
-/* Split: pop a one-descriptor chain into @o, or false (nothing changed). */
-static inline bool vqf_split_pop_one(struct vq *vq, struct vq_one *o)
-{
-	uint16_t idx = vq->last_avail_idx;
-	struct vring_desc d;
-
-	/* Only entries counted by the last acquire load of avail->idx (vq_split_avail_count). */
-	if (unlikely(idx == vq->shadow_avail_idx))
-		return false;
-	uint16_t head = READ_ONCE(vq->avail->ring[idx & (vq->size - 1)]);
-	if (unlikely(head >= vq->size))
-		return false;
-	head = (uint16_t)index_nospec(head, vq->size);
-	uint64_t *iw = &vq->inflight[head >> 6], ibit = 1ull << (head & 63), iword = *iw;
-	if (unlikely(iword & ibit))
-		return false;
-	memcpy(&d, &vq->desc[head], sizeof(d));
-	CHAIN_LAUNDER(d);
-	if (unlikely(!chain_one_xlate(vq->mem, &vq->mem_hint, d.addr, d.len, d.flags, &o->base)))
-		return false;
-	o->len = d.len;
-	o->id = head;
-	o->write = d.flags & VRING_DESC_F_WRITE;
-	*iw = iword | ibit; /* in flight (nothing stored to the bitmap since the load) */
-	/* IN_ORDER bookkeeping, as vq_split_pop(): avail position, writable flag. */
-	vq->pk_state[head] = idx | (o->write ? 1u << 16 : 0);
-	vq->last_avail_idx = (uint16_t)(idx + 1);
-	return true;
-}
-
-/* Packed: pop a one-descriptor chain into @o, or false (nothing changed). */
-static inline bool vqf_packed_pop_one(struct vq *vq, struct vq_one *o)
-{
-	uint16_t pos = vq->last_avail_idx;
-	bool wrap = vq->avail_wrap;
-	struct vring_packed_desc d;
-
-	/* Acquire pairs with the driver's release (or wmb) before its flags store. */
-	uint16_t flags = load_acquire(&vq->pdesc[pos].flags);
-	if (!!(flags & VQF_PK_AVAIL) != wrap || !!(flags & VQF_PK_USED) == wrap)
-		return false;
-	memcpy(&d, &vq->pdesc[pos], sizeof(d));
-	CHAIN_LAUNDER(d);
-	if (unlikely(d.id >= vq->size))
-		return false;
-	uint16_t id = (uint16_t)index_nospec(d.id, vq->size);
-	uint64_t *iw = &vq->inflight[id >> 6], ibit = 1ull << (id & 63), iword = *iw;
-	if (unlikely(iword & ibit))
-		return false;
-	if (unlikely(!chain_one_xlate(vq->mem, &vq->mem_hint, d.addr, d.len, flags, &o->base)))
-		return false;
-	o->len = d.len;
-	o->id = id;
-	o->write = flags & VRING_DESC_F_WRITE;
-	*iw = iword | ibit; /* in flight (nothing stored to the bitmap since the load) */
-	/* As vq_packed_pop(): 1 slot, writable flag, ring position and wrap. */
-	vq->pk_state[id] = 1u | (o->write ? 1u << 15 : 0) | (uint32_t)pos << 16 | (wrap ? 1u << 31 : 0);
-	if (unlikely(++pos == vq->size)) {
-		pos = 0;
-		vq->avail_wrap = !wrap;
-	}
-	vq->last_avail_idx = pos;
-	return true;
-}
+#include "vq/vq_packed_fast.h"
+#include "vq/vq_split_fast.h"
 
 /*
  * Pop the next chain if it is one descriptor in one region (true, @o
@@ -126,122 +48,12 @@ static inline bool vq_pop_one(struct vq *vq, struct vq_one *o)
  * descriptor each, with the buffer inside the region of the translation
  * hint (the common case: one region, or locality). Stops at the first
  * chain of any other shape, leaving it to vq_pop(). Per-burst values (ring
- * pointers, the hint region's bounds) stay in registers. The checks per
+ * pointers, the hint region's span) stay in registers. The checks per
  * chain are vq_pop_one()'s: head / id < size (clamped), not in flight, one
  * laundered fetch of the descriptor, neither NEXT nor INDIRECT, non-empty,
  * [addr, addr + len) inside the region. Returns the number popped; the
  * last ones can be given back with vq_rewind().
  */
-static inline uint16_t vqf_split_pop_burst(struct vq *vq, struct vq_one *o, uint16_t max)
-{
-	const struct mem_table *t = vq->mem;
-	const uint32_t h = vq->mem_hint;
-	uint16_t idx = vq->last_avail_idx, n;
-
-	if (unlikely(!t || h >= t->nregions))
-		return 0;
-	if ((uint16_t)(vq->shadow_avail_idx - idx) < max) {
-		(void)vq_split_avail_count(vq); /* acquire load of avail->idx */
-		if (unlikely(vq->broken))
-			return 0;
-	}
-	max = MIN(max, (uint16_t)(vq->shadow_avail_idx - idx));
-	const struct mem_region *r = &t->regions[h];
-	const uint64_t rgpa = r->gpa, rsize = r->size;
-	uint8_t *const rhva = r->hva;
-	const uint16_t size = vq->size, mask = (uint16_t)(size - 1);
-	const struct vring_desc *desc = vq->desc;
-	const uint16_t *ring = vq->avail->ring;
-	uint64_t *inflight = vq->inflight;
-	uint32_t *state = vq->pk_state;
-
-	for (n = 0; n < max; n++) {
-		/* Ordered after the acquire load of avail->idx that counted it. */
-		uint16_t head = READ_ONCE(ring[(uint16_t)(idx + n) & mask]);
-		struct vring_desc d;
-		if (unlikely(head >= size))
-			break;
-		head = (uint16_t)index_nospec(head, size);
-		uint64_t *iw = &inflight[head >> 6], ibit = 1ull << (head & 63), iword = *iw;
-		if (unlikely(iword & ibit))
-			break;
-		memcpy(&d, &desc[head], sizeof(d));
-		CHAIN_LAUNDER(d);
-		uint64_t off = d.addr - rgpa;
-		if (unlikely((d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) || d.len == 0 ||
-			     off >= rsize || rsize - off < d.len))
-			break;
-		bool wr = d.flags & VRING_DESC_F_WRITE;
-		*iw = iword | ibit;
-		state[head] = (uint16_t)(idx + n) | (wr ? 1u << 16 : 0);
-		o[n].base = rhva + off;
-		o[n].len = d.len;
-		o[n].id = head;
-		o[n].write = wr;
-	}
-	vq->last_avail_idx = (uint16_t)(idx + n);
-	return n;
-}
-
-/* Packed form of vqf_split_pop_burst() (availability from each descriptor's flags). */
-static inline uint16_t vqf_packed_pop_burst(struct vq *vq, struct vq_one *o, uint16_t max)
-{
-	const struct mem_table *t = vq->mem;
-	const uint32_t h = vq->mem_hint;
-	uint16_t pos = vq->last_avail_idx, n;
-	bool wrap = vq->avail_wrap;
-
-	if (unlikely(!t || h >= t->nregions))
-		return 0;
-	const struct mem_region *r = &t->regions[h];
-	const uint64_t rgpa = r->gpa, rsize = r->size;
-	uint8_t *const rhva = r->hva;
-	const uint16_t size = vq->size;
-	struct vring_packed_desc *ring = vq->pdesc;
-	uint64_t *inflight = vq->inflight;
-	uint32_t *state = vq->pk_state;
-	/* Available in lap w: AVAIL == w and USED != w; pk_state's wrap bit of the lap. */
-	uint16_t want = wrap ? VQF_PK_AVAIL : VQF_PK_USED;
-	uint32_t wbit = wrap ? 1u << 31 : 0;
-
-	for (n = 0; n < max; n++) {
-		struct vring_packed_desc d;
-		/* Acquire pairs with the driver's release (or wmb) before its flags store. */
-		uint16_t flags = load_acquire(&ring[pos].flags);
-		if ((flags & (VQF_PK_AVAIL | VQF_PK_USED)) != want)
-			break;
-		memcpy(&d, &ring[pos], sizeof(d));
-		CHAIN_LAUNDER(d);
-		if (unlikely(d.id >= size))
-			break;
-		uint16_t id = (uint16_t)index_nospec(d.id, size);
-		uint64_t *iw = &inflight[id >> 6], ibit = 1ull << (id & 63), iword = *iw;
-		if (unlikely(iword & ibit))
-			break;
-		uint64_t off = d.addr - rgpa;
-		if (unlikely((flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) || d.len == 0 ||
-			     off >= rsize || rsize - off < d.len))
-			break;
-		bool wr = flags & VRING_DESC_F_WRITE;
-		*iw = iword | ibit;
-		state[id] = 1u | (uint32_t)wr << 15 | (uint32_t)pos << 16 | wbit;
-		o[n].base = rhva + off;
-		o[n].len = d.len;
-		o[n].id = id;
-		o[n].write = wr;
-		if (unlikely(++pos == size)) {
-			pos = 0;
-			wrap = !wrap;
-			want ^= VQF_PK_AVAIL | VQF_PK_USED;
-			wbit ^= 1u << 31;
-		}
-	}
-	vq->last_avail_idx = pos;
-	vq->avail_wrap = wrap;
-	return n;
-}
-
-/* See vqf_split_pop_burst(). */
 static inline uint16_t vq_pop_burst_one(struct vq *vq, struct vq_one *o, uint16_t max)
 {
 	return vq->packed ? vqf_packed_pop_burst(vq, o, max) : vqf_split_pop_burst(vq, o, max);
@@ -262,13 +74,13 @@ static inline void vq_rewind_one(struct vq *vq, const struct vq_one *o, uint16_t
 	}
 }
 
-/* The chain of one piece @o in vq_pop()'s form. */
+/* The chain of one piece @o in vq_pop()'s form (c->iov set, c->iov_max >= 1). */
 static inline void vq_one_to_chain(const struct vq_one *o, struct vq_chain *c)
 {
 	c->id = o->id;
 	c->ndesc = 1;
-	c->iov[0].base = o->base;
-	c->iov[0].len = o->len;
+	c->iov[0].iov_base = o->base;
+	c->iov[0].iov_len = o->len;
 	c->nout = o->write ? 0 : 1;
 	c->nin = o->write ? 1 : 0;
 	c->out_len = o->write ? 0 : o->len;
@@ -299,94 +111,29 @@ static inline void vq_push_fast(struct vq *vq, uint16_t id, uint32_t len)
 		return;
 	}
 	id = (uint16_t)index_nospec(id, size);
-	struct vring_used_elem *e = &vq->shadow_used[vq->shadow_count++];
-	vqf_inflight_clear(vq, id);
-	e->len = len;
-	if (!vq->packed && !vq->in_order) {
-		e->id = id;
-		return;
-	}
-	uint32_t st = vq->pk_state[id];
-	if (vq->packed) {
-		if (vq->in_order) {
-			/* Batchable only if popped in order, len 0 and read-only. */
-			uint16_t at = (uint16_t)((st >> 16) & 0x7fffu);
-			bool wrap = st >> 31;
-			if (at != vq->io_next || wrap != vq->io_wrap || (st & 0x8000u) || len)
-				vq->io_batch_ok = false;
-			uint32_t next = (uint32_t)at + (st & 0x7fffu);
-			if (next >= size) {
-				next -= size;
-				wrap = !wrap;
-			}
-			vq->io_next = (uint16_t)next;
-			vq->io_wrap = wrap;
-		}
-		/* The chain's slot count rides in bits 16..31, as vq_packed_push(). */
-		e->id = id | (st & 0x7fffu) << 16;
-	} else {
-		if (vq->in_order) {
-			if ((uint16_t)st != vq->io_next || (st >> 16) || len)
-				vq->io_batch_ok = false;
-			vq->io_next = (uint16_t)(st + 1);
-		}
-		e->id = id;
-	}
+	if (vq->packed)
+		vqf_packed_push_one(vq, id, len);
+	else
+		vqf_split_push_one(vq, id, len);
 }
 
 /*
  * Push the chains @o[0 .. @n) popped by vq_pop_burst_one(), each with
- * o[i].len bytes written, in order, in one loop (a one-descriptor chain
- * takes one slot: bits 16..31 of a packed shadow id = 1). With IN_ORDER the
- * batching bookkeeping of vq_push_fast() runs in the same loop, on locals.
+ * o[i].len bytes written, in order, in one loop; with IN_ORDER the
+ * batching bookkeeping of vq_push_fast() runs in a second loop, on locals.
  * A shadow that could overflow (device bug) takes vq_push_fast().
  */
 static inline void vq_push_burst(struct vq *vq, const struct vq_one *o, uint16_t n)
 {
-	const uint16_t sc = vq->shadow_count, size = vq->size;
-
-	if (unlikely((uint32_t)sc + n > size)) {
+	if (unlikely((uint32_t)vq->shadow_count + n > vq->size)) {
 		for (uint16_t i = 0; i < n; i++)
 			vq_push_fast(vq, o[i].id, o[i].len);
 		return;
 	}
-	struct vring_used_elem *e = vq->shadow_used + sc;
-	uint64_t *inflight = vq->inflight;
-	const bool packed = vq->packed;
-	const uint32_t slots = packed ? 1u << 16 : 0;
-	for (uint16_t i = 0; i < n; i++) {
-		uint16_t id = o[i].id; /* < size: checked and clamped by the pop */
-		inflight[id >> 6] &= ~(1ull << (id & 63));
-		e[i].id = id | slots;
-		e[i].len = o[i].len;
-	}
-	vq->shadow_count = (uint16_t)(sc + n);
-	if (!vq->in_order)
-		return;
-	/* IN_ORDER: batchable only if popped in order, len 0 and read-only. */
-	const uint32_t *state = vq->pk_state;
-	uint16_t next = vq->io_next;
-	bool wrap = vq->io_wrap, ok = vq->io_batch_ok;
-	for (uint16_t i = 0; i < n; i++) {
-		uint32_t st = state[o[i].id];
-		if (packed) {
-			uint16_t at = (uint16_t)((st >> 16) & 0x7fffu);
-			bool w = st >> 31;
-			ok &= at == next && w == wrap && !(st & 0x8000u) && !o[i].len;
-			next = (uint16_t)(at + 1); /* one slot */
-			wrap = w;
-			if (next >= size) {
-				next = 0;
-				wrap = !wrap;
-			}
-		} else {
-			ok &= (uint16_t)st == next && !(st >> 16) && !o[i].len;
-			next = (uint16_t)(st + 1);
-		}
-	}
-	vq->io_next = next;
-	vq->io_wrap = wrap;
-	vq->io_batch_ok = ok;
+	if (vq->packed)
+		vqf_packed_push_burst(vq, o, n);
+	else
+		vqf_split_push_burst(vq, o, n);
 }
 
 /*

@@ -19,37 +19,8 @@
 
 #include "vq/vq.h"
 #include "vq/chain_walk.h"
-
-#define PK_F_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
-#define PK_F_USED (1u << VRING_PACKED_DESC_F_USED)
-#define PK_WRAP_BIT (1u << VRING_PACKED_EVENT_F_WRAP_CTR)
-
-static inline void pk_inflight_set(struct vq *vq, uint16_t id)
-{
-	vq->inflight[id >> 6] |= 1ull << (id & 63);
-}
-
-static inline void pk_inflight_clear(struct vq *vq, uint16_t id)
-{
-	vq->inflight[id >> 6] &= ~(1ull << (id & 63));
-}
-
-static inline bool pk_inflight_test(const struct vq *vq, uint16_t id)
-{
-	return vq->inflight[id >> 6] & (1ull << (id & 63));
-}
-
-/* Advance ring position *@pos (< size) by @n (<= size), flipping *@wrap on a lap. */
-static inline void pk_advance(uint16_t size, uint16_t *pos, bool *wrap, uint16_t n)
-{
-	uint32_t p = (uint32_t)*pos + n;
-
-	if (p >= size) {
-		p -= size;
-		*wrap = !*wrap;
-	}
-	*pos = (uint16_t)p;
-}
+#include "vq/vq_guest.h"
+#include "vq/vq_rules.h"
 
 /*
  * Translate the descriptor ring (16 * size, align 16), the driver event
@@ -78,8 +49,8 @@ int vq_packed_start(struct vq *vq)
 /* GET_VRING_BASE encoding of the current positions and wrap counters. */
 uint32_t vq_packed_base(const struct vq *vq)
 {
-	uint32_t avail = vq->last_avail_idx | (vq->avail_wrap ? PK_WRAP_BIT : 0);
-	uint32_t used = vq->last_used_idx | (vq->used_wrap ? PK_WRAP_BIT : 0);
+	uint32_t avail = vqr_packed_pos_wrap(vq->last_avail_idx, vq->avail_wrap);
+	uint32_t used = vqr_packed_pos_wrap(vq->last_used_idx, vq->used_wrap);
 
 	return avail | used << 16;
 }
@@ -100,36 +71,35 @@ uint32_t vq_packed_base(const struct vq *vq)
  */
 uint16_t vq_packed_avail_count(struct vq *vq, uint16_t max)
 {
-	const uint16_t size = vq->size, lap = PK_F_AVAIL | PK_F_USED;
+	const uint16_t size = vq->size;
 	const struct vring_packed_desc *ring = vq->pdesc;
 	uint16_t pos = vq->last_avail_idx, n = 0;
-	/* Available in lap w: AVAIL == w and USED != w, i.e. these two bits equal: */
-	uint16_t want = vq->avail_wrap ? PK_F_AVAIL : PK_F_USED;
+	uint16_t want = vqr_packed_want(vq->avail_wrap);
 
 	/* pos + 4 <= size: the four never wrap; n counts chains = descriptors here. */
 	while ((uint32_t)n + 4 <= max && (uint32_t)pos + 4 <= size) {
 		/* Acquire pairs with the driver's release (or wmb) before its flags store. */
 		uint16_t f0 = load_acquire(&ring[pos].flags), f1 = load_acquire(&ring[pos + 1].flags);
 		uint16_t f2 = load_acquire(&ring[pos + 2].flags), f3 = load_acquire(&ring[pos + 3].flags);
-		if ((((f0 & lap) ^ want) | ((f1 & lap) ^ want) | ((f2 & lap) ^ want) |
-		     ((f3 & lap) ^ want) | ((f0 | f1 | f2 | f3) & VRING_DESC_F_NEXT)) != 0)
+		if ((vqr_packed_miss(f0, want) | vqr_packed_miss(f1, want) | vqr_packed_miss(f2, want) |
+		     vqr_packed_miss(f3, want) | ((f0 | f1 | f2 | f3) & VRING_DESC_F_NEXT)) != 0)
 			break;
 		n += 4;
 		pos += 4;
 	}
 	if (pos == size) {
 		pos = 0;
-		want ^= lap; /* next lap */
+		want = vqr_packed_lap_flip(want);
 	}
 	/* Descriptors walked so far: n, one per chain counted above. */
 	for (uint32_t i = n; i < size && n < max; i++) {
 		uint16_t f = load_acquire(&ring[pos].flags);
-		if ((f & lap) != want)
+		if (!vqr_packed_avail_want(f, want))
 			break;
 		n += !(f & VRING_DESC_F_NEXT); /* a chain ends here */
 		if (unlikely(++pos == size)) {
 			pos = 0;
-			want ^= lap; /* next lap */
+			want = vqr_packed_lap_flip(want);
 		}
 	}
 	return n;
@@ -144,7 +114,7 @@ int vq_packed_pop(struct vq *vq, struct vq_chain *c, enum vq_pop_mode mode)
 
 	/* Acquire pairs with the driver's release (or wmb) before its flags store. */
 	uint16_t flags = load_acquire(&vq->pdesc[pos].flags);
-	if (!!(flags & PK_F_AVAIL) != wrap || !!(flags & PK_F_USED) == wrap)
+	if (!vqr_packed_avail(flags, wrap))
 		return -ENOENT;
 	/* Fetch once: the flags checked above and one copy of the rest decide the fast path. */
 	memcpy(&d, &vq->pdesc[pos], sizeof(d));
@@ -164,14 +134,13 @@ int vq_packed_pop(struct vq *vq, struct vq_chain *c, enum vq_pop_mode mode)
 		return -EIO;
 	}
 	uint16_t id = (uint16_t)index_nospec(c->id, vq->size); /* < size: checked by the walker */
-	if (unlikely(pk_inflight_test(vq, id))) {
+	if (unlikely(vqr_inflight_test(vq->inflight, id))) {
 		vq_mark_broken(vq, "buffer id already in flight");
 		return -EIO;
 	}
-	pk_inflight_set(vq, id);
-	vq->pk_state[id] = c->ndesc | (c->nin ? 1u << 15 : 0) | (uint32_t)pos << 16 |
-			   (wrap ? 1u << 31 : 0);
-	pk_advance(vq->size, &vq->last_avail_idx, &vq->avail_wrap, c->ndesc);
+	vqr_inflight_set(vq->inflight, id);
+	vq->pk_state[id] = vqr_packed_rec(c->ndesc, c->nin, pos, wrap);
+	vqr_packed_advance(vq->size, &vq->last_avail_idx, &vq->avail_wrap, c->ndesc);
 	return rc; /* 0 or -E2BIG (consumed: the caller pushes it with len 0) */
 }
 
@@ -183,9 +152,9 @@ void vq_packed_rewind(struct vq *vq, const uint16_t *ids, uint16_t n)
 	uint32_t st = vq->pk_state[index_nospec(ids[0], vq->size)];
 	for (uint16_t i = 0; i < n; i++)
 		if (likely(ids[i] < vq->size))
-			pk_inflight_clear(vq, ids[i]);
-	vq->last_avail_idx = (uint16_t)((st >> 16) & 0x7fff);
-	vq->avail_wrap = st >> 31;
+			vqr_inflight_clear(vq->inflight, ids[i]);
+	vq->last_avail_idx = vqr_packed_rec_pos(st);
+	vq->avail_wrap = vqr_packed_rec_wrap(st);
 }
 
 /*
@@ -199,26 +168,13 @@ void vq_packed_push(struct vq *vq, uint16_t id, uint32_t len)
 	/* Device bugs only (ids come from pop): never let them overrun the shadow. */
 	if (unlikely(id >= vq->size || vq->shadow_count >= vq->size))
 		return;
-	pk_inflight_clear(vq, id);
+	vqr_inflight_clear(vq->inflight, id);
 	uint32_t st = vq->pk_state[index_nospec(id, vq->size)];
-	if (vq->in_order) {
-		/* Batchable only if popped in order, len 0 and no writable piece (len is moot). */
-		if (((st >> 16) & 0x7fffu) != vq->io_next || (st >> 31) != vq->io_wrap ||
-		    (st & 0x8000u) || len)
-			vq->io_batch_ok = false;
-		vq->io_next = (uint16_t)((st >> 16) & 0x7fffu);
-		vq->io_wrap = st >> 31;
-		pk_advance(vq->size, &vq->io_next, &vq->io_wrap, (uint16_t)(st & 0x7fffu));
-	}
+	if (vq->in_order)
+		vqr_packed_io_step(vq->size, &vq->io_next, &vq->io_wrap, &vq->io_batch_ok, st, len);
 	e = &vq->shadow_used[vq->shadow_count++];
-	e->id = id | (st & 0x7fffu) << 16;
+	e->id = vqr_packed_shadow_id(id, vqr_packed_rec_slots(st));
 	e->len = len;
-}
-
-/* Flags that mark a descriptor used in lap @wrap (WRITE when data was written). */
-static inline uint16_t pk_used_flags(bool wrap, uint32_t len)
-{
-	return (uint16_t)((wrap ? PK_F_AVAIL | PK_F_USED : 0) | (len ? VRING_DESC_F_WRITE : 0));
 }
 
 /*
@@ -233,11 +189,11 @@ static void vq_packed_flush_in_order(struct vq *vq)
 	struct vring_packed_desc *d = &vq->pdesc[pos];
 
 	for (uint16_t i = 0; i < n; i++)
-		pk_advance(vq->size, &pos, &wrap, (uint16_t)(vq->shadow_used[i].id >> 16));
-	WRITE_ONCE(d->id, (uint16_t)vq->shadow_used[n - 1].id);
-	WRITE_ONCE(d->len, 0u);
+		vqr_packed_advance(vq->size, &pos, &wrap,
+				   vqr_packed_shadow_slots(vq->shadow_used[i].id));
 	/* Release pairs with the driver's acquire of the flags: id and len first. */
-	store_release(&d->flags, pk_used_flags(vq->used_wrap, 0));
+	vqg_desc_used(vq->wobs, d, vqr_packed_shadow_buf(vq->shadow_used[n - 1].id), 0,
+		      vqr_packed_used_flags(vq->used_wrap, false));
 	vq->last_used_idx = pos;
 	vq->used_wrap = wrap;
 	vq->shadow_count = 0;
@@ -248,9 +204,11 @@ static void vq_packed_flush_in_order(struct vq *vq)
  * Publish the shadowed entries as one batch in one pass: the first entry's
  * id and length, then id, length and (release) flags of every other entry,
  * the first entry's flags last, so the driver (which reads used entries in
- * ring order, starting at the first) sees the whole batch at once.
+ * ring order, starting at the first) sees the whole batch at once. @wo is
+ * vq->wobs, a constant NULL in the unobserved instance (no test per entry).
  */
-void vq_packed_flush(struct vq *vq)
+static inline __attribute__((always_inline)) void
+packed_flush(struct vq *vq, const struct vq_write_observer *wo)
 {
 	const uint16_t n = vq->shadow_count, size = vq->size, first = vq->last_used_idx;
 	const struct vring_used_elem *sh = vq->shadow_used;
@@ -258,37 +216,37 @@ void vq_packed_flush(struct vq *vq)
 	uint16_t pos = first;
 	bool wrap = vq->used_wrap;
 
-	if (!n)
-		return;
-	if (vq->in_order && vq->io_batch_ok && n > 1) {
-		vq_packed_flush_in_order(vq);
-		return;
-	}
-	WRITE_ONCE(ring[first].id, (uint16_t)sh[0].id);
-	WRITE_ONCE(ring[first].len, sh[0].len);
-	pk_advance(size, &pos, &wrap, (uint16_t)(sh[0].id >> 16));
-	uint16_t lap = pk_used_flags(wrap, 0); /* used flags of the current lap */
+	vqg_desc_id_len(wo, &ring[first], vqr_packed_shadow_buf(sh[0].id), sh[0].len);
+	vqr_packed_advance(size, &pos, &wrap, vqr_packed_shadow_slots(sh[0].id));
+	uint16_t lap = vqr_packed_used_flags(wrap, false); /* used flags of the current lap */
 	for (uint16_t i = 1; i < n; i++) {
 		const struct vring_used_elem *e = &sh[i];
-		struct vring_packed_desc *d = &ring[pos];
-		WRITE_ONCE(d->id, (uint16_t)e->id);
-		WRITE_ONCE(d->len, e->len);
 		/* Release: this entry's id and len before its flags. */
-		store_release(&d->flags, (uint16_t)(lap | (e->len ? VRING_DESC_F_WRITE : 0)));
-		uint32_t p = (uint32_t)pos + (e->id >> 16); /* slots of the chain, <= size */
-		if (p >= size) {
-			p -= size;
-			wrap = !wrap;
-			lap ^= PK_F_AVAIL | PK_F_USED;
-		}
-		pos = (uint16_t)p;
+		vqg_desc_used(wo, &ring[pos], vqr_packed_shadow_buf(e->id), e->len,
+			      (uint16_t)(lap | (e->len ? VRING_DESC_F_WRITE : 0)));
+		if (vqr_packed_advance(size, &pos, &wrap, vqr_packed_shadow_slots(e->id)))
+			lap = vqr_packed_lap_flip(lap);
 	}
 	/* Release pairs with the driver's acquire of the flags of its next used entry. */
-	store_release(&ring[first].flags, pk_used_flags(vq->used_wrap, sh[0].len));
+	vqg_desc_flags(wo, &ring[first], vqr_packed_used_flags(vq->used_wrap, sh[0].len));
 	vq->last_used_idx = pos;
 	vq->used_wrap = wrap;
 	vq->shadow_count = 0;
 	vq->io_batch_ok = true;
+}
+
+void vq_packed_flush(struct vq *vq)
+{
+	if (!vq->shadow_count)
+		return;
+	if (vq->in_order && vq->io_batch_ok && vq->shadow_count > 1) {
+		vq_packed_flush_in_order(vq);
+		return;
+	}
+	if (unlikely(vq->wobs))
+		packed_flush(vq, vq->wobs);
+	else
+		packed_flush(vq, NULL);
 }
 
 /* Slots from (@from_pos, @from_wrap) forward to (@pos, @wrap); > size if behind. */
@@ -323,7 +281,8 @@ bool vq_packed_need_notify(struct vq *vq)
 		return true;
 	/* Notify if the event position lies in [old, new): what this flush used. */
 	uint32_t span = pk_dist(vq->size, old, old_wrap, vq->last_used_idx, vq->used_wrap);
-	uint32_t ev = pk_dist(vq->size, old, old_wrap, off_wrap & 0x7fffu, off_wrap & PK_WRAP_BIT);
+	uint32_t ev = pk_dist(vq->size, old, old_wrap, vqr_packed_pw_pos(off_wrap),
+			      vqr_packed_pw_wrap(off_wrap));
 	return ev < span;
 }
 
@@ -333,13 +292,13 @@ bool vq_packed_set_notification(struct vq *vq, bool enable)
 
 	if (enable && vq->event_idx) {
 		/* Kick us once the descriptor at our next position is published. */
-		WRITE_ONCE(vq->dev_event->off_wrap,
-			   (uint16_t)(vq->last_avail_idx | (vq->avail_wrap ? PK_WRAP_BIT : 0)));
+		vqg_event16(vq->wobs, &vq->dev_event->off_wrap,
+			    vqr_packed_pos_wrap(vq->last_avail_idx, vq->avail_wrap));
 		flags = VRING_PACKED_EVENT_FLAG_DESC;
 	} else if (enable) {
 		flags = VRING_PACKED_EVENT_FLAG_ENABLE;
 	}
-	store_release(&vq->dev_event->flags, flags);
+	vqg_event16_release(vq->wobs, &vq->dev_event->flags, flags);
 	vq->notify_enabled = enable;
 	if (!enable)
 		return false;
@@ -350,5 +309,5 @@ bool vq_packed_set_notification(struct vq *vq, bool enable)
 	 */
 	fence_full();
 	uint16_t f = load_acquire(&vq->pdesc[vq->last_avail_idx].flags);
-	return !!(f & PK_F_AVAIL) == vq->avail_wrap && !!(f & PK_F_USED) != vq->avail_wrap;
+	return vqr_packed_avail(f, vq->avail_wrap);
 }

@@ -17,6 +17,8 @@
 #include "util/fd.h"
 #include "vq/vq.h"
 #include "vq/chain_walk.h"
+#include "vq/vq_guest.h"
+#include "vq/vq_rules.h"
 
 /* The 16-bit event fields that live after the rings (EVENT_IDX). */
 static inline uint16_t *used_event_ptr(const struct vq *vq)
@@ -27,22 +29,6 @@ static inline uint16_t *used_event_ptr(const struct vq *vq)
 static inline uint16_t *avail_event_ptr(const struct vq *vq)
 {
 	return (uint16_t *)(void *)&vq->used->ring[vq->size];
-}
-
-/* Is @head already popped and not yet pushed? */
-static inline bool inflight_test(const struct vq *vq, uint16_t head)
-{
-	return vq->inflight[head >> 6] & (1ull << (head & 63));
-}
-
-static inline void inflight_set(struct vq *vq, uint16_t head)
-{
-	vq->inflight[head >> 6] |= 1ull << (head & 63);
-}
-
-static inline void inflight_clear(struct vq *vq, uint16_t head)
-{
-	vq->inflight[head >> 6] &= ~(1ull << (head & 63));
 }
 
 /*
@@ -94,7 +80,7 @@ int vq_split_pop(struct vq *vq, struct vq_chain *c, enum vq_pop_mode mode)
 		return -EIO;
 	}
 	head = (uint16_t)index_nospec(head, vq->size);
-	if (unlikely(inflight_test(vq, head))) {
+	if (unlikely(vqr_inflight_test(vq->inflight, head))) {
 		vq_mark_broken(vq, "avail head already in flight");
 		return -EIO;
 	}
@@ -113,9 +99,8 @@ int vq_split_pop(struct vq *vq, struct vq_chain *c, enum vq_pop_mode mode)
 			return -EIO;
 		}
 	}
-	inflight_set(vq, head);
-	/* IN_ORDER bookkeeping: where this head was popped, and whether it has writable pieces. */
-	vq->pk_state[head] = vq->last_avail_idx | (c->nin ? 1u << 16 : 0);
+	vqr_inflight_set(vq->inflight, head);
+	vq->pk_state[head] = vqr_split_rec(vq->last_avail_idx, c->nin);
 	vq->last_avail_idx++;
 	return rc; /* 0 or -E2BIG (consumed: the caller pushes it with len 0) */
 }
@@ -124,7 +109,7 @@ void vq_split_rewind(struct vq *vq, const uint16_t *ids, uint16_t n)
 {
 	for (uint16_t i = 0; i < n; i++)
 		if (likely(ids[i] < vq->size))
-			inflight_clear(vq, ids[i]);
+			vqr_inflight_clear(vq->inflight, ids[i]);
 	vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
 }
 
@@ -135,14 +120,10 @@ void vq_split_push(struct vq *vq, uint16_t id, uint32_t len)
 	/* Device bugs only (ids come from pop): never let them overrun the shadow. */
 	if (unlikely(id >= vq->size || vq->shadow_count >= vq->size))
 		return;
-	inflight_clear(vq, id);
-	if (vq->in_order) {
-		/* Batchable only if popped in order, len 0 and no writable piece (len is moot). */
-		uint32_t st = vq->pk_state[index_nospec(id, vq->size)];
-		if ((uint16_t)st != vq->io_next || (st >> 16) || len)
-			vq->io_batch_ok = false;
-		vq->io_next = (uint16_t)(st + 1);
-	}
+	vqr_inflight_clear(vq->inflight, id);
+	if (vq->in_order)
+		vqr_split_io_step(&vq->io_next, &vq->io_batch_ok,
+				  vq->pk_state[index_nospec(id, vq->size)], len);
 	e = &vq->shadow_used[vq->shadow_count++];
 	e->id = id;
 	e->len = len;
@@ -150,6 +131,7 @@ void vq_split_push(struct vq *vq, uint16_t id, uint32_t len)
 
 void vq_split_flush(struct vq *vq)
 {
+	const struct vq_write_observer *wo = vq->wobs;
 	uint16_t n = vq->shadow_count, size = vq->size;
 	uint16_t start = vq->last_used_idx & (uint16_t)(size - 1);
 	uint16_t first = MIN(n, (uint16_t)(size - start));
@@ -161,20 +143,18 @@ void vq_split_flush(struct vq *vq)
 		 * VIRTIO_F_IN_ORDER: one used entry at the batch's first slot with
 		 * the id of its last buffer; used->idx skips the whole batch.
 		 */
-		struct vring_used_elem *u = &vq->used->ring[start];
-		WRITE_ONCE(u->id, vq->shadow_used[n - 1].id);
-		WRITE_ONCE(u->len, 0u);
+		vqg_used_elem(wo, &vq->used->ring[start], vq->shadow_used[n - 1].id, 0);
 	} else {
-		memcpy(&vq->used->ring[start], vq->shadow_used, first * sizeof(*vq->shadow_used));
+		vqg_used_elems(wo, &vq->used->ring[start], vq->shadow_used, first);
 		if (n > first)
-			memcpy(&vq->used->ring[0], vq->shadow_used + first,
-			       (size_t)(n - first) * sizeof(*vq->shadow_used));
+			vqg_used_elems(wo, &vq->used->ring[0], vq->shadow_used + first,
+				       (uint32_t)(n - first));
 	}
 	vq->io_batch_ok = true;
 	vq->last_used_idx = (uint16_t)(vq->last_used_idx + n);
 	vq->shadow_count = 0;
 	/* Release pairs with the guest's read barrier after it loads used->idx. */
-	store_release(&vq->used->idx, vq->last_used_idx);
+	vqg_used_idx(wo, &vq->used->idx, vq->last_used_idx);
 }
 
 bool vq_split_need_notify(struct vq *vq)
@@ -203,9 +183,10 @@ bool vq_split_set_notification(struct vq *vq, bool enable)
 {
 	if (vq->event_idx) {
 		if (enable)
-			WRITE_ONCE(*avail_event_ptr(vq), vq->last_avail_idx);
+			vqg_event16(vq->wobs, avail_event_ptr(vq), vq->last_avail_idx);
 	} else {
-		WRITE_ONCE(vq->used->flags, (uint16_t)(enable ? 0 : VRING_USED_F_NO_NOTIFY));
+		vqg_event16(vq->wobs, &vq->used->flags,
+			    (uint16_t)(enable ? 0 : VRING_USED_F_NO_NOTIFY));
 	}
 	vq->notify_enabled = enable;
 	if (!enable)

@@ -20,6 +20,8 @@
 #define GM_QVA_OFF 0x100000000000ull /* qva = gpa + GM_QVA_OFF */
 #define GM_F_INDIRECT (1ull << 28)
 #define GM_F_EVENT_IDX (1ull << 29)
+/* Pieces the fixtures' chains can hold (the net device's general paths take as many). */
+#define MEMVQ_IOV 256u
 
 /* Guest memory: one memfd mapped once by the test; regions cut out of it. */
 struct gmem {

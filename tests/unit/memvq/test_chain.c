@@ -20,6 +20,7 @@ struct fx {
 	struct tring r;
 	struct vq vq;
 	struct vq_chain c;
+	struct iovec iov[MEMVQ_IOV]; /* c's pieces */
 	int err_fd;
 };
 
@@ -29,6 +30,8 @@ static struct fx *fx_alloc(void)
 	static unsigned used;
 
 	CHECK(used < ARRAY_SIZE(pool));
+	pool[used].c.iov = pool[used].iov;
+	pool[used].c.iov_max = MEMVQ_IOV;
 	return &pool[used++];
 }
 
@@ -70,9 +73,9 @@ static void t_simple_chain(void)
 	CHECK_EQ(f->c.ndesc, 3);
 	CHECK_EQ(f->c.out_len, 300);
 	CHECK_EQ(f->c.in_len, 300);
-	CHECK(same_mem(f->c.iov[0].base, f->g.p + BUF) && f->c.iov[0].len == 100);
-	CHECK(same_mem(f->c.iov[1].base, f->g.p + BUF + 0x1000) && f->c.iov[1].len == 200);
-	CHECK(same_mem(f->c.iov[2].base, f->g.p + BUF + 0x2000) && f->c.iov[2].len == 300);
+	CHECK(same_mem(f->c.iov[0].iov_base, f->g.p + BUF) && f->c.iov[0].iov_len == 100);
+	CHECK(same_mem(f->c.iov[1].iov_base, f->g.p + BUF + 0x1000) && f->c.iov[1].iov_len == 200);
+	CHECK(same_mem(f->c.iov[2].iov_base, f->g.p + BUF + 0x2000) && f->c.iov[2].iov_len == 300);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), -ENOENT);
 	CHECK(f->vq.ready);
 }
@@ -85,8 +88,8 @@ static void t_buffer_crosses_regions(void)
 	tr_avail(&f->r, 0);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(f->c.nin, 2);
-	CHECK(same_mem(f->c.iov[0].base, f->g.p + MB - 100) && f->c.iov[0].len == 100);
-	CHECK(same_mem(f->c.iov[1].base, f->g.p + MB) && f->c.iov[1].len == 200);
+	CHECK(same_mem(f->c.iov[0].iov_base, f->g.p + MB - 100) && f->c.iov[0].iov_len == 100);
+	CHECK(same_mem(f->c.iov[1].iov_base, f->g.p + MB) && f->c.iov[1].iov_len == 200);
 	CHECK_EQ(f->c.in_len, 300);
 }
 
@@ -204,10 +207,10 @@ static void t_indirect_ok(void)
 	CHECK_EQ(f->c.nin, 2);
 	CHECK_EQ(f->c.out_len, 15);
 	CHECK_EQ(f->c.in_len, 50);
-	CHECK(same_mem(f->c.iov[0].base, f->g.p + BUF + 0x300));
-	CHECK(same_mem(f->c.iov[1].base, f->g.p + BUF));
-	CHECK(same_mem(f->c.iov[2].base, f->g.p + BUF + 0x100) && f->c.iov[2].len == 20);
-	CHECK(same_mem(f->c.iov[3].base, f->g.p + BUF + 0x200) && f->c.iov[3].len == 30);
+	CHECK(same_mem(f->c.iov[0].iov_base, f->g.p + BUF + 0x300));
+	CHECK(same_mem(f->c.iov[1].iov_base, f->g.p + BUF));
+	CHECK(same_mem(f->c.iov[2].iov_base, f->g.p + BUF + 0x100) && f->c.iov[2].iov_len == 20);
+	CHECK(same_mem(f->c.iov[3].iov_base, f->g.p + BUF + 0x200) && f->c.iov[3].iov_len == 30);
 }
 
 static void t_indirect_crosses_regions(void)
@@ -232,8 +235,8 @@ static void t_indirect_crosses_regions(void)
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(f->c.nout, 2);
 	CHECK_EQ(f->c.nin, 1);
-	CHECK(same_mem(f->c.iov[1].base, f->g.p + BUF + 64) && f->c.iov[1].len == 22);
-	CHECK(same_mem(f->c.iov[2].base, f->g.p + BUF + 128) && f->c.iov[2].len == 33);
+	CHECK(same_mem(f->c.iov[1].iov_base, f->g.p + BUF + 64) && f->c.iov[1].iov_len == 22);
+	CHECK(same_mem(f->c.iov[2].iov_base, f->g.p + BUF + 128) && f->c.iov[2].iov_len == 33);
 }
 
 /* One indirect-pointing descriptor with @flags/@len, table content @tab. */
@@ -295,25 +298,87 @@ static void t_too_many_pieces(void)
 {
 	struct fx *f = fx_new(1024, 0);
 
-	/* 257 one-byte descriptors: valid, but more than VQ_MAX_IOV pieces. */
-	for (uint16_t i = 0; i < VQ_MAX_IOV + 1; i++)
-		tr_desc(&f->r, i, BUF + i, 1, i < VQ_MAX_IOV ? F_N : 0, (uint16_t)(i + 1));
+	/* 257 one-byte descriptors: valid, but more than MEMVQ_IOV pieces. */
+	for (uint16_t i = 0; i < MEMVQ_IOV + 1; i++)
+		tr_desc(&f->r, i, BUF + i, 1, i < MEMVQ_IOV ? F_N : 0, (uint16_t)(i + 1));
 	tr_avail(&f->r, 0);
-	/* Exactly VQ_MAX_IOV pieces is fine. */
-	for (uint16_t i = 300; i < 300 + VQ_MAX_IOV; i++)
-		tr_desc(&f->r, i, BUF + i, 1, i < 300 + VQ_MAX_IOV - 1 ? F_N : 0, (uint16_t)(i + 1));
+	/* Exactly MEMVQ_IOV pieces is fine. */
+	for (uint16_t i = 300; i < 300 + MEMVQ_IOV; i++)
+		tr_desc(&f->r, i, BUF + i, 1, i < 300 + MEMVQ_IOV - 1 ? F_N : 0, (uint16_t)(i + 1));
 	tr_avail(&f->r, 300);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), -E2BIG);
 	CHECK(f->vq.ready && !f->vq.broken);
 	CHECK_EQ(f->vq.last_avail_idx, 1); /* consumed */
 	vq_push(&f->vq, 0, 0);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
-	CHECK_EQ(f->c.nout, VQ_MAX_IOV);
+	CHECK_EQ(f->c.nout, MEMVQ_IOV);
 	CHECK_EQ(f->c.id, 300);
 	vq_push(&f->vq, 300, 0);
 	vq_flush(&f->vq);
 	CHECK_EQ(f->r.used->idx, 2);
 	CHECK_EQ(f->r.used->ring[0].id, 0);
+}
+
+/*
+ * The pieces go to the caller's storage and never past iov_max: a chain
+ * with more pieces (counted after translation: one buffer crossing two
+ * regions is two) is validated whole, consumed and fails with -E2BIG; the
+ * storage past iov_max is untouched. No storage at all refuses even a
+ * one-descriptor chain (the fast form of the walk included).
+ */
+static void t_caller_storage(void)
+{
+	struct fx *f = fx_new(16, 0);
+	struct iovec iov[4];
+	const struct iovec canary = {(void *)0x5a5a, 0x5a5a};
+
+	for (int i = 0; i < 4; i++)
+		iov[i] = canary;
+	f->c.iov = iov;
+	/* Three descriptors, three pieces, storage for two. */
+	tr_desc(&f->r, 0, BUF, 10, F_N, 1);
+	tr_desc(&f->r, 1, BUF + 0x100, 20, F_N, 2);
+	tr_desc(&f->r, 2, BUF + 0x200, 30, F_W, 0);
+	tr_avail(&f->r, 0);
+	f->c.iov_max = 2;
+	CHECK_EQ(vq_pop(&f->vq, &f->c), -E2BIG);
+	CHECK(f->vq.ready && !f->vq.broken);
+	CHECK_EQ(f->vq.last_avail_idx, 1);
+	CHECK_EQ(f->c.id, 0);
+	CHECK_EQ(f->c.ndesc, 3);
+	CHECK_EQ(f->c.out_len, 30);
+	CHECK_EQ(f->c.in_len, 30);
+	CHECK(same_mem(iov[1].iov_base, f->g.p + BUF + 0x100) && iov[1].iov_len == 20);
+	CHECK(iov[2].iov_base == canary.iov_base && iov[2].iov_len == canary.iov_len);
+	vq_push(&f->vq, 0, 0);
+	/* One descriptor crossing two regions: two pieces, storage for one. */
+	tr_desc(&f->r, 3, MB - 100, 300, F_W, 0);
+	tr_avail(&f->r, 3);
+	f->c.iov_max = 1;
+	iov[1] = canary;
+	CHECK_EQ(vq_pop(&f->vq, &f->c), -E2BIG);
+	CHECK_EQ(f->c.in_len, 300);
+	CHECK(iov[1].iov_base == canary.iov_base);
+	vq_push(&f->vq, 3, 0);
+	/* One piece: no storage refuses it, storage for exactly one takes it. */
+	tr_desc(&f->r, 4, BUF, 64, F_W, 0);
+	tr_avail(&f->r, 4);
+	tr_desc(&f->r, 5, BUF + 0x100, 64, 0, 0);
+	tr_avail(&f->r, 5);
+	f->c.iov_max = 0;
+	iov[0] = canary;
+	CHECK_EQ(vq_pop(&f->vq, &f->c), -E2BIG);
+	CHECK_EQ(f->c.id, 4);
+	CHECK_EQ(f->c.in_len, 64);
+	CHECK(iov[0].iov_base == canary.iov_base);
+	vq_push(&f->vq, 4, 0);
+	f->c.iov_max = 1;
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.id, 5);
+	CHECK_EQ(f->c.nout, 1);
+	CHECK(same_mem(iov[0].iov_base, f->g.p + BUF + 0x100) && iov[0].iov_len == 64);
+	CHECK(iov[1].iov_base == canary.iov_base);
+	CHECK(f->vq.ready && !f->vq.broken);
 }
 
 static void t_total_length(void)
@@ -322,10 +387,13 @@ static void t_total_length(void)
 	struct gmem g;
 	struct mem_region r;
 	struct vq_chain *c = malloc(sizeof(*c));
+	struct iovec iov[4];
 	struct vring_desc tab[2] = {{0, 0xffffffffu, F_N, 1}, {0, 1, 0, 0}};
 	uint32_t hint = 0;
 
 	CHECK(c);
+	c->iov = iov;
+	c->iov_max = 4;
 	g.fd = memfd_create("big", MFD_CLOEXEC);
 	CHECK(g.fd >= 0 && ftruncate(g.fd, (off_t)(4 * 1024 * MB + 4096)) == 0);
 	g.p = NULL;
@@ -350,4 +418,4 @@ TEST_MAIN(TEST(t_simple_chain), TEST(t_buffer_crosses_regions), TEST(t_zero_leng
 	  TEST(t_readable_after_writable), TEST(t_indirect_ok), TEST(t_indirect_crosses_regions),
 	  TEST(t_indirect_hostile), TEST(t_indirect_unmapped),
 	  TEST(t_writable_then_indirect_readable),
-	  TEST(t_too_many_pieces), TEST(t_total_length))
+	  TEST(t_too_many_pieces), TEST(t_caller_storage), TEST(t_total_length))

@@ -72,6 +72,7 @@ struct fx {
 	struct gmem g;
 	struct vq vq;
 	struct vq_chain c;
+	struct iovec iov[MEMVQ_IOV]; /* c's pieces */
 	int err_fd;
 	struct tring sr;                  /* split */
 	struct vring_packed_desc *pdesc;  /* packed */
@@ -86,6 +87,8 @@ static struct fx *fx_alloc(void)
 	static unsigned used;
 
 	CHECK(used < ARRAY_SIZE(pool));
+	pool[used].c.iov = pool[used].iov;
+	pool[used].c.iov_max = MEMVQ_IOV;
 	return &pool[used++];
 }
 
@@ -213,11 +216,11 @@ static void check_frame_chain(struct fx *f, uint16_t slot, uint16_t n)
 	CHECK_EQ(c->nin, 0);
 	CHECK_EQ(c->out_len, HDR + (uint64_t)n * SEG_LEN);
 	CHECK_EQ(c->in_len, 0);
-	CHECK(c->iov[0].base == mem_gpa_range(f->g.t, hdr_gpa(slot), HDR));
-	CHECK_EQ(c->iov[0].len, HDR);
+	CHECK(c->iov[0].iov_base == mem_gpa_range(f->g.t, hdr_gpa(slot), HDR));
+	CHECK_EQ(c->iov[0].iov_len, HDR);
 	for (uint16_t k = 0; k < n; k++) {
-		CHECK(c->iov[1 + k].base == mem_gpa_range(f->g.t, seg_gpa(slot, k), SEG_LEN));
-		CHECK_EQ(c->iov[1 + k].len, SEG_LEN);
+		CHECK(c->iov[1 + k].iov_base == mem_gpa_range(f->g.t, seg_gpa(slot, k), SEG_LEN));
+		CHECK_EQ(c->iov[1 + k].iov_len, SEG_LEN);
 	}
 }
 
@@ -384,7 +387,7 @@ static void t_write_anywhere_in_table(void)
 			CHECK_EQ(f->c.nin, 0);
 			CHECK_EQ(f->c.out_len, 3 * SEG_LEN);
 			for (uint16_t k = 0; k < 3; k++)
-				CHECK(f->c.iov[k].base == mem_gpa_range(f->g.t, seg_gpa(0, k), SEG_LEN));
+				CHECK(f->c.iov[k].iov_base == mem_gpa_range(f->g.t, seg_gpa(0, k), SEG_LEN));
 		}
 	}
 }

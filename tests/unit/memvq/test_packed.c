@@ -33,6 +33,7 @@ struct fx {
 	struct pr r;
 	struct vq vq;
 	struct vq_chain c;
+	struct iovec iov[MEMVQ_IOV]; /* c's pieces */
 	int err_fd, call_fd;
 };
 
@@ -43,6 +44,8 @@ static struct fx *fx_alloc(void)
 	static unsigned used;
 
 	CHECK(used < ARRAY_SIZE(pool));
+	pool[used].c.iov = pool[used].iov;
+	pool[used].c.iov_max = MEMVQ_IOV;
 	return &pool[used++];
 }
 
@@ -184,8 +187,8 @@ static void t_pop_push_exact(void)
 	CHECK_EQ(f->c.nin, 2);
 	CHECK_EQ(f->c.out_len, 100);
 	CHECK_EQ(f->c.in_len, 120);
-	CHECK(f->c.iov[0].base == mem_gpa_range(f->g.t, BUF, 100));
-	CHECK(f->c.iov[2].base == mem_gpa_range(f->g.t, BUF + 0x2000, 70));
+	CHECK(f->c.iov[0].iov_base == mem_gpa_range(f->g.t, BUF, 100));
+	CHECK(f->c.iov[2].iov_base == mem_gpa_range(f->g.t, BUF + 0x2000, 70));
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(f->c.id, 1);
 	CHECK_EQ(f->vq.last_avail_idx, 4);
@@ -289,8 +292,8 @@ static void t_indirect(void)
 	CHECK_EQ(f->c.ndesc, 1);
 	CHECK_EQ(f->c.nout, 1);
 	CHECK_EQ(f->c.nin, 3); /* 100 + (40 + 40) */
-	CHECK_EQ(f->c.iov[2].len, 40);
-	CHECK_EQ(f->c.iov[3].len, 40);
+	CHECK_EQ(f->c.iov[2].iov_len, 40);
+	CHECK_EQ(f->c.iov[3].iov_len, 40);
 	CHECK_EQ(f->c.in_len, 180);
 
 	t2[0] = (struct vring_packed_desc){BUF, 8, 0, 0};
@@ -394,6 +397,43 @@ static void t_chain_longer_than_ring(void)
 		f->r.desc[i].flags = (uint16_t)(VRING_DESC_F_NEXT | avail_bits(false));
 	CHECK_EQ(vq_pop(&f->vq, &f->c), -EIO);
 	check_broken(f);
+}
+
+/*
+ * A chain that takes every slot of a ring of 32768 (the largest size): its
+ * slot count must survive the pop record, so the used side moves a whole
+ * lap too (the wrap counter flips) and the next chain is completed where
+ * the driver looks for it.
+ */
+static void t_chain_of_whole_max_ring(void)
+{
+	struct fx *f = fx_new(32768, 0);
+	static struct tb b[32768];
+	uint16_t id;
+	uint32_t len;
+
+	for (uint32_t i = 0; i < 32768; i++)
+		b[i] = (struct tb){BUF, 0, 0};
+	pr_chain(&f->r, b, 32768, 5);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	CHECK_EQ(f->c.ndesc, 32768);
+	CHECK_EQ(f->vq.last_avail_idx, 0);
+	CHECK(!f->vq.avail_wrap);
+	vq_push(&f->vq, f->c.id, 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(id, 5);
+	CHECK_EQ(f->vq.last_used_idx, 0);
+	CHECK(!f->vq.used_wrap);
+	CHECK_EQ(vq_get_base(&f->vq), 0);
+	/* The next lap: one descriptor, completed in lap 0 at slot 0. */
+	pr_chain(&f->r, b, 1, 6);
+	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
+	vq_push(&f->vq, f->c.id, 0);
+	vq_flush(&f->vq);
+	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(id, 6);
+	CHECK(!f->vq.broken);
 }
 
 /* The head is published but a following descriptor is not: broken, not a stale read. */
@@ -737,7 +777,8 @@ static void t_avail_count_exact(void)
 
 TEST_MAIN(TEST(t_pop_push_exact), TEST(t_wrap_laps), TEST(t_batch_and_rewind), TEST(t_indirect),
 	  TEST(t_zero_len_unmapped), TEST(t_hostile_chains), TEST(t_nested_indirect),
-	  TEST(t_chain_longer_than_ring), TEST(t_rest_not_available), TEST(t_id_in_flight_twice),
+	  TEST(t_chain_longer_than_ring), TEST(t_chain_of_whole_max_ring),
+	  TEST(t_rest_not_available), TEST(t_id_in_flight_twice),
 	  TEST(t_base), TEST(t_base_default), TEST(t_notify), TEST(t_notify_event_idx),
 	  TEST(t_inorder_batch), TEST(t_inorder_no_batch), TEST(t_inorder_rewind),
 	  TEST(t_avail_count_exact))

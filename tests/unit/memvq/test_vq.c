@@ -19,6 +19,7 @@ struct fx {
 	struct tring r;
 	struct vq vq;
 	struct vq_chain c;
+	struct iovec iov[MEMVQ_IOV]; /* c's pieces */
 	int err_fd, call_fd;
 };
 
@@ -28,6 +29,8 @@ static struct fx *fx_alloc(void)
 	static unsigned used;
 
 	CHECK(used < ARRAY_SIZE(pool));
+	pool[used].c.iov = pool[used].iov;
+	pool[used].c.iov_max = MEMVQ_IOV;
 	return &pool[used++];
 }
 
@@ -419,7 +422,7 @@ static void t_remap(void)
 	f->g.t = t2;
 	tr_avail(&f->r, 1);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
-	CHECK(same_mem(f->c.iov[0].base, f->g.p + BUF + 0x100));
+	CHECK(same_mem(f->c.iov[0].iov_base, f->g.p + BUF + 0x100));
 	/* The region holding the ring is removed: stopped and broken. */
 	CHECK_EQ(mem_table_remove(t2, 0, GM_QVA_OFF, MB, &t3), 0);
 	CHECK_EQ(vq_remap(&f->vq, t3), -EFAULT);
@@ -579,8 +582,8 @@ static void *swap_datapath(void *arg)
 		tr_avail(&s->f->r, next);
 		int rc = vq_pop(s->vq, &s->f->c);
 		if (rc == 0) {
-			memset(s->f->c.iov[0].base, 0x11, s->f->c.iov[0].len); /* touch guest memory */
-			vq_push(s->vq, s->f->c.id, s->f->c.iov[0].len);
+			memset(s->f->c.iov[0].iov_base, 0x11, s->f->c.iov[0].iov_len); /* touch guest memory */
+			vq_push(s->vq, s->f->c.id, s->f->c.iov[0].iov_len);
 			vq_flush(s->vq);
 			next = (uint16_t)((next + 1) & 7);
 			s->done++;

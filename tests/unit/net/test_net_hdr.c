@@ -309,7 +309,7 @@ static void t_hdr_put(void)
 				buf[3] ^= 0x40; /* first word differs */
 			if (pattern & 2)
 				buf[hlen - 1] ^= 0x01; /* last word differs */
-			net_hdr_put(buf, want, hlen);
+			net_hdr_put(NULL, buf, want, hlen);
 			CHECK(memcmp(buf, want, hlen) == 0);
 			for (uint32_t i = hlen; i < sizeof(buf); i++)
 				CHECK_EQ(buf[i], 0xa5);
