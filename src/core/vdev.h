@@ -118,6 +118,19 @@ void vdev_set_mem(struct vdev *d, struct mem_table *t);
 void vdev_set_features(struct vdev *d, uint64_t features);
 
 /*
+ * After vq_enter() on a vq of @d found through @vid: is @d still that
+ * device? The slot may have been released and given to a new device
+ * between the lookup and the enter. Releasing invalidates the vid first and
+ * then quiesces every vq, and a later device's configuration reached us
+ * through the enter: a vid that still matches here is the device whose ring
+ * we now hold. One load per burst.
+ */
+static inline bool vdev_still(const struct vdev *d, int vid)
+{
+	return likely(atomic_load_explicit(&d->vid, memory_order_acquire) == vid);
+}
+
+/*
  * Datapath entry of the public queue functions (vq_api.c): resolve (vid,
  * qid) and vq_enter() it like a burst. 0 with *ret_d / *ret_vq set (the
  * caller must vq_leave()); -ENODEV stale vid (also when the vid went stale

@@ -44,14 +44,7 @@ int vdev_enter_vq(int vid, uint16_t qid, struct vdev **ret_d, struct vq **ret_vq
 	vq = vdev_vq(d, qid);
 	if (!vq || !vq_enter(vq))
 		return -EAGAIN;
-	/*
-	 * The slot may have been released and given to a new device between
-	 * the lookup and the enter. Releasing quiesces every vq after the vid
-	 * was invalidated, and a later device's configuration reached us
-	 * through the enter: a vid that still matches here is the device
-	 * whose ring we now hold.
-	 */
-	if (unlikely(atomic_load_explicit(&d->vid, memory_order_acquire) != vid)) {
+	if (unlikely(!vdev_still(d, vid))) {
 		vq_leave(vq);
 		return -ENODEV;
 	}

@@ -440,6 +440,10 @@ VHK_EXPORT uint16_t vhk_net_enqueue_burst(int vid, uint16_t qid, struct vhk_pkt 
 	struct vq *vq = vdev_vq(d, qid);
 	if (unlikely(!vq || !vq_enter(vq)))
 		return 0;
+	if (unlikely(!vdev_still(d, vid))) { /* released and reused meanwhile */
+		vq_leave(vq);
+		return 0;
+	}
 
 	burst_init(&b, vq);
 	uint16_t n = rx_burst(&b, pkts, count);

@@ -396,6 +396,10 @@ VHK_EXPORT uint16_t vhk_net_dequeue_burst(int vid, uint16_t qid, struct vhk_pool
 	struct vq *vq = vdev_vq(d, qid);
 	if (unlikely(!vq || !vq_enter(vq)))
 		return 0;
+	if (unlikely(!vdev_still(d, vid))) { /* released and reused meanwhile */
+		vq_leave(vq);
+		return 0;
+	}
 
 	if (unlikely(atomic_load_explicit(&net_priv_of_slot(d->slot)->rarp_pending,
 					  memory_order_relaxed)))
