@@ -113,6 +113,7 @@ struct vhk_net_stats {
 	uint64_t errors;  /**< malformed chains or headers (the packet is dropped) */
 	uint64_t kicks;   /**< guest kicks consumed by vhk_vq_wait_kick() */
 	uint64_t calls;   /**< guest interrupts written to the call fd */
+	uint64_t reserved[6]; /**< zero */
 };
 
 /**

@@ -42,7 +42,11 @@ struct vhk_pkt_offload {
 	uint16_t csum_offset; /**< where to store it, from csum_start */
 };
 
-/** A packet segment. The first segment of a chain carries pkt_len and ol. */
+/**
+ * A packet segment. The first segment of a chain carries pkt_len and ol.
+ * Packets are only ever allocated by a pool (never embed or copy the struct):
+ * the reserved tail lets later versions add fields without breaking it.
+ */
 struct vhk_pkt {
 	uint8_t *buf;            /**< start of the buffer (headroom begins here) */
 	uint32_t buf_len;        /**< headroom + data room */
@@ -55,6 +59,7 @@ struct vhk_pkt {
 	struct vhk_pool *pool;   /**< owning pool */
 	struct vhk_pkt_offload ol; /**< offload metadata (first segment) */
 	uint64_t udata;          /**< free for the app */
+	uint64_t reserved[6];    /**< not touched by the datapath; zero at pool creation */
 };
 
 /** Pool creation flag: alloc/free may be called from several threads. */
