@@ -26,7 +26,7 @@
 #define MSGS_PER_WAKEUP	 32
 
 enum fd_rule { FD_NONE, FD_ONE, FD_VRING, FD_NREGIONS, FD_OPT };
-enum reply_kind { R_NONE, R_U64, R_PAYLOAD };
+enum reply_kind { R_NONE, R_U64, R_PAYLOAD, R_EMPTY };
 enum gate_kind { G_NONE, G_OFFERED, G_NEGOTIATED, G_PF };
 enum vring_kind { V_NONE, V_STATE, V_ADDR, V_FDIDX };
 enum state_need { S_ANY, S_MEM };
@@ -199,7 +199,11 @@ static void send_reply(struct conn *c, int rc)
 	if (d->reply == R_NONE && !ack && !(rc >= 0 && r->hdr.size))
 		return;
 	r->hdr.flags = VHOST_USER_VERSION | VHOST_USER_REPLY_MASK;
-	if (d->reply == R_NONE && !(rc >= 0 && r->hdr.size)) {
+	if (d->reply == R_EMPTY) {
+		/* QEMU waits for this reply and looks only at its request code. */
+		r->hdr.size = rc < 0 ? sizeof(uint64_t) : 0;
+		r->payload.u64 = rc < 0 ? (uint64_t)-rc : 0;
+	} else if (d->reply == R_NONE && !(rc >= 0 && r->hdr.size)) {
 		r->hdr.size = sizeof(uint64_t);
 		r->payload.u64 = rc < 0 ? (uint64_t)-rc : 0;
 	} else if (rc < 0) {

@@ -1,14 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Memory table messages: SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG,
- * GET_MAX_MEM_SLOTS. Region validation and mapping live in mem/; here the
- * fds change hands (each is taken out of the message before
- * mem_region_map(), which always consumes it) and a new table is built;
- * the core installs it once the device's queues are down (queue_stop
- * awaited, destroy_device first) and brings them up again.
+ * GET_MAX_MEM_SLOTS, and the dirty log's: SET_LOG_BASE, SET_LOG_FD.
+ * Region and log validation and mapping live in mem/; here the fds change
+ * hands (each is taken out of the message before mem_region_map() or
+ * mem_log_map(), which always consume it) and a new table or log is
+ * built; the core installs a table once the device's queues are down
+ * (queue_stop awaited, destroy_device first) and brings them up again,
+ * and a log at once (core_dev_set_log: it must cover the memory and the
+ * rings; a table a mapped log does not cover is refused).
  */
 #include <errno.h>
 
+#include "mem/mem_log.h"
 #include "proto/conn.h"
 #include "util/fd.h"
 #include "util/log.h"
@@ -61,8 +65,7 @@ int h_set_mem_table(struct conn *c, struct msg_ctx *m)
 	rc = mem_table_new(regs, n, &t);
 	if (rc < 0)
 		goto err_put;
-	core_dev_set_mem(c->dev, t);
-	return 0;
+	return core_dev_set_mem(c->dev, t);
 
 err_put:
 	while (mapped > 0)
@@ -120,8 +123,7 @@ int h_add_mem_reg(struct conn *c, struct msg_ctx *m)
 		mem_region_put(&r);
 		return rc;
 	}
-	core_dev_set_mem(c->dev, t);
-	return 0;
+	return core_dev_set_mem(c->dev, t);
 }
 
 int h_rem_mem_reg(struct conn *c, struct msg_ctx *m)
@@ -135,6 +137,28 @@ int h_rem_mem_reg(struct conn *c, struct msg_ctx *m)
 			      &t);
 	if (rc < 0)
 		return rc;
-	core_dev_set_mem(c->dev, t);
+	return core_dev_set_mem(c->dev, t);
+}
+
+int h_set_log_base(struct conn *c, struct msg_ctx *m)
+{
+	const struct vhost_user_log *lg = &m->msg->payload.log;
+	struct mem_log *log;
+	int fd = m->fds[0];
+	int rc;
+
+	m->fds[0] = -1; /* consumed by mem_log_map() either way */
+	rc = mem_log_map(fd, lg->mmap_size, lg->mmap_offset, &log);
+	if (rc < 0)
+		return rc;
+	return core_dev_set_log(c->dev, log); /* takes the log, also on failure */
+}
+
+int h_set_log_fd(struct conn *c, struct msg_ctx *m)
+{
+	int fd = m->fds[0];
+
+	m->fds[0] = -1;
+	core_dev_set_log_fd(c->dev, fd);
 	return 0;
 }
