@@ -92,6 +92,10 @@ static void vq_clear_state(struct vq *vq)
 	vq->log.ring_hva = NULL;
 	vq->log.ring_len = vq->log.ring_gpa = 0;
 	vq->log.hint = 0;
+	vq->log.span_hva = 0;
+	vq->log.span_size = vq->log.span_gpa = 0;
+	vq->log.desc_hva = NULL;
+	vq->log.desc_len = vq->log.desc_gpa = 0;
 	vq->log.pend_mask = 0;
 	vq->log.pend_byte = 0;
 	vq->log.ors = 0;
@@ -466,8 +470,10 @@ int vq_remap(struct vq *vq, const struct mem_table *mem)
 {
 	vq->mem = mem;
 	vq->mem_hint = 0;
-	if (!vq->started)
+	if (!vq->started) {
+		vq_log_refresh(vq); /* drops what the log cached of the old table */
 		return 0;
+	}
 	if (!mem || ring_translate(vq) < 0) {
 		vq_stop(vq);
 		vq_mark_broken(vq, "ring not mapped by the new memory table");

@@ -34,13 +34,32 @@ void vq_log_commit(void *ctx)
 	log_publish(&((struct vq *)ctx)->log);
 }
 
+/* Pending bit of page @page: ORed into the pending byte, or that byte published first. */
+static inline void log_page(struct vq_log *lg, uint64_t page)
+{
+	uint64_t byte = page >> 3;
+	uint8_t bit = (uint8_t)(1u << (page & 7));
+
+	if (likely(lg->pend_mask && byte == lg->pend_byte)) {
+		lg->pend_mask |= bit;
+		return;
+	}
+	log_publish(lg);
+	lg->pend_byte = byte;
+	lg->pend_mask = bit;
+}
+
 /* Mark the pages of guest physical [@gpa, @gpa + @len), @len > 0, pending. */
-static void log_gpa(struct vq_log *lg, uint64_t gpa, uint64_t len)
+static inline void log_gpa(struct vq_log *lg, uint64_t gpa, uint64_t len)
 {
 	uint64_t page = gpa >> MEM_LOG_PAGE_SHIFT;
 	/* Pages after the first, without computing gpa + len (it may wrap). */
 	uint64_t more = ((gpa & ((1u << MEM_LOG_PAGE_SHIFT) - 1)) + (len - 1)) >> MEM_LOG_PAGE_SHIFT;
 
+	if (likely(more == 0)) { /* a write inside one page: the common case */
+		log_page(lg, page);
+		return;
+	}
 	for (uint64_t i = 0; i <= more; i++, page++) {
 		uint64_t byte = page >> 3;
 		uint8_t bit = (uint8_t)(1u << (page & 7));
@@ -54,8 +73,8 @@ static void log_gpa(struct vq_log *lg, uint64_t gpa, uint64_t len)
 	}
 }
 
-/* Mark the pages of our address range [@hva, @hva + @len) through the memory table. */
-static void log_hva(struct vq *vq, const uint8_t *hva, uint64_t len)
+/* log_hva() outside the cached region: look it up in the table, cache it. */
+static void log_hva_slow(struct vq *vq, const uint8_t *hva, uint64_t len)
 {
 	struct vq_log *lg = &vq->log;
 
@@ -63,10 +82,30 @@ static void log_hva(struct vq *vq, const uint8_t *hva, uint64_t len)
 		uint64_t gpa, n = len;
 		if (unlikely(!mem_hva_to_gpa(vq->mem, hva, &gpa, &n, &lg->hint)))
 			return; /* not guest memory: nothing of the guest's to log */
+		const struct mem_region *r = &vq->mem->regions[lg->hint];
+		lg->span_hva = (uintptr_t)r->hva;
+		lg->span_size = r->size;
+		lg->span_gpa = r->gpa;
 		log_gpa(lg, gpa, n);
 		hva += n;
 		len -= n;
 	}
+}
+
+/*
+ * Mark the pages of our address range [@hva, @hva + @len) through the
+ * memory table; the region of the last translation is cached (the span is
+ * dropped whenever the table changes: vq_log_refresh).
+ */
+static inline void log_hva(struct vq *vq, const uint8_t *hva, uint64_t len)
+{
+	struct vq_log *lg = &vq->log;
+	uint64_t off = (uintptr_t)hva - lg->span_hva;
+
+	if (likely(off < lg->span_size && len <= lg->span_size - off))
+		log_gpa(lg, lg->span_gpa + off, len);
+	else
+		log_hva_slow(vq, hva, len);
 }
 
 /* A write of the ring's used side (split used ring, packed device event area). */
@@ -91,8 +130,13 @@ static void log_write(void *ctx, const void *hva, size_t len, enum vq_write_kind
 		if (lg->all)
 			log_hva(vq, hva, len);
 	} else if (kind == VQ_WRITE_DESC) {
-		if (lg->ring)
-			log_hva(vq, hva, len); /* the descriptor ring's own GPA */
+		if (lg->ring) { /* at the descriptor ring's own GPA */
+			uint64_t off = (uintptr_t)hva - (uintptr_t)lg->desc_hva;
+			if (likely(off < lg->desc_len && len <= lg->desc_len - off))
+				log_gpa(lg, lg->desc_gpa + off, len);
+			else
+				log_hva(vq, hva, len);
+		}
 	} else if (lg->ring) {
 		log_ring(vq, hva, len);
 		if (kind == VQ_WRITE_EVENT)
@@ -153,6 +197,20 @@ void vq_log_refresh(struct vq *vq)
 	lg->ring_hva = NULL;
 	lg->ring_len = 0;
 	lg->ring_gpa = 0;
+	lg->desc_hva = NULL;
+	lg->desc_len = 0;
+	lg->desc_gpa = 0;
+	lg->span_size = 0; /* the table may have changed */
+	if (lg->ring && vq->packed) {
+		uint64_t len = 16ull * vq->size, gpa, n = len;
+		uint32_t hint = 0;
+		/* vq_ring_part() put the whole ring in one region. */
+		if (mem_hva_to_gpa(vq->mem, vq->pdesc, &gpa, &n, &hint) && n == len) {
+			lg->desc_hva = (const uint8_t *)vq->pdesc;
+			lg->desc_len = len;
+			lg->desc_gpa = gpa;
+		}
+	}
 	if (lg->ring) {
 		uint64_t len = ring_log_len(vq);
 		lg->ring_hva = vq->packed ? (const uint8_t *)vq->dev_event : (const uint8_t *)vq->used;

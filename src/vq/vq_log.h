@@ -50,8 +50,14 @@ struct vq_log {
 	const uint8_t *ring_hva;             /* used ring (split) / device event area (packed) */
 	uint64_t ring_len;                   /* its bytes; 0: log it through the memory table */
 	uint64_t ring_gpa;                   /* log_guest_addr */
+	const uint8_t *desc_hva;             /* packed descriptor ring: our address, */
+	uint64_t desc_len;                   /* its bytes (0: through the table) */
+	uint64_t desc_gpa;                   /* and its GPA */
 	/* ---- the thread inside the vq ---- */
 	uint32_t hint;      /* region hint of the reverse translation */
+	uintptr_t span_hva; /* that region, cached: our address, bytes (0: none), GPA */
+	uint64_t span_size;
+	uint64_t span_gpa;
 	uint8_t pend_mask;  /* bits waiting for byte pend_byte of the log; 0: none */
 	uint64_t pend_byte;
 	uint64_t ors;       /* atomic ORs made (statistics) */

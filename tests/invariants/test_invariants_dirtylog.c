@@ -766,13 +766,41 @@ static void t_element_api(void)
 	dl_close(&f);
 }
 
+/*
+ * Bits still pending when the ring stops are published by the stop: the
+ * frontend reads the log once GET_VRING_BASE is answered. (A push the
+ * application never flushed leaves its bits pending.)
+ */
+static void t_pending_published_at_stop(void)
+{
+	const uint64_t offer = IT_F_CUSTOM | F_LOG_ALL | (inv_packed ? BIT(VHK_F_RING_PACKED) : 0);
+	const uint64_t features = offer & ~F_LOG_ALL;
+	struct inv f;
+	struct vhk_vq_elem el;
+	struct iovec iov[8];
+	uint32_t base;
+
+	dl_connect(&f, &app_ops, offer, features);
+	dl_guest(&f, features, 1);
+	start_logging(&f, features, 1);
+	struct gbuf b = {alloc(&f, 2000), 2000};
+	CHECK(inv_add(&f, 0, NULL, 0, &b, 1, false, (void *)1) >= 0);
+	step_begin(&f);
+	CHECK_EQ(app_pop(&f, &el, iov), 0);
+	app_write(&el, 2000, 0x77);
+	CHECK_EQ(vhk_vq_push(f.vid, 0, el.id, 2000), 0);
+	CHECK_EQ(vuf_get_vring_base(f.v, 0, &base), 0);
+	expect_marked(b.gpa, 2000);
+	dl_close(&f);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct test_case cases[] = {
 		TEST(t_log_plain),	      TEST(t_log_mergeable),
 		TEST(t_log_in_order),	      TEST(t_log_in_order_mergeable),
 		TEST(t_log_no_event_idx),     TEST(t_ring_log_addr_outside_memory),
-		TEST(t_element_api)};
+		TEST(t_element_api),	      TEST(t_pending_published_at_stop)};
 	argc = inv_parse_format(argc, argv);
 	fprintf(stderr, "# ring format: %s\n", inv_packed ? "packed" : "split");
 	return test_run_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);
