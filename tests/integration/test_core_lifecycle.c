@@ -336,6 +336,23 @@ static void t_start_failure_leaves_nothing(void)
 	(void)rmdir(dir);
 }
 
-TEST_MAIN(TEST(t_close_awaits_stop), TEST(t_unregister_async), TEST(t_unregister_async_idle),
+/* A socket that was never started: the completion still comes. */
+static void t_unregister_async_never_started(void)
+{
+	char dir[] = "/tmp/vhk-lc-XXXXXX", path[64];
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/sock", dir);
+	CHECK_EQ(vhk_socket_register(path, 0), 0);
+	CHECK_EQ(vhk_socket_unregister_async(path, unreg_done, &unreg_done_calls), 0);
+	for (int i = 0; i < 300 && unreg_done_calls == 0; i++)
+		msleep(10);
+	CHECK_EQ(unreg_done_calls, 1);
+	CHECK_EQ(vhk_socket_register(path, 0), 0);
+	CHECK_EQ(vhk_socket_unregister(path), 0);
+	(void)rmdir(dir);
+}
+
+TEST_MAIN(TEST(t_close_awaits_stop), TEST(t_unregister_async_never_started), TEST(t_unregister_async), TEST(t_unregister_async_idle),
 	  TEST(t_mem_swap_awaits_stop), TEST(t_ring_addr_restart), TEST(t_reset_awaits_stop),
 	  TEST(t_start_failure_leaves_nothing))
