@@ -207,6 +207,33 @@ int vhk_socket_register(const char *path, uint64_t flags);
 int vhk_socket_set_perm(const char *path, mode_t mode, uid_t owner, gid_t group);
 
 /**
+ * Limits that keep misbehaving frontends from holding the library's
+ * resources (device slots, memory, the control thread's attention). A
+ * connection is *unnegotiated* until it sends SET_OWNER, SET_FEATURES or
+ * SET_MEM_TABLE (QEMU and DPDK send SET_OWNER right after connecting).
+ * Zero in any field means "the default".
+ */
+struct vhk_socket_limits {
+	/** Close a connection still unnegotiated this long after it connected (default 10000). */
+	uint32_t handshake_timeout_ms;
+	/**
+	 * Unnegotiated connections of the socket at most; a new one beyond it
+	 * closes the oldest unnegotiated one (default 64).
+	 */
+	uint32_t max_unnegotiated;
+	/** Close a connection whose peer leaves a reply unread this long (default 30000). */
+	uint32_t reply_timeout_ms;
+	uint32_t reserved[13]; /**< zero */
+};
+
+/**
+ * Set the limits of @p path (copied; fields 0 keep the default). Before
+ * vhk_socket_start(). @return 0; -ENOENT unknown path; -EINVAL NULL or
+ * reserved fields not zero; -EBUSY already started.
+ */
+int vhk_socket_set_limits(const char *path, const struct vhk_socket_limits *limits);
+
+/**
  * Unregister @p path: stop listening or reconnecting, close every
  * connection and remove the socket file it created; the path may be
  * registered again at once. Safe while datapath threads run traffic on its

@@ -43,9 +43,11 @@ static void unregister_locked(struct core_sock *cs)
 		if (core_loop()) {
 			loop_watch_del(core_loop(), ps->lwatch);
 			loop_timer_del(core_loop(), ps->retry);
+			loop_timer_del(core_loop(), ps->accept_retry);
 		}
 		ps->lwatch = NULL;
 		ps->retry = NULL;
+		ps->accept_retry = NULL;
 		fd_close(&ps->lfd);
 		fd_close(&ps->pending_fd);
 		while (ps->conns)

@@ -45,6 +45,7 @@ struct be_cfg {
 	uint64_t protocol_features;       /* nonzero: vhk_socket_set_protocol_features() */
 	uint32_t pairs;                   /* nonzero: 2 * pairs queues (vhk_socket_set_max_queues) */
 	int new_device_ret;               /* value new_device returns */
+	const struct vhk_socket_limits *limits; /* non-NULL: vhk_socket_set_limits() */
 };
 
 /* Register + configure + start a server socket in a fresh temp dir; returns its path. */
