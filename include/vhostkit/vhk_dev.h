@@ -385,26 +385,6 @@ struct vhk_mem_region {
 int vhk_dev_get_mem_table(int vid, struct vhk_mem_region *regions, uint32_t max);
 
 /**
- * Translate guest address @p addr (a guest physical address; an I/O
- * virtual address once IOMMU support lands) to a host pointer
- * (rte_vhost_va_from_guest_pa).
- *
- * @param len  in: bytes wanted (> 0); out: bytes mapped contiguously from
- *             the returned pointer, never more than asked (a range that
- *             crosses a region boundary is clipped there: translate the
- *             rest separately); 0 when NULL is returned.
- * @return the host pointer; NULL if @p addr is not mapped, *@p len is 0,
- *         @p len is NULL or @p vid is stale.
- * Lifetime: the pointer is valid until the device's next queue_stop
- * (struct vhk_device_ops) or destroy_device (struct vhk_callbacks): a
- * memory-table change runs them before the old memory goes away. Call it
- * between queue_start and queue_stop while the device runs. The guest may
- * change the memory at any time.
- * Thread-safety: any thread.
- */
-void *vhk_dev_translate(int vid, uint64_t addr, uint64_t *len);
-
-/**
  * Set the device implementation's per-device pointer of @p vid (the device
  * behind vhk_socket_set_device_ops(); the library's net device keeps its
  * own state there, so only a device of your own may set it). Typically set

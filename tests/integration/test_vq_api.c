@@ -11,7 +11,7 @@
  * EVENT_IDX suppression on flush; GET_VRING_BASE after progress through
  * the API; vhk_vq_set_base then GET_VRING_BASE; stale vids and bad
  * arguments; hostile chains (loop, out-of-range head / id) breaking only
- * their queue; vhk_dev_translate; the per-device pointer.
+ * their queue; vhk_vq_translate; the per-device pointer.
  */
 #include <errno.h>
 #include <string.h>
@@ -516,7 +516,7 @@ static void t_bad_args_and_stale(void)
 	CHECK_EQ(vhk_dev_set_priv(stale, &e), -ENODEV);
 	CHECK(vhk_dev_get_priv(stale) == NULL);
 	uint64_t len = 8;
-	CHECK(vhk_dev_translate(stale, 0, &len) == NULL);
+	CHECK(vhk_vq_translate(stale, 0, 0, &len) == NULL);
 	CHECK_EQ(len, 0);
 	CHECK_EQ(vhk_vq_pop(-1, 0, &el), -ENODEV);
 	env_down(&e);
@@ -587,35 +587,35 @@ static void t_translate(void)
 	fill(pat, sizeof(pat), 33);
 	uint64_t gpa = gmem_alloc(e.m, 100, 8), len = 100;
 	CHECK_EQ(gmem_write(e.m, gpa, pat, 100), 0);
-	uint8_t *p = vhk_dev_translate(e.vid, gpa, &len);
+	uint8_t *p = vhk_vq_translate(e.vid, 0, gpa, &len);
 	CHECK(p != NULL);
 	CHECK_EQ(len, 100);
 	CHECK(!memcmp(p, pat, 100));
 	/* Crossing from region 0 into region 1: clipped at the boundary. */
 	CHECK_EQ(gmem_write(e.m, REGION - 16, pat, 64), 0);
 	len = 64;
-	p = vhk_dev_translate(e.vid, REGION - 16, &len);
+	p = vhk_vq_translate(e.vid, 0, REGION - 16, &len);
 	CHECK(p != NULL);
 	CHECK_EQ(len, 16);
 	CHECK(!memcmp(p, pat, 16));
 	len = 48;
-	p = vhk_dev_translate(e.vid, REGION, &len);
+	p = vhk_vq_translate(e.vid, 0, REGION, &len);
 	CHECK(p != NULL);
 	CHECK_EQ(len, 48);
 	CHECK(!memcmp(p, pat + 16, 48));
 	len = UINT64_MAX;
-	CHECK(vhk_dev_translate(e.vid, 0, &len) != NULL);
+	CHECK(vhk_vq_translate(e.vid, 0, 0, &len) != NULL);
 	CHECK_EQ(len, REGION);
 	/* Not mapped, nothing asked, no length. */
 	len = 8;
-	CHECK(vhk_dev_translate(e.vid, 2ull * REGION, &len) == NULL);
+	CHECK(vhk_vq_translate(e.vid, 0, 2ull * REGION, &len) == NULL);
 	CHECK_EQ(len, 0);
 	len = 8;
-	CHECK(vhk_dev_translate(e.vid, UINT64_MAX - 3, &len) == NULL);
+	CHECK(vhk_vq_translate(e.vid, 0, UINT64_MAX - 3, &len) == NULL);
 	CHECK_EQ(len, 0);
 	len = 0;
-	CHECK(vhk_dev_translate(e.vid, gpa, &len) == NULL);
-	CHECK(vhk_dev_translate(e.vid, gpa, NULL) == NULL);
+	CHECK(vhk_vq_translate(e.vid, 0, gpa, &len) == NULL);
+	CHECK(vhk_vq_translate(e.vid, 0, gpa, NULL) == NULL);
 	/* The per-device pointer. */
 	CHECK(vhk_dev_get_priv(e.vid) == NULL);
 	CHECK_EQ(vhk_dev_set_priv(e.vid, &e), 0);
