@@ -273,7 +273,7 @@ static void gq_setup(struct bench *b, uint32_t idx)
 		if (b->o.in_order && (rc = gring_set_in_order(q->g)) < 0)
 			die("gring_set_in_order", rc);
 		gring_set_interrupts(q->g, false);
-		if ((rc = vuf_start_vring(b->v, idx, q->g)) < 0)
+		if ((rc = vuf_start_gring(b->v, idx, q->g)) < 0)
 			die("vuf_start_vring", rc);
 	}
 	for (uint32_t i = 0; i < size; i++)

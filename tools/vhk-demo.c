@@ -234,8 +234,8 @@ int main(int argc, char **argv)
 			struct gbuf in = {p->rx_slots + s * SLOT, SLOT};
 			gring_add(p->rx, NULL, 0, &in, 1, false, (void *)(uintptr_t)(s + 1));
 		}
-		if ((rc = vuf_start_vring(v, 2 * q, p->rx)) < 0 ||
-		    (rc = vuf_start_vring(v, 2 * q + 1, p->tx)) < 0)
+		if ((rc = vuf_start_gring(v, 2 * q, p->rx)) < 0 ||
+		    (rc = vuf_start_gring(v, 2 * q + 1, p->tx)) < 0)
 			goto fail;
 	}
 	for (int i = 0; i < 2000 && atomic_load(&g_vid) < 0; i++)

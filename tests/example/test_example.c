@@ -70,8 +70,8 @@ static void echo_pairs(uint32_t nq, bool mrg)
 			CHECK(in.gpa);
 			CHECK(gring_add(rx[q], NULL, 0, &in, 1, false, (void *)(uintptr_t)in.gpa) >= 0);
 		}
-		CHECK_EQ(vuf_start_vring(v, 2 * q, rx[q]), 0);
-		CHECK_EQ(vuf_start_vring(v, 2 * q + 1, tx[q]), 0);
+		CHECK_EQ(vuf_start_gring(v, 2 * q, rx[q]), 0);
+		CHECK_EQ(vuf_start_gring(v, 2 * q + 1, tx[q]), 0);
 		gring_kick(rx[q]);
 	}
 	for (uint32_t q = 0; q < nq; q++) {

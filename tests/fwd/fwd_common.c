@@ -142,8 +142,8 @@ void guest_setup(struct guest *g, struct vuf *v, uint32_t nq, uint64_t extra)
 			CHECK(gring_add(g->rx[q], NULL, 0, &in, 1, false,
 					(void *)(uintptr_t)in.gpa) >= 0);
 		}
-		CHECK_EQ(vuf_start_vring(v, 2 * q, g->rx[q]), 0);
-		CHECK_EQ(vuf_start_vring(v, 2 * q + 1, g->tx[q]), 0);
+		CHECK_EQ(vuf_start_gring(v, 2 * q, g->rx[q]), 0);
+		CHECK_EQ(vuf_start_gring(v, 2 * q + 1, g->tx[q]), 0);
 		gring_kick(g->rx[q]);
 	}
 }

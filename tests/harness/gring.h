@@ -12,45 +12,7 @@
 #include <stdint.h>
 #include <linux/virtio_ring.h>
 
-#define GMEM_MAX_REGIONS 512
-
-/* Guest RAM: regions laid out back to back in GPA from gpa_base (gaps allowed). */
-struct gmem_region {
-	int fd;           /* memfd, owned by gmem */
-	uint64_t gpa;
-	uint64_t size;
-	uint8_t *hva;     /* frontend's mapping; also used as the "QVA" we send */
-};
-struct gmem {
-	uint32_t nregions;
-	struct gmem_region r[GMEM_MAX_REGIONS];
-	uint64_t alloc_gpa;   /* bump allocator cursor */
-	uint32_t alloc_region;
-};
-
-/* Create @nregions regions of @region_size bytes each, starting at GPA
- * @gpa_base, separated by @gap bytes of unmapped GPA. Returns 0 or -errno. */
-int gmem_new(uint32_t nregions, uint64_t region_size, uint64_t gpa_base, uint64_t gap,
-	     struct gmem **ret);
-void gmem_free(struct gmem *m);
-/* Frontend pointer for [gpa, gpa+len) if inside one region, else NULL. */
-void *gmem_ptr(struct gmem *m, uint64_t gpa, uint64_t len);
-/* Allocate @len bytes aligned to @align inside one region; returns gpa or 0. */
-uint64_t gmem_alloc(struct gmem *m, uint64_t len, uint64_t align);
-/* Allocate so the buffer straddles the boundary between region i and i+1
- * (requires gap 0); returns gpa or 0. For cross-region tests. */
-uint64_t gmem_alloc_straddle(struct gmem *m, uint32_t region, uint64_t len);
-/* Copy to/from guest memory at @gpa (may span adjacent regions). 0 or -EFAULT. */
-int gmem_write(struct gmem *m, uint64_t gpa, const void *src, uint64_t len);
-int gmem_read(struct gmem *m, uint64_t gpa, void *dst, uint64_t len);
-/* QVA (frontend user address) of a gpa, for SET_VRING_ADDR. */
-uint64_t gmem_qva(struct gmem *m, uint64_t gpa);
-
-/* One guest buffer: gpa + length. */
-struct gbuf {
-	uint64_t gpa;
-	uint32_t len;
-};
+#include "gvq.h"
 
 struct gring {
 	struct gmem *mem;
@@ -117,5 +79,10 @@ uint16_t gring_used_idx(const struct gring *r);
  * first gring_add. 0 or -ENOMEM.
  */
 int gring_set_in_order(struct gring *r);
+
+struct vuf;
+/* Transitional: vring start-up over vuf for a gring (the tests move to gvq). */
+int vuf_set_gring_addr(struct vuf *v, uint32_t index, const struct gring *r);
+int vuf_start_gring(struct vuf *v, uint32_t index, struct gring *r);
 
 #endif

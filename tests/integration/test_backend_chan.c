@@ -333,7 +333,7 @@ static void t_inband(void)
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_NUM, 0, 256), 0);
 	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_BASE, 0, 0), 0);
-	CHECK_EQ(vuf_set_vring_addr(v, 0, r), 0);
+	CHECK_EQ(vuf_set_gring_addr(v, 0, r), 0);
 	CHECK_EQ(vuf_set_vring_fd(v, VHOST_USER_SET_VRING_CALL, 0, -1), 0);
 	CHECK_EQ(vuf_set_vring_fd(v, VHOST_USER_SET_VRING_ERR, 0, -1), 0);
 	CHECK_EQ(vuf_set_vring_fd(v, VHOST_USER_SET_VRING_KICK, 0, -1), 0);

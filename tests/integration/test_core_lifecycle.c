@@ -79,7 +79,7 @@ static void lc_up(struct lc_fx *f)
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &f->m), 0);
 	CHECK_EQ(gring_new(f->m, 256, true, &f->r), 0);
 	CHECK_EQ(vuf_set_mem_table(f->v, f->m), 0);
-	CHECK_EQ(vuf_start_vring(f->v, 0, f->r), 0);
+	CHECK_EQ(vuf_start_gring(f->v, 0, f->r), 0);
 	CHECK_EQ(vuf_set_u64(f->v, VHOST_USER_SET_STATUS, 0xf), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, f->vid, -1, -1, 3000, NULL));
 	CHECK_EQ(vhk_dev_get_mem_table(f->vid, &mr, 1), 1);

@@ -171,7 +171,7 @@ static void t_stall(void)
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
 	CHECK_EQ(gring_new(m, 256, true, &r), 0);
 	CHECK_EQ(vuf_set_mem_table(b, m), 0);
-	CHECK_EQ(vuf_start_vring(b, 0, r), 0);
+	CHECK_EQ(vuf_start_gring(b, 0, r), 0);
 	CHECK(ev_wait(EV_NEW_DEV, devs + 1, 3000));
 	msleep(100);
 	fe_usable(b);
@@ -443,7 +443,7 @@ static void t_mem_table_pulled(void)
 	CHECK(!(v->features & BIT(VHK_F_RING_PACKED)));
 	int vid = ev_conn_vid();
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
-	CHECK_EQ(vuf_start_vring(v, 0, r), 0);
+	CHECK_EQ(vuf_start_gring(v, 0, r), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
 	struct vhk_vq_info info;
 	CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);

@@ -230,7 +230,7 @@ static int fmt_start_vring(struct vuf *v, const struct fmt *fm, uint32_t q)
 {
 	if (fm->packed)
 		return pring_start_vring(v, q, fm->p[q], pring_base(fm->p[q]));
-	return vuf_start_vring(v, q, fm->g[q]);
+	return vuf_start_gring(v, q, fm->g[q]);
 }
 
 /* One connection lifecycle, cut after @steps steps (7 = complete). */

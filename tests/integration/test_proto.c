@@ -167,7 +167,7 @@ static void t_owner(void)
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
 	CHECK_EQ(gring_new(m, 64, true, &r), 0);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
-	CHECK_EQ(vuf_start_vring(v, 0, r), 0);
+	CHECK_EQ(vuf_start_gring(v, 0, r), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
 	fe_ack(v, VHOST_USER_RESET_OWNER, NULL, 0, NULL, 0);
 	fe_usable(v);
@@ -250,7 +250,7 @@ static void t_vring_enable_gate(void)
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
 	CHECK_EQ(gring_new(m, 64, true, &r), 0);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
-	CHECK_EQ(vuf_start_vring(v, 0, r), 0); /* no ENABLE without the bit */
+	CHECK_EQ(vuf_start_gring(v, 0, r), 0); /* no ENABLE without the bit */
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
 	struct vhk_vq_info info;
 	fe_usable(v);
@@ -306,7 +306,7 @@ static void t_protocol_handshake_without_bit30(void)
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
 	CHECK_EQ(gring_new(m, 64, true, &r), 0);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
-	CHECK_EQ(vuf_start_vring(v, 0, r), 0);
+	CHECK_EQ(vuf_start_gring(v, 0, r), 0);
 	struct vhk_vq_info info;
 	CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);
 	CHECK(info.started);

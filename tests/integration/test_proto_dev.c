@@ -171,7 +171,7 @@ static void start_rings(struct vuf *v, struct gmem *m, struct gring **r, int fro
 	for (int q = from; q < to; q++) {
 		if (!r[q])
 			CHECK_EQ(gring_new(m, 256, true, &r[q]), 0);
-		CHECK_EQ(vuf_start_vring(v, (uint32_t)q, r[q]), 0);
+		CHECK_EQ(vuf_start_gring(v, (uint32_t)q, r[q]), 0);
 	}
 }
 
@@ -324,7 +324,7 @@ static void t_client_mode(void)
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
 	CHECK_EQ(gring_new(m, 256, true, &r), 0);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
-	CHECK_EQ(vuf_start_vring(v, 0, r), 0);
+	CHECK_EQ(vuf_start_gring(v, 0, r), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
 	vuf_close(v);
 	CHECK(ev_wait_match(EV_DESTROY_CONN, vid, -1, -1, 3000, NULL));
@@ -370,7 +370,7 @@ static void t_new_device_refused(void)
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	CHECK_EQ(gring_new(m, 256, true, &r), 0);
 	/* The ENABLE that makes the device ready may already see the close. */
-	(void)vuf_start_vring(v, 0, r);
+	(void)vuf_start_gring(v, 0, r);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
 	CHECK(vuf_peer_closed(v, 3000));
 	CHECK(ev_wait_match(EV_DESTROY_CONN, vid, -1, -1, 3000, NULL));
@@ -430,7 +430,7 @@ static void t_async_get_vring_base(void)
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
 	CHECK_EQ(gring_new(m, 256, true, &r), 0);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
-	CHECK_EQ(vuf_start_vring(v, 0, r), 0);
+	CHECK_EQ(vuf_start_gring(v, 0, r), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
 	CHECK_EQ(vhk_dev_op_complete(vid, 0), -EALREADY);
 
@@ -486,7 +486,7 @@ static void t_async_start_error(void)
 	int rc[6], nacks = 0;
 	rc[0] = vuf_set_vring_state(v, VHOST_USER_SET_VRING_NUM, 0, 256);
 	rc[1] = vuf_set_vring_state(v, VHOST_USER_SET_VRING_BASE, 0, 0);
-	rc[2] = vuf_set_vring_addr(v, 0, r);
+	rc[2] = vuf_set_gring_addr(v, 0, r);
 	rc[3] = vuf_set_vring_fd(v, VHOST_USER_SET_VRING_KICK, 0, r->kick_fd);
 	rc[4] = vuf_set_vring_fd(v, VHOST_USER_SET_VRING_CALL, 0, r->call_fd);
 	rc[5] = vuf_set_vring_state(v, VHOST_USER_SET_VRING_ENABLE, 0, 1);

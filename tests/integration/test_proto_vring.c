@@ -80,7 +80,7 @@ static void start_ring(struct fx *f, uint32_t q, uint32_t base)
 {
 	CHECK_EQ(vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_NUM, q, QSIZE), 0);
 	CHECK_EQ(vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_BASE, q, base), 0);
-	CHECK_EQ(vuf_set_vring_addr(f->v, q, f->r), 0);
+	CHECK_EQ(vuf_set_gring_addr(f->v, q, f->r), 0);
 	CHECK_EQ(vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_KICK, q, f->r->kick_fd), 0);
 	CHECK_EQ(vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_CALL, q, f->r->call_fd), 0);
 	CHECK_EQ(vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_ENABLE, q, 1), 0);
@@ -378,7 +378,7 @@ static void pk_config(struct vuf *v, uint32_t q, uint32_t num, uint32_t base,
 {
 	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_NUM, q, num), 0);
 	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_BASE, q, base), 0);
-	CHECK_EQ(r ? pk_set_addr(v, q, r) : vuf_set_vring_addr(v, q, g), 0);
+	CHECK_EQ(r ? pk_set_addr(v, q, r) : vuf_set_gring_addr(v, q, g), 0);
 }
 
 /* KICK + CALL + ENABLE for vring @q; KICK and ENABLE may be refused when it cannot start. */
@@ -538,7 +538,7 @@ static void t_vring_format_flip_running(void)
 	struct vuf *v = pk_open(IT_F_CUSTOM, &m, &vid);
 	CHECK_EQ(gring_new(m, 256, true, &g), 0);
 	CHECK_EQ(pring_new(m, 256, true, &p), 0);
-	CHECK_EQ(vuf_start_vring(v, 0, g), 0);
+	CHECK_EQ(vuf_start_gring(v, 0, g), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
 	CHECK(pk_info(vid, 0).started && !pk_info(vid, 0).packed);
 	uint64_t f = F_PACKED;

@@ -60,7 +60,7 @@ static void env_up(struct env *e, uint32_t nregions)
 			CHECK_EQ(pring_start_vring(e->v, q, e->pr[q], PACKED_FRESH), 0);
 		} else {
 			CHECK_EQ(gring_new(e->m, RING, true, &e->r[q]), 0);
-			CHECK_EQ(vuf_start_vring(e->v, q, e->r[q]), 0);
+			CHECK_EQ(vuf_start_gring(e->v, q, e->r[q]), 0);
 		}
 	}
 	CHECK(ev_wait_match(EV_NEW_DEV, e->vid, -1, -1, 3000, NULL));

@@ -69,7 +69,7 @@ void inv_bring_up(struct inv *f, uint32_t nrings)
 		if (f->p[q])
 			CHECK_EQ(pring_start_vring(f->v, q, f->p[q], 0x80008000u), 0);
 		else
-			CHECK_EQ(vuf_start_vring(f->v, q, f->r[q]), 0);
+			CHECK_EQ(vuf_start_gring(f->v, q, f->r[q]), 0);
 	}
 	CHECK(ev_wait(EV_NEW_DEV, devs + 1, 3000));
 }

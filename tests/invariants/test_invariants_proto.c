@@ -445,7 +445,7 @@ static void t_rem_ring_region(void)
 	unsigned devs = ev_count(EV_NEW_DEV);
 	CHECK_EQ(vuf_add_mem_reg(f.v, &f.m->r[0]), 0);
 	CHECK_EQ(vuf_add_mem_reg(f.v, &f.m->r[1]), 0);
-	CHECK_EQ(vuf_start_vring(f.v, 0, f.r[0]), 0);
+	CHECK_EQ(vuf_start_gring(f.v, 0, f.r[0]), 0);
 	CHECK(ev_wait(EV_NEW_DEV, devs + 1, 3000));
 	for (int i = 0; i < WARMUP; i++)
 		rem_ring_region_round(&f);

@@ -133,7 +133,7 @@ static void ring_start(struct guest *g, uint32_t base)
 	}
 	CHECK_EQ(vuf_set_vring_state(g->v, VHOST_USER_SET_VRING_NUM, 0, RING), 0);
 	CHECK_EQ(vuf_set_vring_state(g->v, VHOST_USER_SET_VRING_BASE, 0, base), 0);
-	CHECK_EQ(vuf_set_vring_addr(g->v, 0, g->r), 0);
+	CHECK_EQ(vuf_set_gring_addr(g->v, 0, g->r), 0);
 	CHECK_EQ(vuf_set_vring_fd(g->v, VHOST_USER_SET_VRING_KICK, 0, g->r->kick_fd), 0);
 	CHECK_EQ(vuf_set_vring_fd(g->v, VHOST_USER_SET_VRING_CALL, 0, g->r->call_fd), 0);
 	CHECK_EQ(vuf_set_vring_state(g->v, VHOST_USER_SET_VRING_ENABLE, 0, 1), 0);

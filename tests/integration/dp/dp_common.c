@@ -145,7 +145,7 @@ void dp_front_start(struct dp_env *e)
 		CHECK_EQ(gring_new(e->m, e->o.ring_size, evidx, &e->r[q]), 0);
 		if (in_order)
 			CHECK_EQ(gring_set_in_order(e->r[q]), 0);
-		CHECK_EQ(vuf_start_vring(e->v, q, e->r[q]), 0);
+		CHECK_EQ(vuf_start_gring(e->v, q, e->r[q]), 0);
 	}
 	e->vid = dp_wait_new_device(before + 1, DP_TIMEOUT_MS);
 	CHECK(e->vid >= 0);
