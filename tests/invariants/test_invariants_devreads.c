@@ -6,7 +6,7 @@
  * there; the receive queue, where the device writes, keeps every rule.
  *
  * The transmit cases post DPDK virtio-user's multi-segment transmit images
- * field by field (tests/unit/memvq/test_dev_reads.c describes them): a
+ * field by field (tests/unit/vq/test_dev_reads.c describes them): a
  * transmit region per ring slot (12-byte net header, then an 8-entry table
  * at offset 16); packed tables set up with id = index and WRITE on every
  * entry, entry 0 = the header (it keeps WRITE), entries 1..n = the

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Hostile-guest tests for the packed-ring rules of invariants.md (section G)
- * that tests/unit/memvq/test_packed.c and tests/integration/dp/test_dp_packed.c
+ * that tests/unit/vq/test_packed.c and tests/integration/dp/test_dp_packed.c
  * leave open (see docs/hardening.md, section G): the availability predicate
  * for every flag combination and lap, a live driver publishing descriptors
  * while the device polls (flags before addr/len/id), the reserved fields of
