@@ -152,6 +152,15 @@ int gvq_add(struct gvq *q, const struct gbuf *out, int nout, const struct gbuf *
 			 : gvq_split_add(q, out, nout, in, nin, indirect, token);
 }
 
+int gvq_post(struct gvq *q, const struct gbuf *out, int nout, const struct gbuf *in, int nin,
+	     bool indirect, void *token)
+{
+	int id = gvq_add(q, out, nout, in, nin, indirect, token);
+	if (id >= 0)
+		gvq_publish(q);
+	return id;
+}
+
 int gvq_next_id(const struct gvq *q)
 {
 	return q->packed ? gvq_packed_next_id(q) : gvq_split_next_id(q);
@@ -324,9 +333,8 @@ uint16_t gvq_raw_post(struct gvq *q, const struct gvq_rawbuf *b, int n, uint16_t
 				     (uint16_t)(b[k].flags | (more ? VRING_DESC_F_NEXT : 0)),
 				     more ? (uint16_t)((i + 1) & (q->size - 1)) : 0);
 		}
-		uint16_t slot = q->raw.pos;
 		gvq_raw_push(q, id);
-		return slot;
+		return (uint16_t)(id & (q->size - 1));
 	}
 	uint16_t hpos = q->raw.pos, hflags = 0;
 	for (int k = 0; k < n; k++) {
@@ -351,9 +359,8 @@ uint16_t gvq_raw_post(struct gvq *q, const struct gvq_rawbuf *b, int n, uint16_t
 uint16_t gvq_raw_republish(struct gvq *q, uint16_t id, uint16_t flags)
 {
 	if (!q->packed) {
-		uint16_t slot = q->raw.pos;
 		gvq_raw_push(q, id);
-		return slot;
+		return (uint16_t)(id & (q->size - 1));
 	}
 	uint16_t slot = q->raw.pos;
 	__atomic_store_n(&q->pdesc[slot].id, id, __ATOMIC_RELAXED);

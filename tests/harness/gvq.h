@@ -129,6 +129,9 @@ void gvq_set_base(struct gvq *q, uint32_t base);
  */
 int gvq_add(struct gvq *q, const struct gbuf *out, int nout, const struct gbuf *in, int nin,
 	    bool indirect, void *token);
+/* gvq_add(), then gvq_publish(): available at once, no kick (for a polling device). */
+int gvq_post(struct gvq *q, const struct gbuf *out, int nout, const struct gbuf *in, int nin,
+	     bool indirect, void *token);
 /* The head / buffer id the next gvq_add() takes, or -ENOSPC. */
 int gvq_next_id(const struct gvq *q);
 /* Split: store the avail index (release). Packed: nothing left to publish. */
@@ -196,8 +199,9 @@ uint32_t *gvq_desc_len(struct gvq *q, uint16_t i);
  * entries @id, @id + 1, ... (mod size) linked by next and appends @id to
  * the avail ring, publishing the index; packed fills the next @n slots,
  * every one with buffer id @id and the lap's avail bits, NEXT on all but
- * the last, the head's flags stored last. Returns the avail slot (split)
- * or ring slot (packed) of the head.
+ * the last, the head's flags stored last. Returns where the head
+ * descriptor sits, as gvq_desc_addr() takes it: split the table entry
+ * (@id, masked), packed the ring slot.
  */
 uint16_t gvq_raw_post(struct gvq *q, const struct gvq_rawbuf *b, int n, uint16_t id);
 /* Split: append @head to the avail ring at q->raw.pos and publish the index. */
@@ -207,7 +211,7 @@ void gvq_raw_push(struct gvq *q, uint16_t head);
  * (a racing writer owns them). Split: appends @id to the avail ring
  * (table entry written earlier with gvq_raw_desc()); packed: the next
  * slot's id, then its flags (@flags | the lap's avail bits, release).
- * Returns the slot as gvq_raw_post() does.
+ * Returns the head descriptor's place as gvq_raw_post() does.
  */
 uint16_t gvq_raw_republish(struct gvq *q, uint16_t id, uint16_t flags);
 /*
