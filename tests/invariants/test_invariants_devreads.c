@@ -245,11 +245,4 @@ static void t_rx_keeps_order_rule(void)
 	vhk_pool_free(pool);
 }
 
-int main(int argc, char **argv)
-{
-	static const struct test_case cases[] = {TEST(t_dpdk_tx_tables),
-						 TEST(t_rx_keeps_order_rule)};
-	if (!gvq_parse_format(&argc, argv))
-		return 2;
-	return test_run_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);
-}
+GVQ_TEST_MAIN(TEST(t_dpdk_tx_tables), TEST(t_rx_keeps_order_rule))

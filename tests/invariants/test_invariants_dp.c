@@ -772,15 +772,7 @@ static void t_tx_header_bounds(void)
 }
 
 /* Every case on the format given by a leading --packed / --split (default split). */
-int main(int argc, char **argv)
-{
-	static const struct test_case cases[] = {
-		TEST(t_suspended_no_guest_writes), TEST(t_call_nofd_skipped),
-		TEST(t_unwritable_notify_fds),     TEST(t_indirect_odd_address),
-		TEST(t_burst_budget),              TEST(t_fetch_once_tx),
-		TEST(t_fetch_once_rx),             TEST(t_rx_header_zeroed),
-		TEST(t_tx_header_bounds)};
-	if (!gvq_parse_format(&argc, argv))
-		return 2;
-	return test_run_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);
-}
+GVQ_TEST_MAIN(TEST(t_suspended_no_guest_writes), TEST(t_call_nofd_skipped),
+	      TEST(t_unwritable_notify_fds), TEST(t_indirect_odd_address), TEST(t_burst_budget),
+	      TEST(t_fetch_once_tx), TEST(t_fetch_once_rx), TEST(t_rx_header_zeroed),
+	      TEST(t_tx_header_bounds))

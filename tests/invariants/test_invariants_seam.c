@@ -524,14 +524,6 @@ static void t_rx_in_order_reject_mid_packet(void)
 	vhk_pool_free(pool);
 }
 
-int main(int argc, char **argv)
-{
-	static const struct test_case cases[] = {
-		TEST(t_seam_plain),	    TEST(t_seam_mergeable),
-		TEST(t_seam_in_order),	    TEST(t_seam_in_order_mergeable),
-		TEST(t_seam_no_event_idx), TEST(t_seam_sw_checksum),
-		TEST(t_rx_in_order_reject_mid_packet)};
-	if (!gvq_parse_format(&argc, argv))
-		return 2;
-	return test_run_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);
-}
+GVQ_TEST_MAIN(TEST(t_seam_plain), TEST(t_seam_mergeable), TEST(t_seam_in_order),
+	      TEST(t_seam_in_order_mergeable), TEST(t_seam_no_event_idx), TEST(t_seam_sw_checksum),
+	      TEST(t_rx_in_order_reject_mid_packet))
