@@ -4,7 +4,6 @@
  * library's socket in-process on a temporary path, record its callbacks in a
  * thread-safe event log, and drive it with the vuf frontend. Helpers that
  * take no error return CHECK() internally (they run inside a forked case).
- * Owner: helper D1.
  */
 #ifndef VHK_IT_COMMON_H
 #define VHK_IT_COMMON_H

@@ -63,7 +63,7 @@ static bool unmapped_soon(const void *p)
 struct lc_fx {
 	struct vuf *v;
 	struct gmem *m;
-	struct gring *r;
+	struct gvq *r;
 	int vid;
 	uint8_t *host;
 };
@@ -77,9 +77,9 @@ static void lc_up(struct lc_fx *f)
 	f->v = fe_open(be_start(&cfg), IT_F_CUSTOM, IT_PF_DEFAULT | BIT(VHK_PF_STATUS));
 	f->vid = ev_conn_vid();
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &f->m), 0);
-	CHECK_EQ(gring_new(f->m, 256, true, &f->r), 0);
+	CHECK_EQ(gvq_new(f->m, 256, BIT(VHK_F_EVENT_IDX), &f->r), 0);
 	CHECK_EQ(vuf_set_mem_table(f->v, f->m), 0);
-	CHECK_EQ(vuf_start_gring(f->v, 0, f->r), 0);
+	CHECK_EQ(vuf_start_vring(f->v, 0, f->r), 0);
 	CHECK_EQ(vuf_set_u64(f->v, VHOST_USER_SET_STATUS, 0xf), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, f->vid, -1, -1, 3000, NULL));
 	CHECK_EQ(vhk_dev_get_mem_table(f->vid, &mr, 1), 1);
@@ -96,7 +96,7 @@ static void lc_free(struct lc_fx *f)
 {
 	if (f->v)
 		vuf_close(f->v);
-	gring_free(f->r);
+	gvq_free(f->r);
 	gmem_free(f->m);
 }
 

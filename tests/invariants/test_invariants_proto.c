@@ -3,7 +3,7 @@
  * Hostile-input tests for the control-plane rules of invariants.md that the
  * older suites left untested (sections A-E and N; see docs/hardening.md for
  * the full map). Repeated cases check that fds, mappings and heap stay flat
- * over thousands of repetitions. Owner: helper G.
+ * over thousands of repetitions.
  */
 #include <errno.h>
 #include <fcntl.h>
