@@ -122,10 +122,9 @@ void gvq_free(struct gvq *q)
 uint32_t gvq_base(const struct gvq *q)
 {
 	if (!q->packed)
-		return q->avail_pos;
-	uint32_t avail = q->avail_pos | (q->avail_wrap ? GVQ_WRAP : 0);
+		return q->used_pos;
 	uint32_t used = q->used_pos | (q->used_wrap ? GVQ_WRAP : 0);
-	return avail | used << 16;
+	return used | used << 16;
 }
 
 void gvq_set_base(struct gvq *q, uint32_t base)

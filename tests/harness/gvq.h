@@ -106,14 +106,18 @@ int gvq_new(struct gmem *m, uint16_t size, uint64_t features, struct gvq **ret);
 int gvq_new_at(struct gmem *m, uint64_t gpa, uint16_t size, uint64_t features, struct gvq **ret);
 void gvq_free(struct gvq *q);
 /*
- * The driver's positions as SET_VRING_BASE / GET_VRING_BASE encode them
- * (split: the avail index; packed: avail slot | wrap << 15, used slot |
- * wrap << 15 in the upper half). A fresh packed ring is 0x80008000.
+ * Where a device (re)starting the ring now resumes, as SET_VRING_BASE
+ * encodes it: the driver's used position, so that buffers posted and not
+ * yet used are processed after the start (split: the used index; packed:
+ * used slot | wrap << 15 in both halves; a fresh ring: 0 / 0x80008000).
+ * What GET_VRING_BASE answers once the device stopped with nothing in
+ * flight and the driver took every used entry.
  */
 uint32_t gvq_base(const struct gvq *q);
 /*
- * Move the driver to @base (the encoding of gvq_base(), nothing in
- * flight), for tests that restart a ring at a position of their choosing.
+ * Move the driver to @base (split: an index; packed: the encoding above,
+ * avail half and used half), nothing in flight, for tests that start a
+ * ring at a position of their choosing.
  */
 void gvq_set_base(struct gvq *q, uint32_t base);
 

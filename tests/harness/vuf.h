@@ -17,7 +17,6 @@
 
 #include "proto/msg.h"
 #include "gvq.h"
-#include "gring.h" /* transitional */
 
 struct vuf {
 	int fd;
