@@ -57,6 +57,18 @@ int gmem_new(uint32_t nregions, uint64_t region_size, uint64_t gpa_base, uint64_
 	return 0;
 }
 
+int gmem_add(struct gmem *m, uint64_t gpa, uint64_t size)
+{
+	const struct gmem_region *last = &m->r[m->nregions - 1];
+	if (m->nregions >= GMEM_MAX_REGIONS || size == 0 || size % 4096 || gpa % 4096 ||
+	    gpa < last->gpa + last->size)
+		return -EINVAL;
+	int rc = region_create(&m->r[m->nregions], gpa, size);
+	if (rc == 0)
+		m->nregions++;
+	return rc;
+}
+
 void gmem_free(struct gmem *m)
 {
 	if (!m)

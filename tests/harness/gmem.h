@@ -45,6 +45,11 @@ int gmem_new(uint32_t nregions, uint64_t region_size, uint64_t gpa_base, uint64_
 	     struct gmem **ret);
 void gmem_free(struct gmem *m);
 /*
+ * Append one region of @size bytes at GPA @gpa, above the last one (any gap;
+ * multiples of 4096), for layouts gmem_new() cannot make. 0 or -errno.
+ */
+int gmem_add(struct gmem *m, uint64_t gpa, uint64_t size);
+/*
  * Frontend addresses of every region become @base + gpa (contiguous across
  * adjacent regions, unlike the default hva), for unit tests that want the
  * library's user-address checks to see one flat address space.

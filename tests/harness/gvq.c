@@ -49,7 +49,7 @@ static int priv_init(struct gvq *q)
 	return 0;
 }
 
-static int gvq_create(struct gmem *m, bool at, uint64_t gpa, uint16_t size, uint64_t features,
+static int gvq_create(struct gmem *m, const uint64_t *areas, uint16_t size, uint64_t features,
 		      struct gvq **ret)
 {
 	bool packed = features & F_RING_PACKED;
@@ -65,7 +65,7 @@ static int gvq_create(struct gmem *m, bool at, uint64_t gpa, uint16_t size, uint
 	q->in_order = features & F_IN_ORDER;
 	q->kick_fd = q->call_fd = -1;
 	q->num_free = size;
-	int rc = packed ? gvq_packed_layout(q, at, gpa) : gvq_split_layout(q, at, gpa);
+	int rc = packed ? gvq_packed_layout(q, areas) : gvq_split_layout(q, areas);
 	if (rc == 0)
 		rc = priv_init(q);
 	if (rc == 0)
@@ -88,12 +88,24 @@ err_free:
 
 int gvq_new(struct gmem *m, uint16_t size, uint64_t features, struct gvq **ret)
 {
-	return gvq_create(m, false, 0, size, features, ret);
+	return gvq_create(m, NULL, size, features, ret);
 }
 
 int gvq_new_at(struct gmem *m, uint64_t gpa, uint16_t size, uint64_t features, struct gvq **ret)
 {
-	return gvq_create(m, true, gpa, size, features, ret);
+	uint64_t areas[3] = {gpa, gpa + 16ull * size, 0};
+	if (features & F_RING_PACKED) /* ring, driver event, device event */
+		areas[2] = areas[1] + 4;
+	else /* table, avail ring with used_event, used ring 4-aligned */
+		areas[2] = (areas[1] + 6 + 2ull * size + 2 + 3) & ~3ull;
+	return gvq_create(m, areas, size, features, ret);
+}
+
+int gvq_new_placed(struct gmem *m, uint64_t desc, uint64_t avail, uint64_t used, uint16_t size,
+		   uint64_t features, struct gvq **ret)
+{
+	uint64_t areas[3] = {desc, avail, used};
+	return gvq_create(m, areas, size, features, ret);
 }
 
 void gvq_free(struct gvq *q)

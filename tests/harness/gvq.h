@@ -104,6 +104,9 @@ int gvq_new(struct gmem *m, uint16_t size, uint64_t features, struct gvq **ret);
  * event, device event. The bump allocator does not know about it.
  */
 int gvq_new_at(struct gmem *m, uint64_t gpa, uint16_t size, uint64_t features, struct gvq **ret);
+/* Like gvq_new() with the three ring areas (as gvq names them) where the caller says. */
+int gvq_new_placed(struct gmem *m, uint64_t desc, uint64_t avail, uint64_t used, uint16_t size,
+		   uint64_t features, struct gvq **ret);
 void gvq_free(struct gvq *q);
 /*
  * Where a device (re)starting the ring now resumes, as SET_VRING_BASE

@@ -12,20 +12,21 @@
 
 #include "gvq_priv.h"
 
-int gvq_packed_layout(struct gvq *q, bool at, uint64_t gpa)
+int gvq_packed_layout(struct gvq *q, const uint64_t *areas)
 {
 	void *d = NULL, *drv = NULL, *dev = NULL;
-	if (at) { /* ring, driver event, device event back to back */
-		uint64_t len = 16ull * q->size + 8;
-		d = gmem_ptr(q->mem, gpa, len);
-		if (!d)
+	if (areas) {
+		d = gmem_ptr(q->mem, areas[0], 16ull * q->size);
+		drv = gmem_ptr(q->mem, areas[1], 4);
+		dev = gmem_ptr(q->mem, areas[2], 4);
+		if (!d || !drv || !dev)
 			return -EFAULT;
-		memset(d, 0, len);
-		q->desc_gpa = gpa;
-		q->avail_gpa = gpa + 16ull * q->size;
-		q->used_gpa = q->avail_gpa + 4;
-		drv = (uint8_t *)d + 16ull * q->size;
-		dev = (uint8_t *)drv + 4;
+		memset(d, 0, 16ull * q->size);
+		memset(drv, 0, 4);
+		memset(dev, 0, 4);
+		q->desc_gpa = areas[0];
+		q->avail_gpa = areas[1];
+		q->used_gpa = areas[2];
 	} else {
 		q->desc_gpa = gvq_zalloc(q->mem, 16ull * q->size, 16, &d);
 		q->avail_gpa = q->desc_gpa ? gvq_zalloc(q->mem, 4, 4, &drv) : 0;

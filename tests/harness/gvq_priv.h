@@ -39,8 +39,8 @@ struct gvq_priv {
 uint64_t gvq_zalloc(struct gmem *m, uint64_t len, uint64_t align, void **ptr);
 
 /* Split driver (gvq_split.c). */
-/* Place the ring areas: at @gpa when @at, else allocated from q->mem. */
-int gvq_split_layout(struct gvq *q, bool at, uint64_t gpa);
+/* Place and zero the ring areas: at @areas (desc, avail, used) if not NULL, else allocated. */
+int gvq_split_layout(struct gvq *q, const uint64_t *areas);
 int gvq_split_init(struct gvq *q);
 int gvq_split_add(struct gvq *q, const struct gbuf *out, int nout, const struct gbuf *in,
 		  int nin, bool indirect, void *token);
@@ -52,7 +52,7 @@ int gvq_split_used_pending(const struct gvq *q);
 void gvq_split_set_interrupts(struct gvq *q, bool enable);
 
 /* Packed driver (gvq_packed.c). */
-int gvq_packed_layout(struct gvq *q, bool at, uint64_t gpa);
+int gvq_packed_layout(struct gvq *q, const uint64_t *areas);
 int gvq_packed_init(struct gvq *q);
 int gvq_packed_add(struct gvq *q, const struct gbuf *out, int nout, const struct gbuf *in,
 		   int nin, bool indirect, void *token);

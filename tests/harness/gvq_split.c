@@ -11,23 +11,22 @@
 
 #include "gvq_priv.h"
 
-int gvq_split_layout(struct gvq *q, bool at, uint64_t gpa)
+int gvq_split_layout(struct gvq *q, const uint64_t *areas)
 {
 	uint16_t n = q->size;
 	void *d, *a, *u;
-	if (at) { /* table, avail ring with used_event, used ring 4-aligned */
-		uint64_t avail = gpa + 16ull * n, used = (avail + 6 + 2ull * n + 2 + 3) & ~3ull;
-		uint64_t end = used + 6 + 8ull * n + 2;
-		void *p = gmem_ptr(q->mem, gpa, end - gpa);
-		if (!p)
+	if (areas) {
+		d = gmem_ptr(q->mem, areas[0], 16ull * n);
+		a = gmem_ptr(q->mem, areas[1], 6 + 2ull * n); /* with used_event */
+		u = gmem_ptr(q->mem, areas[2], 6 + 8ull * n); /* with avail_event */
+		if (!d || !a || !u)
 			return -EFAULT;
-		memset(p, 0, end - gpa);
-		q->desc_gpa = gpa;
-		q->avail_gpa = avail;
-		q->used_gpa = used;
-		d = p;
-		a = gmem_ptr(q->mem, avail, 6 + 2ull * n);
-		u = gmem_ptr(q->mem, used, 6 + 8ull * n);
+		memset(d, 0, 16ull * n);
+		memset(a, 0, 6 + 2ull * n);
+		memset(u, 0, 6 + 8ull * n);
+		q->desc_gpa = areas[0];
+		q->avail_gpa = areas[1];
+		q->used_gpa = areas[2];
 	} else {
 		q->desc_gpa = gvq_zalloc(q->mem, 16ull * n, 16, &d);
 		q->avail_gpa = q->desc_gpa ? gvq_zalloc(q->mem, 6ull + 2ull * n, 2, &a) : 0;
