@@ -50,9 +50,10 @@ void gmem_free(struct gmem *m);
  */
 int gmem_add(struct gmem *m, uint64_t gpa, uint64_t size);
 /*
- * Frontend addresses of every region become @base + gpa (contiguous across
- * adjacent regions, unlike the default hva), for unit tests that want the
- * library's user-address checks to see one flat address space.
+ * Frontend addresses of every region (added so far) become @base + gpa
+ * (contiguous across adjacent regions, unlike the default hva), for unit
+ * tests that want the library's user-address checks to see one flat
+ * address space.
  */
 void gmem_set_qva_base(struct gmem *m, uint64_t base);
 /* Test pointer for [gpa, gpa + len) if it lies inside one region, else NULL. */

@@ -107,6 +107,7 @@ int gvq_new_at(struct gmem *m, uint64_t gpa, uint16_t size, uint64_t features, s
 /* Like gvq_new() with the three ring areas (as gvq names them) where the caller says. */
 int gvq_new_placed(struct gmem *m, uint64_t desc, uint64_t avail, uint64_t used, uint16_t size,
 		   uint64_t features, struct gvq **ret);
+/* Close the eventfds and free the driver state (the ring stays in guest memory). NULL-safe. */
 void gvq_free(struct gvq *q);
 /*
  * Where a device (re)starting the ring now resumes, as SET_VRING_BASE
@@ -156,7 +157,7 @@ int gvq_get_used(struct gvq *q, void **token, uint32_t *len);
 /*
  * Buffers the device returned that gvq_get_used() has not taken yet (an
  * IN_ORDER batch counts every buffer it completes); consumes nothing.
- * -EIO for an entry naming no outstanding buffer.
+ * Packed: -EIO for a used descriptor naming no outstanding buffer.
  */
 int gvq_used_pending(const struct gvq *q);
 /* Ask the device for used notifications, or suppress them (flags / event index). */

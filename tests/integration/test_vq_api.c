@@ -23,7 +23,7 @@
 #define RING 16
 #define REGION	(1u << 20)
 #define PK_WRAP 0x8000u
-#define packed	gvq_run_packed
+#define packed	gvq_run_packed /* the run's ring format (GVQ_TEST_MAIN) */
 static const struct vhk_device_ops api_ops = {.name = "it-api", .min_queues = 1};
 
 struct env {

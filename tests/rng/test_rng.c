@@ -23,7 +23,7 @@
 #define RING 32
 #define SEED 0x1234abcdull
 #define F(b) (1ull << (b))
-#define packed gvq_run_packed
+#define packed gvq_run_packed /* the run's ring format (GVQ_TEST_MAIN) */
 
 /* ---- the seeded stream (vhk-rng.8) ---- */
 
