@@ -143,12 +143,7 @@ static void dl_connect(struct inv *f, const struct vhk_device_ops *ops, uint64_t
 /* Guest memory and @nrings rings up; the recording observer on them. */
 static void dl_guest(struct inv *f, uint64_t features, uint32_t nrings)
 {
-	inv_guest(f, NREG, REGSZ, QSIZE, features & F_EVI);
-	if (features & F_IO)
-		for (int q = 0; q < 2; q++)
-			CHECK_EQ(inv_packed ? pring_set_in_order(f->p[q])
-					    : gring_set_in_order(f->r[q]),
-				 0);
+	inv_guest(f, NREG, REGSZ, QSIZE, features & (F_EVI | F_IO));
 	inv_bring_up(f, nrings);
 	struct vdev *d = vdev_get(f->vid);
 	CHECK(d != NULL);
@@ -181,25 +176,20 @@ static void send_log_base(struct inv *f)
 /* SET_VRING_ADDR of ring @q with VHOST_VRING_F_LOG (@log: 1) at @log_gpa. */
 static void send_ring_log(struct inv *f, uint32_t q, int log, uint64_t log_gpa)
 {
-	struct vhost_user_vring_addr a = {.index = q, .flags = log ? 1u : 0u, .log_guest_addr = log_gpa};
-	if (inv_packed) {
-		const struct pring *r = f->p[q];
-		a.desc_user_addr = gmem_qva(r->mem, r->desc_gpa);
-		a.avail_user_addr = gmem_qva(r->mem, r->drv_gpa);
-		a.used_user_addr = gmem_qva(r->mem, r->dev_gpa);
-	} else {
-		const struct gring *r = f->r[q];
-		a.desc_user_addr = gmem_qva(r->mem, r->desc_gpa);
-		a.avail_user_addr = gmem_qva(r->mem, r->avail_gpa);
-		a.used_user_addr = gmem_qva(r->mem, r->used_gpa);
-	}
+	const struct gvq *r = f->vq[q];
+	struct vhost_user_vring_addr a = {.index = q,
+					  .flags = log ? 1u : 0u,
+					  .desc_user_addr = gmem_qva(r->mem, r->desc_gpa),
+					  .used_user_addr = gmem_qva(r->mem, r->used_gpa),
+					  .avail_user_addr = gmem_qva(r->mem, r->avail_gpa),
+					  .log_guest_addr = log_gpa};
 	fe_ack(f->v, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
 }
 
 /* The log address QEMU gives ring @q: its used ring (split) or device event area (packed). */
 static uint64_t ring_gpa(const struct inv *f, uint32_t q)
 {
-	return inv_packed ? f->p[q]->dev_gpa : f->r[q]->used_gpa;
+	return f->vq[q]->used_gpa;
 }
 
 /*
@@ -310,7 +300,7 @@ static uint32_t reap(struct inv *f, uint32_t q)
 {
 	void *tok;
 	uint32_t len, n = 0;
-	while (inv_get_used(f, q, &tok, &len) == 1)
+	while (gvq_get_used(f->vq[q], &tok, &len) == 1)
 		n++;
 	return n;
 }
@@ -321,7 +311,7 @@ static void rx_post(struct inv *f, const struct gbuf *in, int nin, bool indirect
 	for (int i = 0; i < nin; i++)
 		for (uint32_t j = 0; j < in[i].len; j++)
 			*gbyte(f, in[i].gpa + j) = 0xcc;
-	CHECK(inv_add(f, 0, NULL, 0, in, nin, indirect, (void *)1) >= 0);
+	CHECK(gvq_post(f->vq[0], NULL, 0, in, nin, indirect, (void *)1) >= 0);
 }
 
 /*
@@ -339,7 +329,7 @@ static void rx_step(struct inv *f, struct vhk_pool *pool, uint64_t straddle, boo
 		rx_post(f, b, 1, false);
 	}
 	b[0] = (struct gbuf){alloc(f, 64), 64}; /* readable on receive: rejected, not written */
-	CHECK(inv_add(f, 0, b, 1, NULL, 0, false, (void *)1) >= 0);
+	CHECK(gvq_post(f->vq[0], b, 1, NULL, 0, false, (void *)1) >= 0);
 	b[0] = (struct gbuf){alloc(f, 64), 7}; /* the header over two pieces */
 	b[1] = (struct gbuf){alloc(f, 64), 30};
 	b[2] = (struct gbuf){alloc(f, 2048), 2000};
@@ -425,7 +415,7 @@ static void tx_post(struct inv *f, uint32_t len, int npieces, bool indirect)
 			*gbyte(f, b[i].gpa + j) = off + j < HDR ? 0 : (uint8_t)(off + j);
 		off += l;
 	}
-	CHECK(inv_add(f, 1, b, npieces, NULL, 0, indirect, (void *)1) >= 0);
+	CHECK(gvq_post(f->vq[1], b, npieces, NULL, 0, indirect, (void *)1) >= 0);
 }
 
 /* Transmit: the device writes only the used side. */
@@ -659,7 +649,7 @@ static void t_element_api(void)
 	uint64_t straddle = gmem_alloc_straddle(f.m, 0, 6000);
 	struct gbuf a[3] = {{alloc(&f, 100), 100}, {straddle, 6000}, {alloc(&f, 9000), 9000}};
 	struct gbuf hdr = {alloc(&f, 16), 16};
-	CHECK(inv_add(&f, 0, &hdr, 1, a, 3, false, (void *)1) >= 0);
+	CHECK(gvq_post(f.vq[0], &hdr, 1, a, 3, false, (void *)1) >= 0);
 	CHECK_EQ(app_pop(&f, &el, iov), 0);
 	CHECK_EQ(el.in_num, 4); /* the straddling buffer is two pieces */
 	uint16_t id_a = el.id;
@@ -686,7 +676,7 @@ static void t_element_api(void)
 
 	/* B: pushed with len 0 (nothing written): only the used side is marked. */
 	struct gbuf bb = {alloc(&f, 3000), 3000};
-	CHECK(inv_add(&f, 0, NULL, 0, &bb, 1, false, (void *)2) >= 0);
+	CHECK(gvq_post(f.vq[0], NULL, 0, &bb, 1, false, (void *)2) >= 0);
 	step_begin(&f);
 	CHECK_EQ(app_pop(&f, &el, iov), 0);
 	CHECK_EQ(vhk_vq_push(f.vid, 0, el.id, 0), 0);
@@ -697,7 +687,7 @@ static void t_element_api(void)
 
 	/* C: popped, written by mistake, given back: nothing reported (the guest did not get it). */
 	struct gbuf cb = {alloc(&f, 500), 500};
-	CHECK(inv_add(&f, 0, NULL, 0, &cb, 1, false, (void *)3) >= 0);
+	CHECK(gvq_post(f.vq[0], NULL, 0, &cb, 1, false, (void *)3) >= 0);
 	CHECK_EQ(app_pop(&f, &el, iov), 0);
 	CHECK_EQ(vhk_vq_unpop(f.vid, 0, &el), 0);
 	step_begin(&f);
@@ -713,7 +703,7 @@ static void t_element_api(void)
 	uint64_t pg = gmem_alloc(f.m, 2 * PAGE, PAGE);
 	CHECK(pg != 0);
 	struct gbuf pb = {pg, PAGE};
-	CHECK(inv_add(&f, 0, NULL, 0, &pb, 1, false, (void *)4) >= 0);
+	CHECK(gvq_post(f.vq[0], NULL, 0, &pb, 1, false, (void *)4) >= 0);
 	step_begin(&f);
 	CHECK_EQ(app_pop(&f, &el, iov), 0);
 	app_write(&el, PAGE, 0x44);
@@ -729,7 +719,7 @@ static void t_element_api(void)
 	for (int r = 0; r < 30; r++) {
 		for (int i = 0; i < 5; i++)
 			many[i] = (struct gbuf){alloc(&f, 64), 64};
-		CHECK(inv_add(&f, 0, NULL, 0, many, 5, true, (void *)(uintptr_t)(10 + r)) >= 0);
+		CHECK(gvq_post(f.vq[0], NULL, 0, many, 5, true, (void *)(uintptr_t)(10 + r)) >= 0);
 	}
 	static struct vhk_vq_elem els[30];
 	static struct iovec iovs[30][8];
@@ -749,7 +739,7 @@ static void t_element_api(void)
 
 	/* vhk_vq_log_write: guest memory only (the library's addresses of it), marked at once. */
 	uint64_t g = alloc(&f, 64), n = 64;
-	uint8_t *lib = vhk_dev_translate(f.vid, g, &n);
+	uint8_t *lib = vhk_vq_translate(f.vid, 0, g, &n);
 	CHECK(lib && n == 64);
 	step_begin(&f);
 	lib[0] = 0x5a;
@@ -784,7 +774,7 @@ static void t_pending_published_at_stop(void)
 	dl_guest(&f, features, 1);
 	start_logging(&f, features, 1);
 	struct gbuf b = {alloc(&f, 2000), 2000};
-	CHECK(inv_add(&f, 0, NULL, 0, &b, 1, false, (void *)1) >= 0);
+	CHECK(gvq_post(f.vq[0], NULL, 0, &b, 1, false, (void *)1) >= 0);
 	step_begin(&f);
 	CHECK_EQ(app_pop(&f, &el, iov), 0);
 	app_write(&el, 2000, 0x77);
@@ -794,14 +784,7 @@ static void t_pending_published_at_stop(void)
 	dl_close(&f);
 }
 
-int main(int argc, char **argv)
-{
-	static const struct test_case cases[] = {
-		TEST(t_log_plain),	      TEST(t_log_mergeable),
-		TEST(t_log_in_order),	      TEST(t_log_in_order_mergeable),
-		TEST(t_log_no_event_idx),     TEST(t_ring_log_addr_outside_memory),
-		TEST(t_element_api),	      TEST(t_pending_published_at_stop)};
-	argc = inv_parse_format(argc, argv);
-	fprintf(stderr, "# ring format: %s\n", inv_packed ? "packed" : "split");
-	return test_run_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);
-}
+GVQ_TEST_MAIN(TEST(t_log_plain), TEST(t_log_mergeable), TEST(t_log_in_order),
+	      TEST(t_log_in_order_mergeable), TEST(t_log_no_event_idx),
+	      TEST(t_ring_log_addr_outside_memory), TEST(t_element_api),
+	      TEST(t_pending_published_at_stop))
