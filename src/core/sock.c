@@ -31,7 +31,8 @@
 #define PF_CORE                                                                                \
 	((1ull << VHK_PF_MQ) | (1ull << VHK_PF_REPLY_ACK) | (1ull << VHK_PF_BACKEND_REQ) |     \
 	 (1ull << VHK_PF_CONFIGURE_MEM_SLOTS) | (1ull << VHK_PF_STATUS) | (1ull << VHK_PF_CONFIG) | \
-	 (1ull << VHK_PF_INBAND_NOTIFICATIONS) | (1ull << VHK_PF_LOG_SHMFD))
+	 (1ull << VHK_PF_INBAND_NOTIFICATIONS) | (1ull << VHK_PF_LOG_SHMFD) |                    \
+	 (1ull << VHK_PF_PAGEFAULT))
 #define PF_DEVICE ((1ull << VHK_PF_RARP) | (1ull << VHK_PF_NET_MTU))
 
 /*
@@ -76,11 +77,12 @@ struct core_sock *core_sock_find(const char *path)
  *
  * LOG_SHMFD (the dirty log's fd) goes with the LOG_ALL virtio feature: it
  * is offered, by default, exactly when LOG_ALL is, and never without it
- * (a frontend needs both to migrate).
+ * (a frontend needs both to migrate); so is PAGEFAULT (postcopy: QEMU
+ * copies the rest of memory with the dirty log before it switches).
  */
 uint64_t core_sock_offered_pf(const struct core_sock *s)
 {
-	const uint64_t log_shmfd = 1ull << VHK_PF_LOG_SHMFD;
+	const uint64_t log_shmfd = (1ull << VHK_PF_LOG_SHMFD) | (1ull << VHK_PF_PAGEFAULT);
 	bool log_all = s->features & (1ull << VHK_F_LOG_ALL);
 	uint64_t pf = (1ull << VHK_PF_MQ) | (1ull << VHK_PF_REPLY_ACK) |
 		      (1ull << VHK_PF_BACKEND_REQ) | (1ull << VHK_PF_CONFIGURE_MEM_SLOTS);

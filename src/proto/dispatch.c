@@ -214,7 +214,13 @@ static void send_reply(struct conn *c, int rc)
 	if (r->hdr.size > VHOST_USER_MAX_PAYLOAD)
 		r->hdr.size = 0;
 	/* Queued, never waited for: input stops until the frontend took it. */
-	rc = outq_push(&c->out, r, HDR_SIZE + r->hdr.size, NULL, 0);
+	if (c->reply_fd >= 0 && rc >= 0 && r->hdr.size == 0) {
+		int fd = c->reply_fd; /* the queue owns it from here (POSTCOPY_ADVISE) */
+		c->reply_fd = -1;
+		rc = outq_push(&c->out, r, HDR_SIZE, &fd, 1);
+	} else {
+		rc = outq_push(&c->out, r, HDR_SIZE + r->hdr.size, NULL, 0);
+	}
 	if (rc == 0)
 		rc = outq_flush(&c->out, c->fd);
 	if (rc < 0 && rc != -EAGAIN)
@@ -244,6 +250,7 @@ static void msg_complete(struct conn *c)
 	c->finish = NULL;
 	if (c->cur)
 		send_reply(c, rc);
+	fd_close(&c->reply_fd); /* a reply that carried no fd (an error) */
 	c->cur = NULL;
 	c->suspended = false;
 	conn_watch_update(c);
@@ -267,8 +274,17 @@ static void dispatch_one(struct conn *c)
 	c->cur_flags = c->rx.hdr.flags;
 	c->finish = NULL;
 	(void)core_op_take_error(c->dev);
-	rc = validate(c, d, &m);
-	if (rc == 0) {
+	if (pc_ack_pending(c)) {
+		/* Postcopy: the frontend's ack of our addresses, answered as its SET_MEM_TABLE. */
+		c->cur = &msg_table[VHOST_USER_SET_MEM_TABLE];
+		c->cur_flags = c->pc_flags;
+		c->reply.hdr.request = VHOST_USER_SET_MEM_TABLE;
+		rc = pc_mem_ack(c, &m);
+		if (rc == -EPROTO)
+			conn_close(c, "postcopy: the memory table was not acked");
+	} else if (pc_add_reg_ack(c, &m)) {
+		rc = 0; /* postcopy: the frontend has every region's address (h_postcopy.c) */
+	} else if ((rc = validate(c, d, &m)) == 0) {
 		/* The messages a frontend sends right after connecting end its handshake window. */
 		if (req == VHOST_USER_SET_OWNER || req == VHOST_USER_SET_FEATURES ||
 		    req == VHOST_USER_SET_MEM_TABLE)

@@ -13,6 +13,7 @@
 #include <errno.h>
 
 #include "mem/mem_log.h"
+#include "mem/mem_uffd.h"
 #include "proto/conn.h"
 #include "util/fd.h"
 #include "util/log.h"
@@ -65,6 +66,8 @@ int h_set_mem_table(struct conn *c, struct msg_ctx *m)
 	rc = mem_table_new(regs, n, &t);
 	if (rc < 0)
 		goto err_put;
+	if (c->pc_listening)
+		return pc_mem_table(c, m, t); /* installed once the frontend acks (h_postcopy.c) */
 	return core_dev_set_mem(c->dev, t);
 
 err_put:
@@ -94,6 +97,14 @@ static bool region_present(const struct mem_table *t, const struct mem_region_de
 	       o->mmap_offset == d->mmap_offset;
 }
 
+/* Postcopy: ADD_MEM_REG is answered with the region, userspace_addr our address of it. */
+static void pc_reg_reply(struct msg_ctx *m, const struct mem_region *r)
+{
+	m->reply->payload.mem_reg = m->msg->payload.mem_reg;
+	m->reply->payload.mem_reg.region.userspace_addr = (uint64_t)(uintptr_t)r->hva;
+	m->reply->hdr.size = sizeof(m->reply->payload.mem_reg);
+}
+
 int h_add_mem_reg(struct conn *c, struct msg_ctx *m)
 {
 	struct mem_region_desc d = region_desc(&m->msg->payload.mem_reg.region);
@@ -110,11 +121,22 @@ int h_add_mem_reg(struct conn *c, struct msg_ctx *m)
 	 */
 	if (region_present(cur_mem(c), &d)) {
 		fd_close(&fd);
+		if (c->pc_listening)
+			pc_reg_reply(m, mem_find_gpa(cur_mem(c), d.gpa));
 		return 0;
 	}
 	rc = mem_region_map(&d, fd, &r);
 	if (rc < 0)
 		return rc;
+	if (c->pc_listening) {
+		/* Postcopy: registered before the reply gives the frontend its address. */
+		rc = mem_region_uffd_register(&r, c->pc_ufd);
+		if (rc < 0) {
+			mem_region_put(&r);
+			return rc;
+		}
+		pc_reg_reply(m, &r);
+	}
 	if (cur_mem(c))
 		rc = mem_table_add(cur_mem(c), &r, &t);
 	else

@@ -153,13 +153,13 @@ class Vm:
     """One QEMU process of the guest, with its QMP socket and console."""
 
     def __init__(self, ctx, tag, sock, kernel, initrd, smp, queues, dev_opts, append,
-                 incoming=False):
+                 incoming=False, paused=True):
         self.tag = tag
         self.qmp_path = ctx.path("qmp-%s.sock" % tag)
         argv = qemu_argv(kernel, initrd, sock, smp, queues, dev_opts=dev_opts, append=append)
         argv += ["-qmp", "unix:%s,server=on,wait=off" % self.qmp_path]
         if incoming:
-            argv += ["-incoming", "defer", "-S"]
+            argv += ["-incoming", "defer"] + (["-S"] if paused else [])
         self.proc = ctx.start(argv, "console-%s.log" % tag)
         self.qmp = Qmp(self.qmp_path)
 
@@ -176,18 +176,33 @@ class Vm:
         ctx.stop(self.proc)
 
 
-def migrate(ctx, src, dst, leg):
-    """Precopy @src -> @dst (started -incoming defer -S); compare RAM; run @dst, quit @src."""
+def migrate(ctx, src, dst, leg, postcopy=False):
+    """Precopy @src -> @dst (started -incoming defer -S); compare RAM; run @dst, quit @src.
+
+    With @postcopy the switch to postcopy is asked as soon as the migration is
+    active, and @dst runs at once (no -S): its backend gets its memory table
+    while pages are still missing, through the postcopy handshake; the RAM
+    cannot be compared (the destination guest runs), the pings must go on."""
     uri = "unix:" + ctx.path("mig-%s.sock" % leg)
+    if postcopy:
+        caps = {"capabilities": [{"capability": "postcopy-ram", "state": True}]}
+        dst.qmp.cmd("migrate-set-capabilities", caps)
+        src.qmp.cmd("migrate-set-capabilities", caps)
     dst.qmp.cmd("migrate-incoming", {"uri": uri})
-    src.qmp.cmd("migrate-set-parameters", {"max-bandwidth": BANDWIDTH})
+    params = {"max-bandwidth": BANDWIDTH}
+    if postcopy:
+        params["max-postcopy-bandwidth"] = BANDWIDTH
+    src.qmp.cmd("migrate-set-parameters", params)
     before = pongs(src.text())
     src.qmp.cmd("migrate", {"uri": uri})
     state = {}
+    if postcopy:
+        wait_for(lambda: src.qmp.cmd("query-migrate").get("status") != "setup", 30, step=0.1)
+        src.qmp.cmd("migrate-start-postcopy")
 
     def finished():
         state.update(src.qmp.cmd("query-migrate"))
-        return state.get("status") in ("completed", "failed", "cancelled")
+        return state.get("status") in ("completed", "failed", "cancelled", "postcopy-paused")
 
     wait_for(finished, 120, step=0.2)
     status = state.get("status")
@@ -202,6 +217,17 @@ def migrate(ctx, src, dst, leg):
     if not ctx.check("%s: migration completed" % leg, status == "completed",
                      "status %s %s" % (status, state.get("error-desc", ""))):
         raise CaseFailed("%s: migration %s" % (leg, status))
+    if postcopy:
+        ctx.numbers.update({leg + "_postcopy_requests": ram.get("postcopy-requests"),
+                            leg + "_postcopy_bytes": ram.get("postcopy-bytes")})
+        ctx.check("%s: pages were requested in postcopy" % leg,
+                  (ram.get("postcopy-requests") or 0) > 0,
+                  "postcopy-requests %s" % ram.get("postcopy-requests"))
+        src.quit(ctx)
+        ctx.check("%s: the guest keeps getting replies on the destination" % leg,
+                  wait_for(lambda: pongs(dst.text()) >= 3, 60, step=0.25),
+                  "%d replies there" % pongs(dst.text()))
+        return
     ctx.check("%s: the guest pinged during the migration" % leg, during > 0,
               "%d replies between migrate and completed" % during)
     wait_for(lambda: dst.qmp.cmd("query-status").get("status") == "paused", 20)
@@ -231,7 +257,7 @@ def migrate(ctx, src, dst, leg):
               any(k == "pong" for k, _ in lines[-3:]), "lost seqs %s" % lost[:10])
 
 
-def run_migration_case(ctx, smp=1, queues=1, dev_opts=""):
+def run_migration_case(ctx, smp=1, queues=1, dev_opts="", postcopy=False):
     """Boot on backend A, migrate to B, then back to a new QEMU on A."""
     kernel, initrd, version = ctx.guest or guest.ensure_guest(ctx.build_dir)
     ctx.numbers["kernel"] = version
@@ -254,10 +280,10 @@ def run_migration_case(ctx, smp=1, queues=1, dev_opts=""):
         raise CaseFailed("the guest did not get 3 replies on the source: %s"
                          % a1.text()[-1500:])
     ctx.numbers["boot_to_3_replies_s"] = round(time.monotonic() - t0, 1)
-    b = Vm(ctx, "b", sock_b, *vm, incoming=True)
-    migrate(ctx, a1, b, "a_to_b")
-    a2 = Vm(ctx, "a2", sock_a, *vm, incoming=True)
-    migrate(ctx, b, a2, "b_to_a")
+    b = Vm(ctx, "b", sock_b, *vm, incoming=True, paused=not postcopy)
+    migrate(ctx, a1, b, "a_to_b", postcopy)
+    a2 = Vm(ctx, "a2", sock_a, *vm, incoming=True, paused=not postcopy)
+    migrate(ctx, b, a2, "b_to_a", postcopy)
     a2.quit(ctx)
     ra, rb = fwd_result(ctx, fwd_a), fwd_result(ctx, fwd_b)
     ctx.numbers.update(fwd_a_devices=ra["devices"], fwd_b_devices=rb["devices"],
@@ -289,4 +315,9 @@ def migration_cases():
                             "(mq=on, -smp 2): RAM compared page by page, RARP",
                             lambda c: run_migration_case(c, smp=2, queues=2,
                                                          dev_opts=",mq=on")),
+        "qemu-migrate-postcopy": ("postcopy A -> B -> A under ping traffic, split ring: "
+                                  "switched to postcopy as soon as active, the destination "
+                                  "runs at once (its backend maps memory through the "
+                                  "postcopy handshake), pages requested, pings continue, RARP",
+                                  lambda c: run_migration_case(c, postcopy=True)),
     }
