@@ -259,6 +259,16 @@ def migrate(ctx, src, dst, leg, postcopy=False):
 
 def run_migration_case(ctx, smp=1, queues=1, dev_opts="", postcopy=False):
     """Boot on backend A, migrate to B, then back to a new QEMU on A."""
+    if postcopy and os.geteuid() != 0:
+        try:
+            with open("/proc/sys/vm/unprivileged_userfaultfd") as f:
+                allowed = f.read().strip() == "1"
+        except OSError:
+            allowed = False
+        if not allowed:
+            # vhk-fwd's POSTCOPY_ADVISE would fail with EPERM and QEMU's migration with it.
+            raise CaseFailed("postcopy needs the userfaultfd syscall: run as root or set "
+                             "vm.unprivileged_userfaultfd=1")
     kernel, initrd, version = ctx.guest or guest.ensure_guest(ctx.build_dir)
     ctx.numbers["kernel"] = version
     sock_a, sock_b = ctx.path("a.sock"), ctx.path("b.sock")
