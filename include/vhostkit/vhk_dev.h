@@ -354,7 +354,11 @@ int vhk_loop_dispatch(int timeout_ms);
  */
 int vhk_dev_config_changed(int vid);
 
-/* ---- per-device queries (any thread; -ENODEV for a stale or bad vid) ---- */
+/*
+ * ---- per-device queries (any thread; -ENODEV for a stale or bad vid) ----
+ * They never wait for the control thread: a device's worker may call them
+ * while a callback (queue_stop, destroy_device) waits for that worker.
+ */
 
 /** Context pointer given to vhk_socket_set_callbacks() for @p vid's socket. */
 void *vhk_dev_get_ctx(int vid);

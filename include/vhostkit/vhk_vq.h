@@ -55,7 +55,12 @@ struct vhk_vq_info {
 	uint64_t reserved[6]; /**< zero */
 };
 
-/** Fill @p info for queue @p qid. @return 0; -ENODEV; -EINVAL bad qid/NULL. */
+/**
+ * Fill @p info for queue @p qid: a consistent snapshot. Any thread,
+ * including a device's worker while the control thread waits for it in a
+ * callback (it never takes the control lock; it waits at most for a burst
+ * on the queue to end). @return 0; -ENODEV; -EINVAL bad qid/NULL.
+ */
 int vhk_vq_get_info(int vid, uint16_t qid, struct vhk_vq_info *info);
 
 /**

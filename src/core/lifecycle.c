@@ -285,7 +285,7 @@ int core_dev_new(struct core_sock *s, const struct core_owner_ops *oo, void *own
 	if (rc < 0)
 		return rc;
 	d->max_vrings = s->max_queues;
-	memcpy(d->path, s->path, sizeof(d->path));
+	vdev_set_path(d, s->path);
 	d->app_ctx = s->cb_ctx;
 	d->ops = s->ops;
 	d->cb = s->cb;

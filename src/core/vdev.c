@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,8 +152,11 @@ struct vq *vdev_vq_get_or_alloc(struct vdev *d, uint32_t qid)
 		/* Release: a datapath lookup sees an initialised vq. */
 		atomic_store_explicit(&d->vqs[qid], vq, memory_order_release);
 	}
-	if (d->nr_vrings < qid + 1)
+	if (d->nr_vrings < qid + 1) {
+		pthread_mutex_lock(&g_lock);
 		d->nr_vrings = qid + 1;
+		pthread_mutex_unlock(&g_lock);
+	}
 	return vq;
 }
 
@@ -183,12 +187,44 @@ void vdev_set_mem(struct vdev *d, struct mem_table *t)
 
 void vdev_set_features(struct vdev *d, uint64_t features)
 {
+	pthread_mutex_lock(&g_lock);
 	d->features = features;
+	pthread_mutex_unlock(&g_lock);
 	for (uint32_t i = 0; i < VHK_MAX_QUEUES; i++) {
 		struct vq *vq = atomic_load_explicit(&d->vqs[i], memory_order_relaxed);
 		if (vq)
 			vq->features = features;
 	}
+}
+
+void vdev_set_protocol_features(struct vdev *d, uint64_t pf)
+{
+	pthread_mutex_lock(&g_lock);
+	d->protocol_features = pf;
+	pthread_mutex_unlock(&g_lock);
+}
+
+void vdev_set_path(struct vdev *d, const char *path)
+{
+	pthread_mutex_lock(&g_lock);
+	snprintf(d->path, sizeof(d->path), "%s", path);
+	pthread_mutex_unlock(&g_lock);
+}
+
+struct vdev *vdev_query_begin(int vid)
+{
+	struct vdev *d;
+
+	pthread_mutex_lock(&g_lock);
+	d = vdev_get(vid);
+	if (!d)
+		pthread_mutex_unlock(&g_lock);
+	return d;
+}
+
+void vdev_query_end(void)
+{
+	pthread_mutex_unlock(&g_lock);
 }
 
 VHK_EXPORT int vhk_dev_get_mem_table(int vid, struct vhk_mem_region *regions, uint32_t max)

@@ -116,6 +116,22 @@ void vdev_set_mem(struct vdev *d, struct mem_table *t);
 
 /* Set negotiated features and propagate the ring-relevant bits to the vqs. */
 void vdev_set_features(struct vdev *d, uint64_t features);
+/* Set the negotiated protocol features. */
+void vdev_set_protocol_features(struct vdev *d, uint64_t pf);
+/* Name the device after its socket path (truncated to the field). */
+void vdev_set_path(struct vdev *d, const char *path);
+
+/*
+ * The fields the public queries read (features, protocol features, path,
+ * queue count) change under the registry lock, a leaf lock: held for field
+ * copies only, never across a device callback or a wait for a thread. A
+ * query taken from a device's own thread therefore never waits for the
+ * control thread, which may itself be waiting for that thread inside a
+ * callback (a queue_stop joining its worker). Returns the device with the
+ * lock held, or NULL (lock released) for a stale vid.
+ */
+struct vdev *vdev_query_begin(int vid);
+void vdev_query_end(void);
 
 /*
  * After vq_enter() on a vq of @d found through @vid: is @d still that
