@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -559,11 +560,18 @@ static void t_opt_in(void)
 	CHECK(!(pf & PF_INFLIGHT));
 	vuf_close(v);
 	be_stop();
-	struct be_cfg net = {.net = true};
-	path = be_start(&net);
-	CHECK_EQ(vhk_socket_get_protocol_features(path, &pf), 0);
+	/* An app that asked for it before attaching net loses it. */
+	char dir[] = "/tmp/vhk-ifl-XXXXXX", sock[64];
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(sock, sizeof(sock), "%s/s", dir);
+	CHECK_EQ(vhk_socket_register(sock, 0), 0);
+	CHECK_EQ(vhk_socket_set_protocol_features(sock, BIT(VHK_PF_MQ) | PF_INFLIGHT), 0);
+	CHECK_EQ(vhk_net_attach(sock), 0);
+	CHECK_EQ(vhk_socket_get_protocol_features(sock, &pf), 0);
+	CHECK(pf & BIT(VHK_PF_MQ));
 	CHECK(!(pf & PF_INFLIGHT));
-	be_stop();
+	CHECK_EQ(vhk_socket_unregister(sock), 0);
+	rmdir(dir);
 }
 
 static const struct test_case cases[] = {

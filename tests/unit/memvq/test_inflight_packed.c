@@ -505,7 +505,12 @@ static void mutate(struct fx *f, enum mut m)
 	case M_NUM0: d[0].num = 0; break;
 	case M_NUM_BIG: d[0].num = N + 1; break;
 	case M_CHAIN_LINK: d[0].next = N; break;
-	case M_CHAIN_IN_FREE: d[3].next = 5; break;
+	case M_CHAIN_IN_FREE: /* chain 2 ends in free entry 5; everything else about it is consistent */
+		d[3].next = 5;
+		d[3].last = 5;
+		d[5].id = 5;
+		d[5].flags = VRING_DESC_F_WRITE;
+		break;
 	case M_CHAINS_SHARE: d[3].next = 1; break;
 	case M_NEXT_FLAG: d[0].flags &= (uint16_t)~VRING_DESC_F_NEXT; break;
 	case M_LAST: d[0].last = 0; break;
