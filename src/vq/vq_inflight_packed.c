@@ -340,7 +340,7 @@ int vqi_packed_record(struct vq *vq, struct vq_ifl *f, const struct vq_chain *c)
 		bool more = j + 1 < slots;
 		/* What the walker took from this slot: the region only feeds a restart, which walks it again. */
 		memcpy(&d, &vq->pdesc[pos], sizeof(d));
-		launder(&d);
+		__asm__ volatile("" : "+m"(d)); /* the copy, not guest memory, from here on */
 		x = (uint16_t)f->free_head; /* < n: nfree >= slots */
 		if (!more)
 			WRITE_ONCE(rg->desc[h].last, x);
