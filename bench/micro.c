@@ -4,9 +4,8 @@
  *
  * The library runs in this process (its control thread serves a temporary
  * socket); the test harness frontend (vuf) negotiates over that socket and
- * the harness guest drivers (gring for split, pring for packed) play the
- * guest. One thread is the backend (vhk_net_enqueue_burst /
- * vhk_net_dequeue_burst), one thread is the guest: it keeps the receive
+ * the harness guest virtqueues (gvq, split or packed) play the guest. One thread is the backend
+ * (vhk_net_enqueue_burst / vhk_net_dequeue_burst), one thread is the guest: it keeps the receive
  * ring full of empty buffers and the transmit ring full of ready packets,
  * reaping used entries and re-posting the same guest buffers.
  *
@@ -36,8 +35,7 @@
 
 #include <vhostkit/vhostkit.h>
 
-#include "gring.h"
-#include "gring_packed.h"
+#include "gvq.h"
 #include "vuf.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -71,7 +69,6 @@ static inline void spin_pause(void)
 #define TXQ	   1
 #define MAX_BURST  256
 #define RX_BUF_LEN 2048u /* guest receive buffer (header + data), like an mbuf */
-#define FRESH_PACKED 0x80008000u
 
 /* Command line. */
 struct opts {
@@ -84,10 +81,8 @@ struct opts {
 
 /* One guest ring (split or packed) with its fixed buffers, one per slot. */
 struct gq {
-	bool packed;
 	bool writable; /* receive ring: device-writable buffers */
-	struct gring *g;
-	struct pring *p;
+	struct gvq *vq;
 	uint64_t *buf_gpa; /* per slot */
 	uint32_t buf_len;
 	uint64_t used;	   /* used entries reaped */
@@ -140,19 +135,10 @@ static void gq_post(struct gq *q, uint32_t i)
 {
 	struct gbuf b = {q->buf_gpa[i], q->buf_len};
 	void *tok = (void *)(uintptr_t)(i + 1);
-	int rc = q->packed ? (q->writable ? pring_add(q->p, NULL, 0, &b, 1, false, tok)
-					  : pring_add(q->p, &b, 1, NULL, 0, false, tok))
-			   : (q->writable ? gring_add(q->g, NULL, 0, &b, 1, false, tok)
-					  : gring_add(q->g, &b, 1, NULL, 0, false, tok));
+	int rc = q->writable ? gvq_add(q->vq, NULL, 0, &b, 1, false, tok)
+			     : gvq_add(q->vq, &b, 1, NULL, 0, false, tok);
 	if (rc < 0)
 		die("guest add", rc);
-}
-
-/* Make posted buffers visible to the device (no kick: the device polls). */
-static void gq_publish(struct gq *q)
-{
-	if (!q->packed)
-		gring_publish(q->g); /* packed: pring_add published each head already */
 }
 
 /* Reap every used entry and re-post its buffer; returns entries reaped. */
@@ -162,7 +148,7 @@ static uint32_t gq_step(struct gq *q)
 	for (;;) {
 		void *tok = NULL;
 		uint32_t len = 0;
-		int rc = q->packed ? pring_get_used(q->p, &tok, &len) : gring_get_used(q->g, &tok, &len);
+		int rc = gvq_get_used(q->vq, &tok, &len);
 		if (rc == 0)
 			break;
 		if (rc < 0)
@@ -171,7 +157,7 @@ static uint32_t gq_step(struct gq *q)
 		n++;
 	}
 	if (n)
-		gq_publish(q);
+		gvq_publish(q->vq); /* no kick: the device polls */
 	q->used += n;
 	return n;
 }
@@ -237,7 +223,6 @@ static void gq_setup(struct bench *b, uint32_t idx)
 	uint16_t size = b->o.ring_size;
 	int rc;
 
-	q->packed = b->o.packed;
 	q->writable = idx == RXQ;
 	if (q->writable)
 		q->buf_len = MAX(RX_BUF_LEN, b->hdr_len + (b->o.mrg ? 0 : b->o.pkt_len));
@@ -259,26 +244,15 @@ static void gq_setup(struct bench *b, uint32_t idx)
 				p[b->hdr_len + k] = (uint8_t)(k * 7 + i);
 		}
 	}
-	if (q->packed) {
-		if ((rc = pring_new(b->m, size, false, &q->p)) < 0)
-			die("pring_new", rc);
-		if (b->o.in_order && (rc = pring_set_in_order(q->p)) < 0)
-			die("pring_set_in_order", rc);
-		pring_set_interrupts(q->p, false);
-		if ((rc = pring_start_vring(b->v, idx, q->p, FRESH_PACKED)) < 0)
-			die("pring_start_vring", rc);
-	} else {
-		if ((rc = gring_new(b->m, size, false, &q->g)) < 0)
-			die("gring_new", rc);
-		if (b->o.in_order && (rc = gring_set_in_order(q->g)) < 0)
-			die("gring_set_in_order", rc);
-		gring_set_interrupts(q->g, false);
-		if ((rc = vuf_start_vring(b->v, idx, q->g)) < 0)
-			die("vuf_start_vring", rc);
-	}
+	/* The negotiated features pick the format and IN_ORDER (no EVENT_IDX). */
+	if ((rc = gvq_new(b->m, size, b->v->features, &q->vq)) < 0)
+		die("gvq_new", rc);
+	gvq_set_interrupts(q->vq, false);
+	if ((rc = vuf_start_vring(b->v, idx, q->vq)) < 0)
+		die("vuf_start_vring", rc);
 	for (uint32_t i = 0; i < size; i++)
 		gq_post(q, i);
-	gq_publish(q);
+	gvq_publish(q->vq);
 }
 
 /* Library side: register, attach net, offer the features asked for, start. */

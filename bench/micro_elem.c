@@ -4,7 +4,7 @@
  * (vhostkit/vhk_vq.h) with and without inflight tracking.
  *
  * A device of one queue on the public API serves requests the harness
- * guest (gring / pring) posts: 16 readable bytes and 64 writable ones
+ * guest (gvq) posts: 16 readable bytes and 64 writable ones
  * each. Guest and device run in lockstep in one thread, batch after batch:
  * the guest posts up to --batch requests, the device pops them
  * (vhk_vq_pop), writes one status byte, completes them (vhk_vq_push) and
@@ -30,8 +30,7 @@
 
 #include <vhostkit/vhostkit.h>
 
-#include "gring.h"
-#include "gring_packed.h"
+#include "gvq.h"
 #include "vuf.h"
 
 #define F(bit) (1ull << (bit))
@@ -143,8 +142,7 @@ int main(int argc, char **argv)
 	struct opts o;
 	struct vuf *v = NULL;
 	struct gmem *m = NULL;
-	struct gring *g = NULL;
-	struct pring *p = NULL;
+	struct gvq *g = NULL;
 	int rc, ifd = -1;
 
 	parse(argc, argv, &o);
@@ -174,10 +172,10 @@ int main(int argc, char **argv)
 	}
 	if ((rc = gmem_new(1, 8u << 20, 0, 0, &m)) || (rc = vuf_set_mem_table(v, m)))
 		die("guest memory", rc);
-	rc = o.packed ? pring_new(m, o.ring_size, true, &p) : gring_new(m, o.ring_size, true, &g);
+	rc = gvq_new(m, o.ring_size, f, &g);
 	if (rc)
 		die("ring", rc);
-	rc = o.packed ? pring_start_vring(v, 0, p, 0x80008000u) : vuf_start_vring(v, 0, g);
+	rc = vuf_start_vring(v, 0, g);
 	if (rc)
 		die("vring start", rc);
 	for (int i = 0; i < 3000 && atomic_load(&g_vid) < 0; i++)
@@ -205,15 +203,13 @@ int main(int argc, char **argv)
 			uint32_t s = free_slots[--nfree];
 			struct gbuf bo = {out[s], REQ_OUT}, bi = {inb[s], REQ_IN};
 			void *tok = (void *)(uintptr_t)(s + 1);
-			rc = o.packed ? pring_add(p, &bo, 1, &bi, 1, false, tok)
-				      : gring_add(g, &bo, 1, &bi, 1, false, tok);
+			rc = gvq_add(g, &bo, 1, &bi, 1, false, tok);
 			if (rc < 0)
 				die("guest add", rc);
 			k++;
 			posted++;
 		}
-		if (!o.packed)
-			gring_publish(g);
+		gvq_publish(g);
 		/* Device: pop, answer, complete, publish. */
 		for (;;) {
 			struct vhk_vq_elem el = {.iov = iov, .iov_max = 4};
@@ -232,7 +228,7 @@ int main(int argc, char **argv)
 		for (;;) {
 			void *tok = NULL;
 			uint32_t len = 0;
-			rc = o.packed ? pring_get_used(p, &tok, &len) : gring_get_used(g, &tok, &len);
+			rc = gvq_get_used(g, &tok, &len);
 			if (rc == 0)
 				break;
 			if (rc < 0 || len != 1)
@@ -251,10 +247,7 @@ int main(int argc, char **argv)
 	free(out);
 	free(inb);
 	free(free_slots);
-	if (p)
-		pring_free(p);
-	if (g)
-		gring_free(g);
+	gvq_free(g);
 	gmem_free(m);
 	return 0;
 }

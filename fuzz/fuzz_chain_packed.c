@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target for the packed ring datapath: the input becomes guest
- * memory (two regions whose host mappings are not adjacent) holding the
- * packed descriptor ring, the two event suppression structures and any
+ * memory (the test harness's guest RAM: two regions, each a file of its
+ * own) holding the packed descriptor ring, the two event suppression
+ * structures (where the harness lays out a packed ring at gpa 0) and any
  * indirect tables. The vq pops every chain it accepts (with wrap counters
  * from a fuzzed SET_VRING_BASE value), touches every translated byte,
  * rewinds some, pushes, flushes in batches and evaluates notifications.
@@ -20,43 +21,36 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "gmem.h"
+#include "gvq.h"
 #include "vq/vq.h"
 
 #define REGION 0x10000ull
 #define QVA_BASE 0x7f0000000000ull
 #define F_PACKED (1ull << 34)
 
-static uint8_t *g_view; /* our view of the memfd, file offset 0 */
+static struct gmem *g_gmem;
 static struct mem_table *g_mem;
+static struct gvq *g_ring[65]; /* the ring layout at gpa 0 per size */
 static struct vq g_vq;
 static struct vq_chain g_chain;
 static struct iovec g_iov[256]; /* g_chain's pieces: iov_max from the input */
 
-/* Region 0 = file [REGION, 2*REGION), region 1 = file [0, REGION): not host-contiguous. */
+/* Guest RAM: two adjacent regions from gpa 0, frontend addresses QVA_BASE + gpa. */
 static int setup_memory(void)
 {
-	struct mem_region r[2];
-	int fd = memfd_create("fuzzp", MFD_CLOEXEC);
-
-	if (fd < 0 || ftruncate(fd, (off_t)(2 * REGION)) < 0)
+	if (gmem_new(2, REGION, 0, 0, &g_gmem))
 		return -1;
-	g_view = mmap(NULL, 2 * REGION, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (g_view == MAP_FAILED)
-		return -1;
-	for (int i = 0; i < 2; i++) {
-		struct mem_region_desc d = {i * REGION, REGION, QVA_BASE + i * REGION,
-					    (1 - i) * REGION};
-		if (mem_region_map(&d, dup(fd), &r[i]))
-			return -1;
-	}
-	close(fd);
-	return mem_table_new(r, 2, &g_mem);
+	gmem_set_qva_base(g_gmem, QVA_BASE);
+	return gmem_table(g_gmem, 0, 2, &g_mem);
 }
 
-/* Guest byte at @gpa in our view of the file. */
-static uint8_t *gview(uint64_t gpa)
+/* The harness's packed ring of @size entries at gpa 0 (its areas; the input fills them). */
+static struct gvq *ring_at_0(uint16_t size)
 {
-	return g_view + (gpa < REGION ? gpa + REGION : gpa - REGION);
+	if (!g_ring[size] && gvq_new_at(g_gmem, 0, size, F_PACKED, &g_ring[size]))
+		abort(); /* test setup, not input */
+	return g_ring[size];
 }
 
 /* Read every readable byte and write every writable byte of the chain. */
@@ -73,14 +67,12 @@ static uint32_t touch(const struct vq_chain *c)
 }
 
 /* Configure, start and drain the ring; every path ends in vq_reset(). */
-static void run(uint16_t size, uint64_t features, uint32_t base, enum vq_pop_mode mode)
+static void run(const struct gvq *r, uint64_t features, uint32_t base, enum vq_pop_mode mode)
 {
-	struct vq_addr a = {0};
-	uint16_t rewound = 0;
+	struct vq_addr a = {0, gmem_qva(r->mem, r->desc_gpa), gmem_qva(r->mem, r->avail_gpa),
+			    gmem_qva(r->mem, r->used_gpa), 0};
+	uint16_t rewound = 0, size = r->size;
 
-	a.desc = QVA_BASE;
-	a.avail = a.desc + 16ull * size;
-	a.used = a.avail + 4;
 	vq_init(&g_vq, 0);
 	g_vq.features = features;
 	if (vq_set_num(&g_vq, size) || vq_set_addr(&g_vq, &a) || vq_set_base(&g_vq, base))
@@ -131,13 +123,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	g_chain.iov = g_iov;
 	g_chain.iov_max = (data[1] >> 3) ? (uint32_t)(data[1] >> 3) : ARRAY_SIZE(g_iov);
 
-	memset(g_view, 0, 2 * REGION);
-	for (size_t off = 0; off < len;) {
-		/* Copy in pieces that do not cross a region (gview is per region). */
-		size_t chunk = MIN(len - off, (size_t)(REGION - (off % REGION)));
-		memcpy(gview(off), data + 6 + off, chunk);
-		off += chunk;
-	}
-	run(qsize, features, base, (data[1] & 4) ? VQ_POP_DEV_READS : VQ_POP_RW);
+	for (uint32_t i = 0; i < g_gmem->nregions; i++)
+		memset(g_gmem->r[i].hva, 0, g_gmem->r[i].size);
+	if (gmem_write(g_gmem, 0, data + 6, len))
+		abort();
+	run(ring_at_0(qsize), features, base, (data[1] & 4) ? VQ_POP_DEV_READS : VQ_POP_RW);
 	return 0;
 }

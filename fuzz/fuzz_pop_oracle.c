@@ -3,7 +3,8 @@
  * libFuzzer oracle for the inline fast paths (src/vq/vq_fast.h): the input
  * builds one ring image (split or packed: descriptors with their flags,
  * avail entries, indirect tables, buffers in three guest regions, one of
- * them behind a hole) and a script of device operations. Two vqs get
+ * them behind a hole; written with the test harness's raw ring writers)
+ * and a script of device operations. Two vqs get
  * identical copies of that guest memory and run the script side by side:
  *   A the way net does: vq_pop_burst_one() sections ended with
  *     vq_fast_section_end() (vq_push_burst + vq_rewind_one), vq_pop_one()
@@ -33,6 +34,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "gmem.h"
+#include "gvq.h"
 #include "vq/vq.h"
 #include "vq/vq_fast.h"
 
@@ -65,6 +68,7 @@ static const uint64_t reg_gpa[NREG] = {0, RSZ, 3 * RSZ};
 
 /* The two sides: A (fast paths) and B (general path), each with its own memory. */
 struct side {
+	struct gmem *gm; /* guest RAM (harness): region i at reg_gpa[i] */
 	struct mem_table *mem;
 	uint8_t *view[NREG]; /* our view of each region */
 	struct vq vq;
@@ -72,8 +76,9 @@ struct side {
 	struct iovec iov[256];
 };
 
-static uint8_t *g_file;
 static struct side g_s[2];
+/* Side A's ring layouts (harness guest rings, for the raw writers): [packed][size]. */
+static struct gvq *g_ring[2][MAXQ + 1];
 
 /* Input reader: zeros past the end. */
 struct rd {
@@ -103,50 +108,32 @@ static uint16_t rd16(struct rd *r)
 		}                                                                          \
 	} while (0)
 
-/*
- * One memfd holds both sides' memory: side s, region i at file offset
- * (s * NREG + perm[i]) * RSZ, so no two regions are adjacent in host memory
- * in gpa order.
+/* Each side's guest RAM: three regions (the harness's, each a file of its own), one behind a hole.
  */
 static int setup_memory(void)
 {
-	static const int perm[NREG] = {2, 0, 1};
-	int fd = memfd_create("fuzzoracle", MFD_CLOEXEC);
-
-	if (fd < 0 || ftruncate(fd, (off_t)(2 * NREG * RSZ)) < 0)
-		return -1;
-	g_file = mmap(NULL, 2 * NREG * RSZ, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (g_file == MAP_FAILED)
-		return -1;
 	for (int s = 0; s < 2; s++) {
-		struct mem_region r[NREG];
-		for (int i = 0; i < NREG; i++) {
-			uint64_t off = (uint64_t)(s * NREG + perm[i]) * RSZ;
-			struct mem_region_desc d = {reg_gpa[i], RSZ, QVA_BASE + reg_gpa[i], off};
-			if (mem_region_map(&d, dup(fd), &r[i]))
-				return -1;
-			g_s[s].view[i] = g_file + off;
-		}
-		if (mem_table_new(r, NREG, &g_s[s].mem))
+		struct gmem *m;
+		if (gmem_new(2, RSZ, reg_gpa[0], 0, &m) || gmem_add(m, reg_gpa[2], RSZ))
+			return -1;
+		gmem_set_qva_base(m, QVA_BASE);
+		for (int i = 0; i < NREG; i++)
+			g_s[s].view[i] = m->r[i].hva;
+		g_s[s].gm = m;
+		if (gmem_table(m, 0, NREG, &g_s[s].mem))
 			return -1;
 	}
-	close(fd);
 	return 0;
 }
 
-/* Write @len bytes at guest @gpa into both sides' memory (the hole swallows bytes). */
-static void gwrite(uint64_t gpa, const void *src, size_t len)
+/* Side A's ring of @size in the format @packed at the fixed ring areas (zeroed once). */
+static struct gvq *ring_of(bool packed, uint16_t size)
 {
-	const uint8_t *b = src;
-
-	for (size_t k = 0; k < len; k++, gpa++) {
-		for (int i = 0; i < NREG; i++) {
-			if (gpa - reg_gpa[i] < RSZ) {
-				g_s[0].view[i][gpa - reg_gpa[i]] = b[k];
-				g_s[1].view[i][gpa - reg_gpa[i]] = b[k];
-			}
-		}
-	}
+	struct gvq **r = &g_ring[packed][size];
+	if (!*r && gvq_new_placed(g_s[0].gm, 0, packed ? PK_DRV : SPLIT_AVAIL,
+				  packed ? PK_DEV : SPLIT_USED, size, packed ? F_PACKED : 0, r))
+		abort(); /* test setup, not input */
+	return *r;
 }
 
 /*
@@ -187,46 +174,48 @@ static struct desc get_desc(struct rd *r, uint16_t size, bool lap)
 	return d;
 }
 
-/* Lay out the ring image and its indirect tables from the input. */
+/*
+ * Lay out the ring image and its indirect tables from the input: written
+ * into side A's memory with the harness (raw descriptors, avail entries and
+ * index; table entries where the hole swallows what falls into it), then
+ * copied to side B.
+ */
 static void build_image(struct rd *r, bool packed, uint16_t size, uint32_t base, uint8_t idx_delta)
 {
-	for (int i = 0; i < NREG; i++) {
+	for (int i = 0; i < NREG; i++)
 		memset(g_s[0].view[i], 0, RSZ);
-		memset(g_s[1].view[i], 0, RSZ);
-	}
+	struct gvq *q = ring_of(packed, size);
 	uint16_t pos0 = (uint16_t)(base & 0x7fff);
 	bool wrap0 = base & 0x8000;
 	for (uint16_t i = 0; i < size; i++) {
 		/* Packed: slots before the start position belong to the next lap. */
 		struct desc d = get_desc(r, size, packed ? (i >= pos0 ? wrap0 : !wrap0) : 0);
-		if (packed) {
-			struct vring_packed_desc p = {d.addr, d.len, d.next, d.flags};
-			gwrite(16ull * i, &p, sizeof(p));
-		} else {
-			struct vring_desc s = {d.addr, d.len, (uint16_t)(d.flags & 7), d.next};
-			gwrite(16ull * i, &s, sizeof(s));
-		}
+		if (packed)
+			gvq_raw_slot(q, i, d.addr, d.len, d.next, d.flags);
+		else
+			gvq_raw_desc(q, i, d.addr, d.len, (uint16_t)(d.flags & 7), d.next);
 	}
 	if (!packed) {
-		uint16_t idx = (uint16_t)(base + idx_delta % (size + 2));
-		gwrite(SPLIT_AVAIL + 2, &idx, 2);
-		for (uint16_t i = 0; i < size; i++) {
-			uint16_t head = (uint16_t)(rd8(r) % (size + 2));
-			gwrite(SPLIT_AVAIL + 4 + 2ull * i, &head, 2);
-		}
+		gvq_raw_avail_idx(q, (uint16_t)(base + idx_delta % (size + 2)));
+		for (uint16_t i = 0; i < size; i++)
+			gvq_raw_avail(q, i, (uint16_t)(rd8(r) % (size + 2)));
 	}
 	for (int t = 0; t < NIND; t++) {
 		for (int e = 0; e < IND_N; e++) {
 			struct desc d = get_desc(r, IND_N, 0);
+			uint64_t gpa = ind_gpa[t] + 16ull * e;
 			if (packed) {
 				struct vring_packed_desc p = {d.addr, d.len, d.next, d.flags};
-				gwrite(ind_gpa[t] + 16ull * e, &p, sizeof(p));
+				(void)gmem_write(g_s[0].gm, gpa, &p, sizeof(p));
 			} else {
-				struct vring_desc s = {d.addr, d.len, (uint16_t)(d.flags & 7), d.next};
-				gwrite(ind_gpa[t] + 16ull * e, &s, sizeof(s));
+				struct vring_desc sd = {d.addr, d.len, (uint16_t)(d.flags & 7),
+							d.next};
+				(void)gmem_write(g_s[0].gm, gpa, &sd, sizeof(sd));
 			}
 		}
 	}
+	for (int i = 0; i < NREG; i++)
+		memcpy(g_s[1].view[i], g_s[0].view[i], RSZ);
 }
 
 /* Region and offset of host address @p in @s's memory (-1: not guest memory). */
@@ -525,7 +514,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct rd r = {data, size, 0};
 
-	if (!g_file && setup_memory())
+	if (!g_s[0].mem && setup_memory())
 		abort(); /* test setup, not input: nothing can work */
 	run(&r);
 	return 0;

@@ -8,9 +8,9 @@
  *              (dequeue from each TX vring, enqueue to the RX vring of the
  *              same pair) — what a real backend app does.
  *   frontend : the test vhost-user master connects to the socket, negotiates
- *              like QEMU, shares memfd "guest RAM", and a guest-side split
- *              ring driver transmits UDP frames and checks every echoed frame
- *              byte for byte.
+ *              like QEMU, shares memfd "guest RAM", and the harness's guest
+ *              virtqueue driver (split rings) transmits UDP frames and checks
+ *              every echoed frame byte for byte.
  *
  * Usage: vhk-demo [--seconds N] [--queues N]
  * Exit status 0 when every frame came back intact.
@@ -27,7 +27,7 @@
 #include <linux/virtio_net.h>
 
 #include <vhostkit/vhostkit.h>
-#include "gring.h"
+#include "gvq.h"
 #include "vuf.h"
 
 #define RING 256
@@ -39,7 +39,7 @@ static atomic_int g_vid = -1;
 static atomic_bool g_stop;
 
 struct pair {
-	struct gring *tx, *rx;
+	struct gvq *tx, *rx;
 	uint64_t tx_slots, rx_slots;   /* gpa of RING slots each */
 	uint64_t sent_seq, recv_seq;    /* frames sent / verified */
 	uint64_t sent_bytes, recv_bytes;
@@ -125,12 +125,12 @@ static int guest_step(struct gmem *m, struct pair *p, uint32_t q)
 	int work = 0;
 
 	/* Reap TX completions. */
-	while (gring_get_used(p->tx, &tok, &len) == 1) {
+	while (gvq_get_used(p->tx, &tok, &len) == 1) {
 		p->tx_inflight--;
 		work++;
 	}
 	/* Check echoed frames, in order, byte for byte; repost the buffer. */
-	while (gring_get_used(p->rx, &tok, &len) == 1) {
+	while (gvq_get_used(p->rx, &tok, &len) == 1) {
 		uint64_t slot = (uint64_t)(uintptr_t)tok - 1;
 		uint64_t gpa = p->rx_slots + slot * SLOT;
 		uint32_t want = frame_len(q, p->recv_seq);
@@ -146,10 +146,10 @@ static int guest_step(struct gmem *m, struct pair *p, uint32_t q)
 		}
 		p->recv_seq++;
 		struct gbuf in = {gpa, SLOT};
-		gring_add(p->rx, NULL, 0, &in, 1, false, tok);
+		gvq_add(p->rx, NULL, 0, &in, 1, false, tok);
 		work++;
 	}
-	gring_kick(p->rx);
+	gvq_kick(p->rx);
 	/* Transmit while there is room and the echo has not fallen far behind. */
 	while (p->tx_inflight < RING && p->sent_seq - p->recv_seq < RING) {
 		uint64_t slot = p->sent_seq % RING;
@@ -160,14 +160,14 @@ static int guest_step(struct gmem *m, struct pair *p, uint32_t q)
 		frame_fill(buf + HDR, q, p->sent_seq, flen);
 		gmem_write(m, gpa, buf, HDR + flen);
 		struct gbuf out = {gpa, HDR + flen};
-		if (gring_add(p->tx, &out, 1, NULL, 0, false, (void *)(uintptr_t)(slot + 1)) < 0)
+		if (gvq_add(p->tx, &out, 1, NULL, 0, false, (void *)(uintptr_t)(slot + 1)) < 0)
 			break;
 		p->tx_inflight++;
 		p->sent_seq++;
 		p->sent_bytes += flen;
 		work++;
 	}
-	gring_kick(p->tx);
+	gvq_kick(p->tx);
 	return work;
 }
 
@@ -225,14 +225,14 @@ int main(int argc, char **argv)
 	       v->features, v->protocol_features);
 	for (uint32_t q = 0; q < nq; q++) {
 		struct pair *p = &pairs[q];
-		if ((rc = gring_new(m, RING, true, &p->rx)) < 0 ||
-		    (rc = gring_new(m, RING, true, &p->tx)) < 0)
+		if ((rc = gvq_new(m, RING, v->features, &p->rx)) < 0 ||
+		    (rc = gvq_new(m, RING, v->features, &p->tx)) < 0)
 			goto fail;
 		p->rx_slots = gmem_alloc(m, (uint64_t)RING * SLOT, 64);
 		p->tx_slots = gmem_alloc(m, (uint64_t)RING * SLOT, 64);
 		for (uint64_t s = 0; s < RING; s++) {
 			struct gbuf in = {p->rx_slots + s * SLOT, SLOT};
-			gring_add(p->rx, NULL, 0, &in, 1, false, (void *)(uintptr_t)(s + 1));
+			gvq_add(p->rx, NULL, 0, &in, 1, false, (void *)(uintptr_t)(s + 1));
 		}
 		if ((rc = vuf_start_vring(v, 2 * q, p->rx)) < 0 ||
 		    (rc = vuf_start_vring(v, 2 * q + 1, p->tx)) < 0)
@@ -304,8 +304,8 @@ int main(int argc, char **argv)
 	vuf_close(v);
 	vhk_socket_unregister(path);
 	for (uint32_t q = 0; q < nq; q++) {
-		gring_free(pairs[q].rx);
-		gring_free(pairs[q].tx);
+		gvq_free(pairs[q].rx);
+		gvq_free(pairs[q].tx);
 	}
 	gmem_free(m);
 	rmdir(dir);
@@ -319,8 +319,8 @@ fail:
 		vuf_close(v);
 	vhk_socket_unregister(path);
 	for (uint32_t q = 0; q < nq; q++) {
-		gring_free(pairs[q].rx);
-		gring_free(pairs[q].tx);
+		gvq_free(pairs[q].rx);
+		gvq_free(pairs[q].tx);
 	}
 	gmem_free(m);
 	return 1;

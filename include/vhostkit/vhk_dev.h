@@ -207,6 +207,33 @@ int vhk_socket_register(const char *path, uint64_t flags);
 int vhk_socket_set_perm(const char *path, mode_t mode, uid_t owner, gid_t group);
 
 /**
+ * Limits that keep misbehaving frontends from holding the library's
+ * resources (device slots, memory, the control thread's attention). A
+ * connection is *unnegotiated* until it sends SET_OWNER, SET_FEATURES or
+ * SET_MEM_TABLE (QEMU and DPDK send SET_OWNER right after connecting).
+ * Zero in any field means "the default".
+ */
+struct vhk_socket_limits {
+	/** Close a connection still unnegotiated this long after it connected (default 10000). */
+	uint32_t handshake_timeout_ms;
+	/**
+	 * Unnegotiated connections of the socket at most; a new one beyond it
+	 * closes the oldest unnegotiated one (default 64).
+	 */
+	uint32_t max_unnegotiated;
+	/** Close a connection whose peer leaves a reply unread this long (default 30000). */
+	uint32_t reply_timeout_ms;
+	uint32_t reserved[13]; /**< zero */
+};
+
+/**
+ * Set the limits of @p path (copied; fields 0 keep the default). Before
+ * vhk_socket_start(). @return 0; -ENOENT unknown path; -EINVAL NULL or
+ * reserved fields not zero; -EBUSY already started.
+ */
+int vhk_socket_set_limits(const char *path, const struct vhk_socket_limits *limits);
+
+/**
  * Unregister @p path: stop listening or reconnecting, close every
  * connection and remove the socket file it created; the path may be
  * registered again at once. Safe while datapath threads run traffic on its
@@ -360,26 +387,6 @@ struct vhk_mem_region {
  * @return the total number of regions; -ENODEV.
  */
 int vhk_dev_get_mem_table(int vid, struct vhk_mem_region *regions, uint32_t max);
-
-/**
- * Translate guest address @p addr (a guest physical address; an I/O
- * virtual address once IOMMU support lands) to a host pointer
- * (rte_vhost_va_from_guest_pa).
- *
- * @param len  in: bytes wanted (> 0); out: bytes mapped contiguously from
- *             the returned pointer, never more than asked (a range that
- *             crosses a region boundary is clipped there: translate the
- *             rest separately); 0 when NULL is returned.
- * @return the host pointer; NULL if @p addr is not mapped, *@p len is 0,
- *         @p len is NULL or @p vid is stale.
- * Lifetime: the pointer is valid until the device's next queue_stop
- * (struct vhk_device_ops) or destroy_device (struct vhk_callbacks): a
- * memory-table change runs them before the old memory goes away. Call it
- * between queue_start and queue_stop while the device runs. The guest may
- * change the memory at any time.
- * Thread-safety: any thread.
- */
-void *vhk_dev_translate(int vid, uint64_t addr, uint64_t *len);
 
 /**
  * Set the device implementation's per-device pointer of @p vid (the device

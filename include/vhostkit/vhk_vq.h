@@ -133,6 +133,28 @@ struct vhk_vq_elem {
 };
 
 /**
+ * Translate guest address @p addr (a guest physical address; an I/O
+ * virtual address once IOMMU support lands) that a request of queue @p qid
+ * points to, to a host pointer (rte_vhost_va_from_guest_pa). The lookup
+ * runs as a datapath call on the queue, so the memory table cannot be
+ * replaced or released under it.
+ *
+ * @param len  in: bytes wanted (> 0); out: bytes mapped contiguously from
+ *             the returned pointer, never more than asked (a range that
+ *             crosses a region boundary is clipped there: translate the
+ *             rest separately); 0 when NULL is returned.
+ * @return the host pointer; NULL if @p addr is not mapped, *@p len is 0,
+ *         @p len is NULL, @p vid is stale, or the queue is not ready or in
+ *         use by another thread right now (the queue's datapath rule).
+ * Lifetime: the pointer is valid until the device's next queue_stop
+ * (struct vhk_device_ops) or destroy_device (struct vhk_callbacks): a
+ * memory-table change runs them before the old memory goes away. The guest
+ * may change the memory at any time: read what you check once.
+ * Thread-safety: the queue's datapath rule (file comment).
+ */
+void *vhk_vq_translate(int vid, uint16_t qid, uint64_t addr, uint64_t *len);
+
+/**
  * Pop the next request the guest made available in queue @p qid. The
  * chain was walked and checked by the library (bounds, loops, indirect
  * tables, every byte mapped); its pieces go to @p elem->iov in order,

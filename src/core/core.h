@@ -67,6 +67,7 @@ struct core_sock {
 	uint64_t pfeatures; /* offered protocol features (if pf_set) */
 	bool pf_set;
 	uint32_t max_queues; /* virtqueues a frontend may use */
+	struct vhk_socket_limits limits; /* defaults filled in */
 	struct vhk_callbacks cb;
 	void *cb_ctx;
 	struct vhk_device_ops ops;

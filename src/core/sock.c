@@ -20,6 +20,9 @@
 
 #define DEFAULT_FEATURES ((1ull << VHK_F_VERSION_1) | (1ull << VHK_F_PROTOCOL_FEATURES))
 #define DEFAULT_MAX_QUEUES 2u
+#define DEFAULT_HANDSHAKE_MS 10000u
+#define DEFAULT_MAX_UNNEGOTIATED 64u
+#define DEFAULT_REPLY_MS 30000u
 
 /*
  * Protocol features the core implements, and those a device implements
@@ -105,6 +108,9 @@ VHK_EXPORT int vhk_socket_register(const char *path, uint64_t flags)
 	s->gid = (gid_t)-1;
 	s->features = DEFAULT_FEATURES;
 	s->max_queues = DEFAULT_MAX_QUEUES;
+	s->limits.handshake_timeout_ms = DEFAULT_HANDSHAKE_MS;
+	s->limits.max_unnegotiated = DEFAULT_MAX_UNNEGOTIATED;
+	s->limits.reply_timeout_ms = DEFAULT_REPLY_MS;
 	s->next = g_socks;
 	g_socks = s;
 out_unlock:
@@ -179,6 +185,29 @@ VHK_EXPORT int vhk_socket_set_perm(const char *path, mode_t mode, uid_t owner, g
 	s->mode = mode;
 	s->uid = owner;
 	s->gid = group;
+	core_unlock();
+	return 0;
+}
+
+VHK_EXPORT int vhk_socket_set_limits(const char *path, const struct vhk_socket_limits *limits)
+{
+	struct core_sock *s;
+	int rc;
+
+	if (!limits)
+		return -EINVAL;
+	for (unsigned i = 0; i < sizeof(limits->reserved) / sizeof(limits->reserved[0]); i++)
+		if (limits->reserved[i])
+			return -EINVAL;
+	rc = config_begin(path, &s);
+	if (rc < 0)
+		return rc;
+	if (limits->handshake_timeout_ms)
+		s->limits.handshake_timeout_ms = limits->handshake_timeout_ms;
+	if (limits->max_unnegotiated)
+		s->limits.max_unnegotiated = limits->max_unnegotiated;
+	if (limits->reply_timeout_ms)
+		s->limits.reply_timeout_ms = limits->reply_timeout_ms;
 	core_unlock();
 	return 0;
 }

@@ -8,11 +8,13 @@
  * pointers; stale handles get -ENODEV.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <poll.h>
 #include <string.h>
 
 #include "util/fd.h"
 #include "vhostkit/vhk_vq.h"
+#include "core/core.h"
 #include "core/vdev.h"
 #include "vq/vq_inflight.h"
 
@@ -36,71 +38,79 @@ VHK_EXPORT void *vhk_dev_get_ctx(int vid)
 	return d ? d->app_ctx : NULL;
 }
 
-VHK_EXPORT int vhk_dev_get_features(int vid, uint64_t *ret_features)
+/*
+ * The queries read what the control thread changes: under the control
+ * lock (recursive, so callbacks may call them), and re-checking the vid
+ * under it.
+ */
+static struct vdev *query_begin(int vid)
 {
-	struct vdev *d = vdev_get(vid);
+	struct vdev *d;
 
+	core_lock();
+	d = vdev_get(vid);
+	if (!d)
+		core_unlock();
+	return d;
+}
+
+/* Read one 64-bit field of the device (features or protocol features). */
+static int query_u64(int vid, size_t off, uint64_t *ret)
+{
+	struct vdev *d;
+
+	if (!ret)
+		return vdev_get(vid) ? -EINVAL : -ENODEV;
+	d = query_begin(vid);
 	if (!d)
 		return -ENODEV;
-	if (!ret_features)
-		return -EINVAL;
-	*ret_features = d->features;
+	memcpy(ret, (const char *)d + off, sizeof(*ret));
+	core_unlock();
 	return 0;
+}
+
+VHK_EXPORT int vhk_dev_get_features(int vid, uint64_t *ret_features)
+{
+	return query_u64(vid, offsetof(struct vdev, features), ret_features);
 }
 
 VHK_EXPORT int vhk_dev_get_protocol_features(int vid, uint64_t *ret_protocol_features)
 {
-	struct vdev *d = vdev_get(vid);
-
-	if (!d)
-		return -ENODEV;
-	if (!ret_protocol_features)
-		return -EINVAL;
-	*ret_protocol_features = d->protocol_features;
-	return 0;
+	return query_u64(vid, offsetof(struct vdev, protocol_features), ret_protocol_features);
 }
 
 VHK_EXPORT int vhk_dev_get_path(int vid, char *buf, size_t len)
 {
-	struct vdev *d = vdev_get(vid);
+	struct vdev *d;
 	size_t n;
+	int rc = 0;
 
+	if (!buf)
+		return vdev_get(vid) ? -EINVAL : -ENODEV;
+	d = query_begin(vid);
 	if (!d)
 		return -ENODEV;
-	if (!buf)
-		return -EINVAL;
 	n = strnlen(d->path, sizeof(d->path) - 1);
-	if (len < n + 1)
-		return -ENOSPC;
-	memcpy(buf, d->path, n);
-	buf[n] = '\0';
-	return 0;
+	if (len < n + 1) {
+		rc = -ENOSPC;
+	} else {
+		memcpy(buf, d->path, n);
+		buf[n] = '\0';
+	}
+	core_unlock();
+	return rc;
 }
 
 VHK_EXPORT int vhk_dev_get_vq_count(int vid)
 {
-	struct vdev *d = vdev_get(vid);
+	struct vdev *d = query_begin(vid);
+	int n;
 
-	return d ? (int)d->nr_vrings : -ENODEV;
-}
-
-VHK_EXPORT void *vhk_dev_translate(int vid, uint64_t addr, uint64_t *len)
-{
-	struct vdev *d = vdev_get(vid);
-	void *p = NULL;
-
-	if (!len)
-		return NULL;
-	/*
-	 * A new table replaces this one (which is then freed) only after the
-	 * device's users were told (destroy_device / queue_stop); the caller
-	 * translates before that (vhk_dev.h).
-	 */
-	if (d)
-		p = mem_gpa_to_hva(load_acquire(&d->mem), addr, len, NULL);
-	if (!p)
-		*len = 0;
-	return p;
+	if (!d)
+		return -ENODEV;
+	n = (int)d->nr_vrings;
+	core_unlock();
+	return n;
 }
 
 VHK_EXPORT int vhk_dev_set_priv(int vid, void *priv)
@@ -136,6 +146,12 @@ VHK_EXPORT int vhk_vq_get_info(int vid, uint16_t qid, struct vhk_vq_info *info)
 	}
 	if (rc)
 		return rc;
+	/*
+	 * A consistent snapshot: the control thread changes the ring under
+	 * the control lock, the datapath owner only while it holds the vq.
+	 */
+	core_lock();
+	vq_quiesce(vq);
 	memset(info, 0, sizeof(*info));
 	info->size = vq->num_set ? vq->size : 0;
 	info->packed = vq->packed;
@@ -149,6 +165,8 @@ VHK_EXPORT int vhk_vq_get_info(int vid, uint16_t qid, struct vhk_vq_info *info)
 	info->call_fd = vq->call_fd;
 	info->last_avail_idx = vq->last_avail_idx;
 	info->last_used_idx = vq->last_used_idx;
+	vq_unquiesce(vq);
+	core_unlock();
 	return 0;
 }
 

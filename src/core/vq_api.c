@@ -102,6 +102,24 @@ static void elem_fill(struct vhk_vq_elem *e, const struct vq_chain *c, int rc)
 	e->in_num = rc ? 0 : c->nin;
 }
 
+VHK_EXPORT void *vhk_vq_translate(int vid, uint16_t qid, uint64_t addr, uint64_t *len)
+{
+	struct vdev *d;
+	struct vq *vq;
+	void *p = NULL;
+
+	if (!len)
+		return NULL;
+	if (vdev_enter_vq(vid, qid, &d, &vq) == 0) {
+		/* Owned like a burst: no table swap or release can run meanwhile. */
+		p = mem_gpa_to_hva(vq->mem, addr, len, &vq->mem_hint);
+		vq_leave(vq);
+	}
+	if (!p)
+		*len = 0;
+	return p;
+}
+
 /* vq_flush(), through the inflight region when the queue tracks. */
 static void api_flush(struct vq *vq)
 {

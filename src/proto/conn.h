@@ -40,6 +40,10 @@ struct psock {
 	dev_t file_dev;		  /* the socket file we created */
 	ino_t file_ino;
 	uint32_t backoff_ms;
+	struct loop_timer *accept_retry; /* accept paused (EMFILE...): resume then */
+	uint32_t accept_backoff_ms;
+	unsigned unnegotiated; /* connections that did not negotiate yet */
+	uint64_t conn_seq;     /* connections accepted or made so far */
 	struct conn *conns;
 };
 
@@ -56,6 +60,10 @@ struct conn {
 	uint32_t watch_ev;	  /* events it waits for */
 	bool dead;		  /* closed; memory freed by a loop post */
 	bool suspended;		  /* waiting for device ops */
+	bool negotiated;	  /* sent SET_OWNER, SET_FEATURES or SET_MEM_TABLE */
+	uint64_t seq;		  /* order of arrival on its socket */
+	struct loop_timer *handshake_timer; /* closes it if it does not negotiate in time */
+	struct loop_timer *reply_timer;	    /* closes it if it leaves a reply unread too long */
 	uint64_t offered_pf;	  /* protocol features offered (copy at connect time) */
 
 	/* Receive state machine. */
@@ -112,10 +120,14 @@ int conn_new(struct psock *ps, int fd);
  * close it.
  */
 void conn_close(struct conn *c, const char *why);
+/* @c sent a negotiation message: it no longer counts against the unnegotiated bound. */
+void conn_negotiated(struct conn *c);
 /* Client mode: try to connect again after the current backoff. */
 void psock_schedule_reconnect(struct psock *ps);
 /* Server mode: the listening socket is readable. */
 void psock_accept(void *ctx, int fd, uint32_t events);
+/* Stop accepting for a while (out of fds or memory); @why is the error seen. */
+void psock_pause_accept(struct psock *ps, int why);
 
 /* ---- backend.c: the backend request channel ---- */
 struct bchan;

@@ -272,6 +272,10 @@ static void dispatch_one(struct conn *c)
 	(void)core_op_take_error(c->dev);
 	rc = validate(c, d, &m);
 	if (rc == 0) {
+		/* The messages a frontend sends right after connecting end its handshake window. */
+		if (req == VHOST_USER_SET_OWNER || req == VHOST_USER_SET_FEATURES ||
+		    req == VHOST_USER_SET_MEM_TABLE)
+			conn_negotiated(c);
 		mask_vring_index(m.msg, d->vring, conn_nvrings(c));
 		rc = d->fn(c, &m);
 		if (rc == -ENOSYS)
@@ -331,6 +335,31 @@ void conn_ops_done(void *owner)
 	}
 }
 
+/* A reply stayed unread too long: the peer stopped reading. */
+static void reply_timeout(void *ctx)
+{
+	struct conn *c = ctx;
+
+	core_lock();
+	c->reply_timer = NULL;
+	if (!c->dead && !outq_empty(&c->out))
+		conn_close(c, "the peer leaves its replies unread");
+	core_unlock();
+}
+
+/* Arm the unread-reply deadline while a reply waits, drop it once sent. */
+static void reply_deadline(struct conn *c, bool out)
+{
+	if (out && !c->reply_timer && c->ps) {
+		if (loop_timer_add(core_loop(), c->ps->cs->limits.reply_timeout_ms, reply_timeout, c,
+				   &c->reply_timer) < 0)
+			log_err("vid %d: cannot arm the reply deadline", c->vid);
+	} else if (!out && c->reply_timer) {
+		loop_timer_del(core_loop(), c->reply_timer);
+		c->reply_timer = NULL;
+	}
+}
+
 void conn_watch_update(struct conn *c)
 {
 	bool out = !outq_empty(&c->out);
@@ -339,6 +368,7 @@ void conn_watch_update(struct conn *c)
 
 	if (c->dead)
 		return;
+	reply_deadline(c, out);
 	if (ev == 0) {
 		/*
 		 * Nothing to wait for on the socket (a device op is pending): no

@@ -43,9 +43,11 @@ static void unregister_locked(struct core_sock *cs)
 		if (core_loop()) {
 			loop_watch_del(core_loop(), ps->lwatch);
 			loop_timer_del(core_loop(), ps->retry);
+			loop_timer_del(core_loop(), ps->accept_retry);
 		}
 		ps->lwatch = NULL;
 		ps->retry = NULL;
+		ps->accept_retry = NULL;
 		fd_close(&ps->lfd);
 		fd_close(&ps->pending_fd);
 		while (ps->conns)
@@ -85,8 +87,12 @@ VHK_EXPORT int vhk_socket_unregister_async(const char *path, void (*done)(void *
 		rc = -ENOENT;
 		goto out_unlock;
 	}
-	/* The completion is posted to the loop: make sure there is one. */
-	rc = core_loop_ensure();
+	/*
+	 * The completion is posted to the loop: make sure there is one and
+	 * that something runs it (the control thread, unless the app drives
+	 * the loop), also for a socket that was never started.
+	 */
+	rc = core_thread_ensure();
 	if (rc < 0)
 		goto out_unlock;
 	cs->unreg_done = done;

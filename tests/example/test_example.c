@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "test.h"
-#include "gring.h"
+#include "gvq.h"
 #include "vuf.h"
 
 #define HDR 12
@@ -49,7 +49,7 @@ static void stop_echo(pid_t pid)
 static void echo_pairs(uint32_t nq, bool mrg)
 {
 	char dir[] = "/tmp/vhk-example-XXXXXX", path[128];
-	struct gring *rx[2], *tx[2];
+	struct gvq *rx[2], *tx[2];
 	struct gmem *m;
 	struct vuf *v;
 
@@ -63,16 +63,17 @@ static void echo_pairs(uint32_t nq, bool mrg)
 	CHECK_EQ(!!(v->features & (1ull << 15)), mrg);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	for (uint32_t q = 0; q < nq; q++) {
-		CHECK_EQ(gring_new(m, 64, false, &rx[q]), 0);
-		CHECK_EQ(gring_new(m, 64, false, &tx[q]), 0);
+		CHECK_EQ(gvq_new(m, 64, v->features, &rx[q]), 0);
+		CHECK_EQ(gvq_new(m, 64, v->features, &tx[q]), 0);
 		for (int i = 0; i < 32; i++) {
 			struct gbuf in = {gmem_alloc(m, 2048, 64), 2048};
 			CHECK(in.gpa);
-			CHECK(gring_add(rx[q], NULL, 0, &in, 1, false, (void *)(uintptr_t)in.gpa) >= 0);
+			CHECK(gvq_add(rx[q], NULL, 0, &in, 1, false, (void *)(uintptr_t)in.gpa) >=
+			      0);
 		}
 		CHECK_EQ(vuf_start_vring(v, 2 * q, rx[q]), 0);
 		CHECK_EQ(vuf_start_vring(v, 2 * q + 1, tx[q]), 0);
-		gring_kick(rx[q]);
+		gvq_kick(rx[q]);
 	}
 	for (uint32_t q = 0; q < nq; q++) {
 		for (uint32_t i = 0; i < 20; i++) {
@@ -82,14 +83,15 @@ static void echo_pairs(uint32_t nq, bool mrg)
 				frame[HDR + b] = (uint8_t)(b * 13 + i + q * 101);
 			struct gbuf out = {gmem_alloc(m, HDR + len, 16), HDR + len};
 			CHECK_EQ(gmem_write(m, out.gpa, frame, HDR + len), 0);
-			CHECK(gring_add(tx[q], &out, 1, NULL, 0, false, (void *)(uintptr_t)out.gpa) >= 0);
-			gring_kick(tx[q]);
+			CHECK(gvq_add(tx[q], &out, 1, NULL, 0, false, (void *)(uintptr_t)out.gpa) >=
+			      0);
+			gvq_kick(tx[q]);
 
 			void *tok;
 			uint32_t got = 0;
 			int ok = 0;
 			for (int t = 0; t < 5000 && !ok; t++) {
-				ok = gring_get_used(rx[q], &tok, &got);
+				ok = gvq_get_used(rx[q], &tok, &got);
 				if (!ok)
 					usleep(1000);
 			}
@@ -100,15 +102,15 @@ static void echo_pairs(uint32_t nq, bool mrg)
 			CHECK(memcmp(back + HDR, frame + HDR, len) == 0);
 			/* repost the receive buffer */
 			struct gbuf in = {(uint64_t)(uintptr_t)tok, 2048};
-			CHECK(gring_add(rx[q], NULL, 0, &in, 1, false, tok) >= 0);
-			gring_kick(rx[q]);
+			CHECK(gvq_add(rx[q], NULL, 0, &in, 1, false, tok) >= 0);
+			gvq_kick(rx[q]);
 		}
 	}
 	vuf_close(v);
 	stop_echo(pid);
 	for (uint32_t q = 0; q < nq; q++) {
-		gring_free(rx[q]);
-		gring_free(tx[q]);
+		gvq_free(rx[q]);
+		gvq_free(tx[q]);
 	}
 	gmem_free(m);
 	unlink(path);

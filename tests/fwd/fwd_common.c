@@ -134,17 +134,17 @@ void guest_setup(struct guest *g, struct vuf *v, uint32_t nq, uint64_t extra)
 	CHECK_EQ(vuf_negotiate(v, want, (1ull << 0) | (1ull << 3)), 0);
 	CHECK_EQ(vuf_set_mem_table(v, g->m), 0);
 	for (uint32_t q = 0; q < nq; q++) {
-		CHECK_EQ(gring_new(g->m, FWD_RING, false, &g->rx[q]), 0);
-		CHECK_EQ(gring_new(g->m, FWD_RING, false, &g->tx[q]), 0);
+		CHECK_EQ(gvq_new(g->m, FWD_RING, v->features, &g->rx[q]), 0);
+		CHECK_EQ(gvq_new(g->m, FWD_RING, v->features, &g->tx[q]), 0);
 		for (int i = 0; i < FWD_RING; i++) {
 			struct gbuf in = {gmem_alloc(g->m, FWD_RXBUF, 64), FWD_RXBUF};
 			CHECK(in.gpa);
-			CHECK(gring_add(g->rx[q], NULL, 0, &in, 1, false,
-					(void *)(uintptr_t)in.gpa) >= 0);
+			CHECK(gvq_add(g->rx[q], NULL, 0, &in, 1, false,
+				      (void *)(uintptr_t)in.gpa) >= 0);
 		}
 		CHECK_EQ(vuf_start_vring(v, 2 * q, g->rx[q]), 0);
 		CHECK_EQ(vuf_start_vring(v, 2 * q + 1, g->tx[q]), 0);
-		gring_kick(g->rx[q]);
+		gvq_kick(g->rx[q]);
 	}
 }
 
@@ -163,7 +163,7 @@ static void reap_tx(struct guest *g, uint32_t q)
 	uint32_t len;
 	int r;
 
-	while ((r = gring_get_used(g->tx[q], &tok, &len)) == 1)
+	while ((r = gvq_get_used(g->tx[q], &tok, &len)) == 1)
 		g->tx_out[q]--;
 	CHECK(r == 0);
 }
@@ -182,9 +182,9 @@ void guest_send(struct guest *g, uint32_t q, const void *frame, uint32_t len)
 			break;
 		usleep(1000);
 	}
-	CHECK(gring_add(g->tx[q], &out, 1, NULL, 0, false, (void *)(uintptr_t)out.gpa) >= 0);
+	CHECK(gvq_add(g->tx[q], &out, 1, NULL, 0, false, (void *)(uintptr_t)out.gpa) >= 0);
 	g->tx_out[q]++;
-	gring_kick(g->tx[q]);
+	gvq_kick(g->tx[q]);
 }
 
 int guest_recv(struct guest *g, uint32_t q, void *frame, uint32_t *len, int timeout_ms)
@@ -194,7 +194,7 @@ int guest_recv(struct guest *g, uint32_t q, void *frame, uint32_t *len, int time
 	int ok = 0;
 
 	for (int t = 0; !ok; t++) {
-		ok = gring_get_used(g->rx[q], &tok, &got);
+		ok = gvq_get_used(g->rx[q], &tok, &got);
 		CHECK(ok >= 0);
 		if (ok)
 			break;
@@ -206,8 +206,8 @@ int guest_recv(struct guest *g, uint32_t q, void *frame, uint32_t *len, int time
 	*len = got - FWD_HDR;
 	CHECK_EQ(gmem_read(g->m, (uint64_t)(uintptr_t)tok + FWD_HDR, frame, *len), 0);
 	struct gbuf in = {(uint64_t)(uintptr_t)tok, FWD_RXBUF};
-	CHECK(gring_add(g->rx[q], NULL, 0, &in, 1, false, tok) >= 0);
-	gring_kick(g->rx[q]);
+	CHECK(gvq_add(g->rx[q], NULL, 0, &in, 1, false, tok) >= 0);
+	gvq_kick(g->rx[q]);
 	return 1;
 }
 
@@ -227,8 +227,8 @@ void guest_close(struct guest *g)
 	if (g->v)
 		vuf_close(g->v);
 	for (uint32_t q = 0; q < g->nq; q++) {
-		gring_free(g->rx[q]);
-		gring_free(g->tx[q]);
+		gvq_free(g->rx[q]);
+		gvq_free(g->tx[q]);
 	}
 	gmem_free(g->m);
 	memset(g, 0, sizeof(*g));

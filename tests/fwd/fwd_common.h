@@ -2,7 +2,7 @@
 /*
  * Helpers of the vhk-fwd tests: run apps/vhk-fwd as a child process (binary
  * from $VHK_FWD_BIN), read its JSON line, and a small "guest" built on the
- * test frontend (vuf) and guest ring driver (gring).
+ * test frontend (vuf) and guest virtqueues (gvq) in the negotiated format.
  */
 #ifndef VHK_TEST_FWD_COMMON_H
 #define VHK_TEST_FWD_COMMON_H
@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "gring.h"
+#include "gvq.h"
 #include "vuf.h"
 
 #define FWD_HDR 12        /* virtio_net_hdr_mrg_rxbuf (VERSION_1) */
@@ -48,7 +48,7 @@ struct guest {
 	struct vuf *v;
 	struct gmem *m;
 	uint32_t nq;
-	struct gring *rx[FWD_MAXQ], *tx[FWD_MAXQ];
+	struct gvq *rx[FWD_MAXQ], *tx[FWD_MAXQ];
 	uint32_t tx_out[FWD_MAXQ]; /* frames posted and not yet used */
 };
 

@@ -2,7 +2,9 @@
 /*
  * Test harness, frontend side (see vuf.h): a blocking vhost-user master over
  * a Unix stream socket. Every fd it creates is CLOEXEC; every receive has a
- * deadline so a silent backend makes a test fail instead of hang.
+ * deadline so a silent backend makes a test fail instead of hang. Waits go
+ * through wait_fd(), which runs the idle hook (an app-driven library's
+ * loop) instead of blocking when one is set.
  *
  * The peer is the library under test, so replies are validated (version,
  * REPLY bit, request code, size) before a caller sees them.
@@ -23,6 +25,14 @@
 #define VUF_MAX_SEND_FDS 64
 
 static int reply_timeout_ms = 5000;
+static void (*idle_fn)(void *arg);
+static void *idle_arg;
+
+void vuf_set_idle(void (*fn)(void *arg), void *arg)
+{
+	idle_fn = fn;
+	idle_arg = arg;
+}
 
 void vuf_set_reply_timeout(int timeout_ms)
 {
@@ -37,6 +47,45 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * Wait until @fd has one of @events or @deadline (ms, CLOCK_MONOTONIC)
+ * passes: 1 ready (revents in *@revents if not NULL), 0 timeout, -errno.
+ * With an idle hook: poll without blocking, run the hook, repeat.
+ */
+static int wait_fd(int fd, short events, int64_t deadline, short *revents)
+{
+	for (;;) {
+		int64_t left = deadline - now_ms();
+		struct pollfd p = {.fd = fd, .events = events};
+		int n = poll(&p, 1, idle_fn || left < 0 ? 0 : (int)left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n > 0) {
+			if (revents)
+				*revents = p.revents;
+			return 1;
+		}
+		if (left <= 0)
+			return 0;
+		if (idle_fn)
+			idle_fn(idle_arg);
+	}
+}
+
+void vuf_idle(int ms)
+{
+	if (!idle_fn) {
+		usleep((useconds_t)ms * 1000);
+		return;
+	}
+	int64_t deadline = now_ms() + ms;
+	do
+		idle_fn(idle_arg);
+	while (now_ms() < deadline);
+}
+
 /* Fill a sockaddr_un for @path; -ENAMETOOLONG if it does not fit. */
 static int make_addr(const char *path, struct sockaddr_un *sa)
 {
@@ -48,8 +97,7 @@ static int make_addr(const char *path, struct sockaddr_un *sa)
 	return 0;
 }
 
-/* Wrap a connected socket in a new struct vuf. */
-static int vuf_wrap(int fd, struct vuf **ret)
+int vuf_from_fd(int fd, struct vuf **ret)
 {
 	struct vuf *v = calloc(1, sizeof(*v));
 	if (!v)
@@ -72,7 +120,7 @@ int vuf_connect(const char *path, int timeout_ms, struct vuf **ret)
 		if (fd < 0)
 			return -errno;
 		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			rc = vuf_wrap(fd, ret);
+			rc = vuf_from_fd(fd, ret);
 			if (rc < 0)
 				close(fd);
 			return rc;
@@ -81,7 +129,7 @@ int vuf_connect(const char *path, int timeout_ms, struct vuf **ret)
 		close(fd);
 		if (now_ms() >= deadline)
 			return rc;
-		usleep(5000);
+		vuf_idle(5);
 	}
 }
 
@@ -106,16 +154,15 @@ int vuf_listen(const char *path, int *ret_lfd)
 
 int vuf_accept(int lfd, int timeout_ms, struct vuf **ret)
 {
-	struct pollfd p = {.fd = lfd, .events = POLLIN};
-	int n = poll(&p, 1, timeout_ms);
+	int n = wait_fd(lfd, POLLIN, now_ms() + timeout_ms, NULL);
 	if (n < 0)
-		return -errno;
+		return n;
 	if (n == 0)
 		return -ETIMEDOUT;
 	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	int rc = vuf_wrap(fd, ret);
+	int rc = vuf_from_fd(fd, ret);
 	if (rc < 0)
 		close(fd);
 	return rc;
@@ -157,7 +204,14 @@ static int send_all(int sock, struct iovec *iov, int iovcnt, const int *fds, int
 			c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
 			memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
 		}
-		ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+		/* With an idle hook the peer runs only while we wait: never block in sendmsg. */
+		ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL | (idle_fn ? MSG_DONTWAIT : 0));
+		if (n < 0 && errno == EAGAIN && idle_fn) {
+			int w = wait_fd(sock, POLLOUT, now_ms() + reply_timeout_ms, NULL);
+			if (w <= 0)
+				return w < 0 ? w : -ETIMEDOUT;
+			continue;
+		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -222,13 +276,9 @@ static int recv_exact(int sock, void *buf, size_t len, int64_t deadline)
 	size_t got = 0;
 
 	while (got < len) {
-		int64_t left = deadline - now_ms();
-		struct pollfd p = {.fd = sock, .events = POLLIN};
-		int n = poll(&p, 1, left > 0 ? (int)left : 0);
-		if (n < 0 && errno == EINTR)
-			continue;
+		int n = wait_fd(sock, POLLIN, deadline, NULL);
 		if (n < 0)
-			return -errno;
+			return n;
 		if (n == 0)
 			return -ETIMEDOUT;
 		struct iovec iov = {.iov_base = (char *)buf + got, .iov_len = len - got};
@@ -265,17 +315,17 @@ bool vuf_peer_closed(struct vuf *v, int timeout_ms)
 	char junk[512];
 
 	for (;;) {
-		int64_t left = deadline - now_ms();
-		struct pollfd p = {.fd = v->fd, .events = POLLIN};
-		int n = poll(&p, 1, left > 0 ? (int)left : 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
+		if (wait_fd(v->fd, POLLIN, deadline, NULL) <= 0)
 			return false;
 		ssize_t r = recv(v->fd, junk, sizeof(junk), MSG_DONTWAIT);
 		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
 			return true;
 	}
+}
+
+bool vuf_readable(struct vuf *v, int timeout_ms)
+{
+	return wait_fd(v->fd, POLLIN, now_ms() + (timeout_ms > 0 ? timeout_ms : 0), NULL) > 0;
 }
 
 /* Whether @req carries its own reply body (so REPLY_ACK does not apply). */
@@ -378,14 +428,14 @@ int vuf_get_vring_base(struct vuf *v, uint32_t index, uint32_t *ret_num)
 	return 0;
 }
 
-int vuf_set_vring_addr(struct vuf *v, uint32_t index, const struct gring *r)
+int vuf_set_vring_addr(struct vuf *v, uint32_t index, const struct gvq *q)
 {
 	struct vhost_user_vring_addr a = {
 		.index = index,
 		.flags = 0,
-		.desc_user_addr = gmem_qva(r->mem, r->desc_gpa),
-		.used_user_addr = gmem_qva(r->mem, r->used_gpa),
-		.avail_user_addr = gmem_qva(r->mem, r->avail_gpa),
+		.desc_user_addr = gmem_qva(q->mem, q->desc_gpa),
+		.used_user_addr = gmem_qva(q->mem, q->used_gpa),
+		.avail_user_addr = gmem_qva(q->mem, q->avail_gpa),
 		.log_guest_addr = 0,
 	};
 	if (!a.desc_user_addr || !a.used_user_addr || !a.avail_user_addr)
@@ -405,7 +455,7 @@ static struct vhost_user_mem_region wire_region(const struct gmem_region *r)
 	struct vhost_user_mem_region w = {
 		.guest_phys_addr = r->gpa,
 		.memory_size = r->size,
-		.userspace_addr = (uint64_t)(uintptr_t)r->hva,
+		.userspace_addr = r->qva,
 		.mmap_offset = 0,
 	};
 	return w;
@@ -491,20 +541,25 @@ int vuf_negotiate(struct vuf *v, uint64_t want_features, uint64_t want_protocol_
 	return 0;
 }
 
-int vuf_start_vring(struct vuf *v, uint32_t index, struct gring *r)
+int vuf_start_vring_base(struct vuf *v, uint32_t index, struct gvq *q, uint32_t base)
 {
 	int rc;
-	if ((rc = vuf_set_vring_state(v, VHOST_USER_SET_VRING_NUM, index, r->size)) < 0)
+	if ((rc = vuf_set_vring_state(v, VHOST_USER_SET_VRING_NUM, index, q->size)) < 0)
 		return rc;
-	if ((rc = vuf_set_vring_state(v, VHOST_USER_SET_VRING_BASE, index, 0)) < 0)
+	if ((rc = vuf_set_vring_state(v, VHOST_USER_SET_VRING_BASE, index, base)) < 0)
 		return rc;
-	if ((rc = vuf_set_vring_addr(v, index, r)) < 0)
+	if ((rc = vuf_set_vring_addr(v, index, q)) < 0)
 		return rc;
-	if ((rc = vuf_set_vring_fd(v, VHOST_USER_SET_VRING_KICK, index, r->kick_fd)) < 0)
+	if ((rc = vuf_set_vring_fd(v, VHOST_USER_SET_VRING_KICK, index, q->kick_fd)) < 0)
 		return rc;
-	if ((rc = vuf_set_vring_fd(v, VHOST_USER_SET_VRING_CALL, index, r->call_fd)) < 0)
+	if ((rc = vuf_set_vring_fd(v, VHOST_USER_SET_VRING_CALL, index, q->call_fd)) < 0)
 		return rc;
 	if (v->features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES))
 		rc = vuf_set_vring_state(v, VHOST_USER_SET_VRING_ENABLE, index, 1);
 	return rc;
+}
+
+int vuf_start_vring(struct vuf *v, uint32_t index, struct gvq *q)
+{
+	return vuf_start_vring_base(v, index, q, gvq_base(q));
 }

@@ -231,6 +231,8 @@ const char *be_start(const struct be_cfg *cfg)
 		CHECK_EQ(vhk_socket_set_protocol_features(be_path, cfg->protocol_features), 0);
 	if (cfg->pairs)
 		CHECK_EQ(vhk_socket_set_max_queues(be_path, 2 * cfg->pairs), 0);
+	if (cfg->limits)
+		CHECK_EQ(vhk_socket_set_limits(be_path, cfg->limits), 0);
 	CHECK_EQ(vhk_socket_set_callbacks(be_path, &it_callbacks, NULL), 0);
 	CHECK_EQ(vhk_socket_start(be_path), 0);
 	return be_path;

@@ -4,7 +4,6 @@
  * library's socket in-process on a temporary path, record its callbacks in a
  * thread-safe event log, and drive it with the vuf frontend. Helpers that
  * take no error return CHECK() internally (they run inside a forked case).
- * Owner: helper D1.
  */
 #ifndef VHK_IT_COMMON_H
 #define VHK_IT_COMMON_H
@@ -45,6 +44,7 @@ struct be_cfg {
 	uint64_t protocol_features;       /* nonzero: vhk_socket_set_protocol_features() */
 	uint32_t pairs;                   /* nonzero: 2 * pairs queues (vhk_socket_set_max_queues) */
 	int new_device_ret;               /* value new_device returns */
+	const struct vhk_socket_limits *limits; /* non-NULL: vhk_socket_set_limits() */
 };
 
 /* Register + configure + start a server socket in a fresh temp dir; returns its path. */

@@ -63,7 +63,7 @@ static bool unmapped_soon(const void *p)
 struct lc_fx {
 	struct vuf *v;
 	struct gmem *m;
-	struct gring *r;
+	struct gvq *r;
 	int vid;
 	uint8_t *host;
 };
@@ -77,7 +77,7 @@ static void lc_up(struct lc_fx *f)
 	f->v = fe_open(be_start(&cfg), IT_F_CUSTOM, IT_PF_DEFAULT | BIT(VHK_PF_STATUS));
 	f->vid = ev_conn_vid();
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &f->m), 0);
-	CHECK_EQ(gring_new(f->m, 256, true, &f->r), 0);
+	CHECK_EQ(gvq_new(f->m, 256, BIT(VHK_F_EVENT_IDX), &f->r), 0);
 	CHECK_EQ(vuf_set_mem_table(f->v, f->m), 0);
 	CHECK_EQ(vuf_start_vring(f->v, 0, f->r), 0);
 	CHECK_EQ(vuf_set_u64(f->v, VHOST_USER_SET_STATUS, 0xf), 0);
@@ -96,7 +96,7 @@ static void lc_free(struct lc_fx *f)
 {
 	if (f->v)
 		vuf_close(f->v);
-	gring_free(f->r);
+	gvq_free(f->r);
 	gmem_free(f->m);
 }
 
@@ -336,6 +336,23 @@ static void t_start_failure_leaves_nothing(void)
 	(void)rmdir(dir);
 }
 
-TEST_MAIN(TEST(t_close_awaits_stop), TEST(t_unregister_async), TEST(t_unregister_async_idle),
+/* A socket that was never started: the completion still comes. */
+static void t_unregister_async_never_started(void)
+{
+	char dir[] = "/tmp/vhk-lc-XXXXXX", path[64];
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/sock", dir);
+	CHECK_EQ(vhk_socket_register(path, 0), 0);
+	CHECK_EQ(vhk_socket_unregister_async(path, unreg_done, &unreg_done_calls), 0);
+	for (int i = 0; i < 300 && unreg_done_calls == 0; i++)
+		msleep(10);
+	CHECK_EQ(unreg_done_calls, 1);
+	CHECK_EQ(vhk_socket_register(path, 0), 0);
+	CHECK_EQ(vhk_socket_unregister(path), 0);
+	(void)rmdir(dir);
+}
+
+TEST_MAIN(TEST(t_close_awaits_stop), TEST(t_unregister_async_never_started), TEST(t_unregister_async), TEST(t_unregister_async_idle),
 	  TEST(t_mem_swap_awaits_stop), TEST(t_ring_addr_restart), TEST(t_reset_awaits_stop),
 	  TEST(t_start_failure_leaves_nothing))

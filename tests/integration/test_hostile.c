@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "gring_packed.h"
 
 static const struct vhk_device_ops one_q_ops = {.name = "it-1q", .min_queues = 1};
 static const char *sock_path;
@@ -167,9 +166,9 @@ static void t_stall(void)
 	unsigned devs = ev_count(EV_NEW_DEV);
 	struct vuf *b = hs_open();
 	struct gmem *m;
-	struct gring *r;
+	struct gvq *r;
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
-	CHECK_EQ(gring_new(m, 256, true, &r), 0);
+	CHECK_EQ(gvq_new(m, 256, BIT(VHK_F_EVENT_IDX), &r), 0);
 	CHECK_EQ(vuf_set_mem_table(b, m), 0);
 	CHECK_EQ(vuf_start_vring(b, 0, r), 0);
 	CHECK(ev_wait(EV_NEW_DEV, devs + 1, 3000));
@@ -183,7 +182,7 @@ static void t_stall(void)
 	fe_usable(b);
 	be_alive(sock_path);
 	vuf_close(b);
-	gring_free(r);
+	gvq_free(r);
 	gmem_free(m);
 }
 
@@ -352,7 +351,7 @@ static void t_out_of_order(void)
 }
 
 /* Bring up vring 0 with @a as its addresses; returns the SET_VRING_ADDR result. */
-static int ring_with_addr(struct vuf *v, struct gmem *m, struct gring *r,
+static int ring_with_addr(struct vuf *v, struct gmem *m, struct gvq *r,
 			  const struct vhost_user_vring_addr *a)
 {
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
@@ -375,9 +374,9 @@ static void t_ring_outside_memory(void)
 {
 	const uint64_t msize = 1 << 20;
 	struct gmem *m;
-	struct gring *r;
+	struct gvq *r;
 	CHECK_EQ(gmem_new(1, msize, 0, 0, &m), 0);
-	CHECK_EQ(gring_new(m, 256, true, &r), 0);
+	CHECK_EQ(gvq_new(m, 256, BIT(VHK_F_EVENT_IDX), &r), 0);
 	uint64_t base = (uintptr_t)m->r[0].hva, end = base + msize;
 	struct vhost_user_vring_addr ok = {
 		.desc_user_addr = gmem_qva(m, r->desc_gpa),
@@ -412,7 +411,7 @@ static void t_ring_outside_memory(void)
 	CHECK_EQ(ring_with_addr(v, m, r, &ok), 0);
 	CHECK(ev_wait(EV_NEW_DEV, devs + 1, 3000));
 	vuf_close(v);
-	gring_free(r);
+	gvq_free(r);
 	gmem_free(m);
 	be_alive(sock_path);
 }
@@ -431,71 +430,53 @@ static void pulled_ring_dead(struct vuf *v, int vid, struct gmem *other)
 	CHECK(!info.started || info.broken);
 }
 
-/* A new memory table that drops the ring's memory stops (or breaks) the ring (split). */
-static void t_mem_table_pulled(void)
+/*
+ * A new memory table that drops the ring's memory stops (or breaks) the
+ * ring, on the format @fmt selects (0 split, RING_PACKED packed: descriptor
+ * ring and event structures all lose their mapping). A buffer is posted
+ * before the kick so a device that still read the old ring would find work.
+ */
+static void mem_table_pulled(uint64_t fmt)
 {
 	struct gmem *m, *other;
-	struct gring *r;
+	struct gvq *r;
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
 	CHECK_EQ(gmem_new(1, 1 << 20, 1ull << 32, 0, &other), 0);
-	CHECK_EQ(gring_new(m, 256, true, &r), 0);
-	struct vuf *v = hs_open();
-	CHECK(!(v->features & BIT(VHK_F_RING_PACKED)));
+	struct vuf *v = hs_open_f(IT_F_CUSTOM | fmt);
+	CHECK_EQ(v->features & BIT(VHK_F_RING_PACKED), fmt);
+	CHECK_EQ(gvq_new(m, 256, v->features, &r), 0);
 	int vid = ev_conn_vid();
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	CHECK_EQ(vuf_start_vring(v, 0, r), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
 	struct vhk_vq_info info;
 	CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);
-	CHECK(info.started && !info.packed);
+	CHECK(info.started && info.packed == r->packed);
 	pulled_ring_dead(v, vid, other);
-	/* Kicks on the dead ring are harmless. */
-	gring_kick_force(r);
-	msleep(20);
-	fe_usable(v);
-	vuf_close(v);
-	gring_free(r);
-	gmem_free(other);
-	gmem_free(m);
-	be_alive(sock_path);
-}
-
-/*
- * The same on a packed ring (VIRTIO_F_RING_PACKED negotiated): descriptor
- * ring and event structures all lose their mapping. A buffer is posted
- * before the kick so a device that still read the old ring would find work.
- */
-static void t_mem_table_pulled_packed(void)
-{
-	struct gmem *m, *other;
-	struct pring *r;
-	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
-	CHECK_EQ(gmem_new(1, 1 << 20, 1ull << 32, 0, &other), 0);
-	CHECK_EQ(pring_new(m, 256, true, &r), 0);
-	struct vuf *v = hs_open_f(IT_F_CUSTOM | BIT(VHK_F_RING_PACKED));
-	CHECK(v->features & BIT(VHK_F_RING_PACKED));
-	int vid = ev_conn_vid();
-	CHECK_EQ(vuf_set_mem_table(v, m), 0);
-	CHECK_EQ(pring_start_vring(v, 0, r, 0x80008000u), 0);
-	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
-	struct vhk_vq_info info;
-	CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);
-	CHECK(info.started && info.packed);
-	pulled_ring_dead(v, vid, other);
-	/* Kicks on the dead ring, with a descriptor published, are harmless. */
+	/* Kicks on the dead ring, with a buffer published, are harmless. */
 	struct gbuf b = {gmem_alloc(m, 512, 16), 512};
 	CHECK(b.gpa != 0);
-	CHECK(pring_add(r, &b, 1, NULL, 0, false, &b) >= 0);
-	pring_kick_force(r);
+	CHECK(gvq_post(r, &b, 1, NULL, 0, false, &b) >= 0);
+	gvq_kick_force(r);
 	msleep(20);
 	fe_usable(v);
 	CHECK_EQ(vhk_vq_get_info(vid, 0, &info), 0);
 	CHECK(!info.started || info.broken);
 	vuf_close(v);
-	pring_free(r);
+	gvq_free(r);
 	gmem_free(other);
 	gmem_free(m);
 	be_alive(sock_path);
+}
+
+static void t_mem_table_pulled(void)
+{
+	mem_table_pulled(0);
+}
+
+static void t_mem_table_pulled_packed(void)
+{
+	mem_table_pulled(BIT(VHK_F_RING_PACKED));
 }
 
 TEST_MAIN(TEST(t_bad_version), TEST(t_bad_flags), TEST(t_oversize), TEST(t_size_mismatch),

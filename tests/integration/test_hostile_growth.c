@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "gring_packed.h"
 
 #define ITERS 3000
 #define WARMUP 200
@@ -209,13 +208,12 @@ static void t_growth_hostile(void)
 
 /*
  * The guest rings of one format. The net device offers RING_PACKED; a split
- * cycle masks it off, a packed cycle negotiates it, and each sets its rings
- * up with the matching driver (gring / pring) and ring addresses.
+ * cycle masks it off, a packed cycle negotiates it, and each sets up rings
+ * of that format.
  */
 struct fmt {
 	bool packed;
-	struct gring *g[2];
-	struct pring *p[2];
+	struct gvq *vq[2];
 };
 
 /* Net features a cycle of format @fm negotiates. */
@@ -223,14 +221,6 @@ static uint64_t fmt_features(const struct fmt *fm)
 {
 	uint64_t f = VHK_NET_DEFAULT_FEATURES & ~BIT(VHK_F_RING_PACKED);
 	return fm->packed ? f | BIT(VHK_F_RING_PACKED) : f;
-}
-
-/* Full vring setup of ring @q in the cycle's format. */
-static int fmt_start_vring(struct vuf *v, const struct fmt *fm, uint32_t q)
-{
-	if (fm->packed)
-		return pring_start_vring(v, q, fm->p[q], pring_base(fm->p[q]));
-	return vuf_start_vring(v, q, fm->g[q]);
 }
 
 /* One connection lifecycle, cut after @steps steps (7 = complete). */
@@ -248,10 +238,10 @@ static void cycle(struct gmem *m, const struct fmt *fm, int steps)
 	if (steps >= 3)
 		CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	if (steps >= 4)
-		CHECK_EQ(fmt_start_vring(v, fm, 0), 0);
+		CHECK_EQ(vuf_start_vring(v, 0, fm->vq[0]), 0);
 	if (steps >= 5) {
 		unsigned devs = ev_count(EV_NEW_DEV);
-		CHECK_EQ(fmt_start_vring(v, fm, 1), 0);
+		CHECK_EQ(vuf_start_vring(v, 1, fm->vq[1]), 0);
 		CHECK(ev_wait(EV_NEW_DEV, devs + 1, 3000));
 		struct vhk_vq_info info;
 		CHECK_EQ(vhk_vq_get_info(ev_conn_vid(), 1, &info), 0);
@@ -261,7 +251,7 @@ static void cycle(struct gmem *m, const struct fmt *fm, int steps)
 		/* Nothing moved: each ring stopped where it started, in its encoding. */
 		for (uint32_t q = 0; q < 2; q++) {
 			CHECK_EQ(vuf_get_vring_base(v, q, &base), 0);
-			CHECK_EQ(base, fm->packed ? pring_base(fm->p[q]) : 0);
+			CHECK_EQ(base, gvq_base(fm->vq[q])); /* split 0, packed 0x80008000 */
 		}
 	}
 	if (steps >= 7)
@@ -291,8 +281,8 @@ static void t_growth_cycles(void)
 	struct fmt split = {.packed = false}, packed = {.packed = true};
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
 	for (int q = 0; q < 2; q++) {
-		CHECK_EQ(gring_new(m, 256, true, &split.g[q]), 0);
-		CHECK_EQ(pring_new(m, 256, true, &packed.p[q]), 0);
+		CHECK_EQ(gvq_new(m, 256, fmt_features(&split), &split.vq[q]), 0);
+		CHECK_EQ(gvq_new(m, 256, fmt_features(&packed), &packed.vq[q]), 0);
 	}
 	const struct fmt *fmts[2] = {&split, &packed};
 	unsigned done = 0;
@@ -309,8 +299,8 @@ static void t_growth_cycles(void)
 	}
 	be_alive(sock_path);
 	for (int q = 0; q < 2; q++) {
-		gring_free(split.g[q]);
-		pring_free(packed.p[q]);
+		gvq_free(split.vq[q]);
+		gvq_free(packed.vq[q]);
 	}
 	gmem_free(m);
 }

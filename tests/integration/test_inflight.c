@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "gring_packed.h"
+#include "gvq.h"
 #include "vq/vq_inflight.h"
 
 #define RING 16
@@ -38,7 +38,7 @@
 #define REQ_OUT 16
 #define REQ_IN 32
 
-static bool packed;
+#define packed gvq_run_packed /* the run's ring format (GVQ_TEST_MAIN) */
 static const struct vhk_device_ops ops = {.name = "it-inflight", .min_queues = 1};
 
 struct env {
@@ -46,8 +46,7 @@ struct env {
 	uint64_t f;
 	struct vuf *v;
 	struct gmem *m;
-	struct gring *r[2];
-	struct pring *pr[2];
+	struct gvq *q[2];
 	int err_fd[2];
 	int vid;
 	unsigned conns;  /* EV_NEW_CONN seen so far */
@@ -112,15 +111,13 @@ static void set_inflight(struct vuf *v, int fd, uint64_t size, uint64_t offset, 
 	fe_ack(v, VHOST_USER_SET_INFLIGHT_FD, &in, sizeof(in), &fd, 1);
 }
 
-/* Like vuf_start_vring, with SET_VRING_BASE @base. */
-static void start_split(struct vuf *v, uint32_t q, struct gring *r, uint32_t base)
+/*
+ * SET_VRING_BASE for a ring (re)started after a backend crash, as QEMU
+ * sends it: split the used index; packed the stale fresh value.
+ */
+static uint32_t crash_base(const struct gvq *q)
 {
-	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_NUM, q, r->size), 0);
-	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_BASE, q, base), 0);
-	CHECK_EQ(vuf_set_vring_addr(v, q, r), 0);
-	CHECK_EQ(vuf_set_vring_fd(v, VHOST_USER_SET_VRING_KICK, q, r->kick_fd), 0);
-	CHECK_EQ(vuf_set_vring_fd(v, VHOST_USER_SET_VRING_CALL, q, r->call_fd), 0);
-	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_ENABLE, q, 1), 0);
+	return packed ? PACKED_FRESH : gvq_used_idx(q);
 }
 
 /* A new connection to e->path, negotiated; its vid. */
@@ -147,10 +144,10 @@ static void rings_up(struct env *e, bool fresh)
 	CHECK_EQ(vuf_set_mem_table(e->v, e->m), 0);
 	for (uint32_t q = 0; q < 2; q++) {
 		CHECK_EQ(vuf_set_vring_fd(e->v, VHOST_USER_SET_VRING_ERR, q, e->err_fd[q]), 0);
-		if (packed)
-			CHECK_EQ(pring_start_vring(e->v, q, e->pr[q], PACKED_FRESH), 0);
+		if (fresh)
+			CHECK_EQ(vuf_start_vring(e->v, q, e->q[q]), 0);
 		else
-			start_split(e->v, q, e->r[q], fresh ? 0 : gring_used_idx(e->r[q]));
+			CHECK_EQ(vuf_start_vring_base(e->v, q, e->q[q], crash_base(e->q[q])), 0);
 	}
 	CHECK(ev_wait_match(EV_NEW_DEV, e->vid, -1, -1, 3000, NULL));
 	CHECK(ev_wait_match(EV_VRING_STATE, e->vid, 1, 1, 3000, NULL));
@@ -165,10 +162,7 @@ static void env_up(struct env *e)
 	for (int q = 0; q < 2; q++) {
 		e->err_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		CHECK(e->err_fd[q] >= 0);
-		if (packed)
-			CHECK_EQ(pring_new(e->m, RING, true, &e->pr[q]), 0);
-		else
-			CHECK_EQ(gring_new(e->m, RING, true, &e->r[q]), 0);
+		CHECK_EQ(gvq_new(e->m, RING, e->f, &e->q[q]), 0);
 	}
 	connect_fe(e);
 	struct vhost_user_inflight in = {.num_queues = 2, .queue_size = RING};
@@ -186,10 +180,7 @@ static void env_down(struct env *e)
 	if (e->v)
 		vuf_close(e->v);
 	for (int q = 0; q < 2; q++) {
-		if (e->pr[q])
-			pring_free(e->pr[q]);
-		if (e->r[q])
-			gring_free(e->r[q]);
+		gvq_free(e->q[q]);
 		close(e->err_fd[q]);
 	}
 	close(e->ifd);
@@ -208,12 +199,7 @@ static void post(struct env *e, int q, uint8_t tag)
 	memset(hdr, tag, sizeof(hdr));
 	CHECK_EQ(gmem_write(e->m, out.gpa, hdr, sizeof(hdr)), 0);
 	e->in[tag] = in;
-	if (packed) {
-		id = pring_add(e->pr[q], &out, 1, &in, 1, false, (void *)(uintptr_t)(tag + 1u));
-	} else {
-		id = gring_add(e->r[q], &out, 1, &in, 1, false, (void *)(uintptr_t)(tag + 1u));
-		gring_publish(e->r[q]);
-	}
+	id = gvq_post(e->q[q], &out, 1, &in, 1, false, (void *)(uintptr_t)(tag + 1u));
 	CHECK(id >= 0);
 }
 
@@ -256,7 +242,7 @@ static int used(struct env *e, int q)
 {
 	void *tok = NULL;
 	uint32_t len = 0;
-	int rc = packed ? pring_get_used(e->pr[q], &tok, &len) : gring_get_used(e->r[q], &tok, &len);
+	int rc = gvq_get_used(e->q[q], &tok, &len);
 	uint8_t resp[REQ_IN];
 
 	if (rc == 0)
@@ -526,10 +512,7 @@ static void t_hostile_region(void)
 	CHECK_EQ(vuf_set_mem_table(e.v, e.m), 0);
 	for (uint32_t q = 0; q < 2; q++) {
 		CHECK_EQ(vuf_set_vring_fd(e.v, VHOST_USER_SET_VRING_ERR, q, e.err_fd[q]), 0);
-		if (packed)
-			CHECK_EQ(pring_start_vring(e.v, q, e.pr[q], PACKED_FRESH), 0);
-		else
-			start_split(e.v, q, e.r[q], gring_used_idx(e.r[q]));
+		CHECK_EQ(vuf_start_vring_base(e.v, q, e.q[q], crash_base(e.q[q])), 0);
 	}
 	fe_usable(e.v);
 	struct vhk_vq_info info;
@@ -574,20 +557,6 @@ static void t_opt_in(void)
 	rmdir(dir);
 }
 
-static const struct test_case cases[] = {
-	TEST(t_get_inflight_fd),      TEST(t_restart_after_disconnect),
-	TEST(t_restart_after_unregister), TEST(t_hostile_messages),
-	TEST(t_busy_while_started),   TEST(t_hostile_region),
-	TEST(t_opt_in),
-};
-
-int main(int argc, char **argv)
-{
-	if (argc > 1 && (!strcmp(argv[1], "--packed") || !strcmp(argv[1], "--split"))) {
-		packed = !strcmp(argv[1], "--packed");
-		argv[1] = argv[0];
-		argv++;
-		argc--;
-	}
-	return test_run_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);
-}
+GVQ_TEST_MAIN(TEST(t_get_inflight_fd), TEST(t_restart_after_disconnect),
+	      TEST(t_restart_after_unregister), TEST(t_hostile_messages), TEST(t_busy_while_started),
+	      TEST(t_hostile_region), TEST(t_opt_in))

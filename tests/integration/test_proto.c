@@ -163,9 +163,9 @@ static void t_owner(void)
 	struct vuf *v = fe_open(path, IT_F_CUSTOM, IT_PF_DEFAULT);
 	int vid = ev_conn_vid();
 	struct gmem *m = NULL;
-	struct gring *r = NULL;
+	struct gvq *r = NULL;
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
-	CHECK_EQ(gring_new(m, 64, true, &r), 0);
+	CHECK_EQ(gvq_new(m, 64, BIT(VHK_F_EVENT_IDX), &r), 0);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	CHECK_EQ(vuf_start_vring(v, 0, r), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
@@ -178,7 +178,7 @@ static void t_owner(void)
 	CHECK_EQ(vhk_dev_get_features(vid, &f), 0);
 	vuf_close(v);
 	CHECK(ev_wait(EV_DESTROY_CONN, 1, 3000));
-	gring_free(r);
+	gvq_free(r);
 	gmem_free(m);
 }
 
@@ -246,9 +246,9 @@ static void t_vring_enable_gate(void)
 	int vid = ev_conn_vid();
 	CHECK_EQ(v->protocol_features, 0);
 	struct gmem *m = NULL;
-	struct gring *r = NULL;
+	struct gvq *r = NULL;
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
-	CHECK_EQ(gring_new(m, 64, true, &r), 0);
+	CHECK_EQ(gvq_new(m, 64, BIT(VHK_F_EVENT_IDX), &r), 0);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	CHECK_EQ(vuf_start_vring(v, 0, r), 0); /* no ENABLE without the bit */
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
@@ -272,7 +272,7 @@ static void t_vring_enable_gate(void)
 	}
 	vuf_close(v);
 	CHECK(ev_wait(EV_DESTROY_CONN, 1, 3000));
-	gring_free(r);
+	gvq_free(r);
 	gmem_free(m);
 }
 
@@ -302,9 +302,9 @@ static void t_protocol_handshake_without_bit30(void)
 	v->features = f; /* vuf_start_vring sends no ENABLE for this */
 
 	struct gmem *m = NULL;
-	struct gring *r = NULL;
+	struct gvq *r = NULL;
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
-	CHECK_EQ(gring_new(m, 64, true, &r), 0);
+	CHECK_EQ(gvq_new(m, 64, BIT(VHK_F_EVENT_IDX), &r), 0);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	CHECK_EQ(vuf_start_vring(v, 0, r), 0);
 	struct vhk_vq_info info;
@@ -319,7 +319,7 @@ static void t_protocol_handshake_without_bit30(void)
 	CHECK(info.enabled);
 	vuf_close(v);
 	CHECK(ev_wait(EV_DESTROY_CONN, 1, 3000));
-	gring_free(r);
+	gvq_free(r);
 	gmem_free(m);
 }
 

@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "gring_packed.h"
 
 #define CFG_SIZE 16u
 
@@ -165,28 +164,13 @@ static bool vid_goes_stale(int vid)
 	return false;
 }
 
-/* Bring up vrings [from, to) of @v, one gring each from @m. */
-static void start_rings(struct vuf *v, struct gmem *m, struct gring **r, int from, int to)
+/* Bring up vrings [from, to) of @v, one guest ring each from @m in the negotiated format. */
+static void start_rings(struct vuf *v, struct gmem *m, struct gvq **r, int from, int to)
 {
 	for (int q = from; q < to; q++) {
 		if (!r[q])
-			CHECK_EQ(gring_new(m, 256, true, &r[q]), 0);
+			CHECK_EQ(gvq_new(m, 256, v->features, &r[q]), 0);
 		CHECK_EQ(vuf_start_vring(v, (uint32_t)q, r[q]), 0);
-	}
-}
-
-/* Bring up vrings [from, to) of @v: on packed rings from @p when @p, else split from @r. */
-static void start_rings_fmt(struct vuf *v, struct gmem *m, struct gring **r, struct pring **p,
-			    int from, int to)
-{
-	if (!p) {
-		start_rings(v, m, r, from, to);
-		return;
-	}
-	for (int q = from; q < to; q++) {
-		if (!p[q])
-			CHECK_EQ(pring_new(m, 256, true, &p[q]), 0);
-		CHECK_EQ(pring_start_vring(v, (uint32_t)q, p[q], pring_base(p[q])), 0);
 	}
 }
 
@@ -206,17 +190,16 @@ static void cb_order_net(bool packed)
 	CHECK_EQ(v->features, want);
 	int vid = ev_conn_vid();
 	struct gmem *m;
-	struct gring *r[4] = {0};
-	struct pring *p[4] = {0};
+	struct gvq *r[4] = {0};
 	CHECK_EQ(gmem_new(1, 2 << 20, 0, 0, &m), 0);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
-	start_rings_fmt(v, m, r, packed ? p : NULL, 0, 1);
+	start_rings(v, m, r, 0, 1);
 	msleep(300);
 	CHECK_EQ(ev_count(EV_NEW_DEV), 0); /* the pair is not complete */
-	start_rings_fmt(v, m, r, packed ? p : NULL, 1, 2);
+	start_rings(v, m, r, 1, 2);
 	struct ev conn, feat, dev, q2, q3, dd, dc;
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, &dev));
-	start_rings_fmt(v, m, r, packed ? p : NULL, 2, 4);
+	start_rings(v, m, r, 2, 4);
 	CHECK(ev_wait_match(EV_VRING_STATE, vid, 2, 1, 3000, &q2));
 	CHECK(ev_wait_match(EV_VRING_STATE, vid, 3, 1, 3000, &q3));
 	for (uint16_t q = 0; q < 4; q++) {
@@ -244,10 +227,8 @@ static void cb_order_net(bool packed)
 	CHECK(q3.seq < dd.seq && dd.seq < dc.seq);
 	CHECK_EQ(ev_count(EV_DESTROY_DEV), 1);
 	CHECK(vid_goes_stale(vid));
-	for (int q = 0; q < 4; q++) {
-		gring_free(r[q]);
-		pring_free(p[q]);
-	}
+	for (int q = 0; q < 4; q++)
+		gvq_free(r[q]);
 	gmem_free(m);
 }
 
@@ -273,10 +254,10 @@ static void t_cb_min_queues(void)
 	struct vuf *v = fe_open(path, IT_F_CUSTOM, IT_PF_DEFAULT);
 	int vid = ev_conn_vid();
 	struct gmem *m;
-	struct gring *r[2] = {0};
+	struct gvq *r[2] = {0};
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
 	/* Rings configured before the memory table do not make the device ready... */
-	CHECK_EQ(gring_new(m, 256, true, &r[0]), 0);
+	CHECK_EQ(gvq_new(m, 256, BIT(VHK_F_EVENT_IDX), &r[0]), 0);
 	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_NUM, 0, 256), 0);
 	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_ENABLE, 0, 1), 0);
 	msleep(200);
@@ -303,8 +284,8 @@ static void t_cb_min_queues(void)
 	start_rings(v, m, r, 0, 1);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid2, -1, -1, 3000, NULL));
 	vuf_close(v);
-	gring_free(r[0]);
-	gring_free(r[1]);
+	gvq_free(r[0]);
+	gvq_free(r[1]);
 	gmem_free(m);
 }
 
@@ -320,9 +301,9 @@ static void t_client_mode(void)
 	CHECK_EQ(vuf_negotiate(v, IT_F_CUSTOM, IT_PF_DEFAULT), 0);
 	int vid = ev_conn_vid();
 	struct gmem *m;
-	struct gring *r = NULL;
+	struct gvq *r = NULL;
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
-	CHECK_EQ(gring_new(m, 256, true, &r), 0);
+	CHECK_EQ(gvq_new(m, 256, BIT(VHK_F_EVENT_IDX), &r), 0);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	CHECK_EQ(vuf_start_vring(v, 0, r), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
@@ -335,7 +316,7 @@ static void t_client_mode(void)
 	fe_usable(v);
 	vuf_close(v);
 	close(lfd);
-	gring_free(r);
+	gvq_free(r);
 	gmem_free(m);
 }
 
@@ -365,17 +346,17 @@ static void t_new_device_refused(void)
 	struct vuf *v = fe_open(be_start(&cfg), IT_F_CUSTOM, IT_PF_DEFAULT);
 	int vid = ev_conn_vid();
 	struct gmem *m;
-	struct gring *r = NULL;
+	struct gvq *r = NULL;
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
-	CHECK_EQ(gring_new(m, 256, true, &r), 0);
+	CHECK_EQ(gvq_new(m, 256, BIT(VHK_F_EVENT_IDX), &r), 0);
 	/* The ENABLE that makes the device ready may already see the close. */
 	(void)vuf_start_vring(v, 0, r);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
 	CHECK(vuf_peer_closed(v, 3000));
 	CHECK(ev_wait_match(EV_DESTROY_CONN, vid, -1, -1, 3000, NULL));
 	vuf_close(v);
-	gring_free(r);
+	gvq_free(r);
 	gmem_free(m);
 }
 
@@ -426,9 +407,9 @@ static void t_async_get_vring_base(void)
 	struct vuf *v = fe_open(be_start(&cfg), IT_F_CUSTOM, IT_PF_DEFAULT);
 	int vid = ev_conn_vid();
 	struct gmem *m;
-	struct gring *r = NULL;
+	struct gvq *r = NULL;
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
-	CHECK_EQ(gring_new(m, 256, true, &r), 0);
+	CHECK_EQ(gvq_new(m, 256, BIT(VHK_F_EVENT_IDX), &r), 0);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
 	CHECK_EQ(vuf_start_vring(v, 0, r), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
@@ -462,7 +443,7 @@ static void t_async_get_vring_base(void)
 	CHECK(!info.started);
 	vuf_close(v);
 	CHECK(ev_wait(EV_DESTROY_CONN, 1, 3000));
-	gring_free(r);
+	gvq_free(r);
 	gmem_free(m);
 }
 
@@ -474,9 +455,9 @@ static void t_async_start_error(void)
 	struct vuf *v = fe_open(be_start(&cfg), IT_F_CUSTOM, IT_PF_DEFAULT);
 	int vid = ev_conn_vid();
 	struct gmem *m;
-	struct gring *r = NULL;
+	struct gvq *r = NULL;
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &m), 0);
-	CHECK_EQ(gring_new(m, 256, true, &r), 0);
+	CHECK_EQ(gvq_new(m, 256, BIT(VHK_F_EVENT_IDX), &r), 0);
 	CHECK_EQ(vuf_set_mem_table(v, m), 0);
 
 	start_pending = 1;
@@ -503,7 +484,7 @@ static void t_async_start_error(void)
 	msleep(200);
 	CHECK_EQ(ev_count(EV_NEW_DEV), 0); /* the queue did not start */
 	vuf_close(v);
-	gring_free(r);
+	gvq_free(r);
 	gmem_free(m);
 }
 

@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "gring_packed.h"
 
 #define NVRINGS 4
 #define QSIZE 256
@@ -25,7 +24,7 @@ struct fx {
 	struct vuf *v;
 	int vid;
 	struct gmem *m;
-	struct gring *r;
+	struct gvq *r;
 };
 
 /* Socket + negotiated frontend + guest memory and one ring; @mem sends the table. */
@@ -36,7 +35,7 @@ static void fx_open(struct fx *f, bool mem)
 	f->v = fe_open(be_start(&cfg), IT_F_CUSTOM, IT_PF_DEFAULT);
 	f->vid = ev_conn_vid();
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &f->m), 0);
-	CHECK_EQ(gring_new(f->m, QSIZE, true, &f->r), 0);
+	CHECK_EQ(gvq_new(f->m, QSIZE, BIT(VHK_F_EVENT_IDX), &f->r), 0);
 	if (mem)
 		CHECK_EQ(vuf_set_mem_table(f->v, f->m), 0);
 }
@@ -44,7 +43,7 @@ static void fx_open(struct fx *f, bool mem)
 static void fx_close(struct fx *f)
 {
 	vuf_close(f->v);
-	gring_free(f->r);
+	gvq_free(f->r);
 	gmem_free(f->m);
 }
 
@@ -176,7 +175,7 @@ static void t_get_vring_base_stops(void)
 	/* The guest's ring is where a previous run left it: 7 entries consumed. */
 	f.r->avail->idx = 7;
 	f.r->used->idx = 7;
-	f.r->avail_idx = f.r->last_used = 7;
+	gvq_set_base(f.r, 7);
 	start_ring(&f, 0, 7);
 	CHECK(ev_wait_match(EV_NEW_DEV, f.vid, -1, -1, 3000, NULL));
 	struct vhk_vq_info info = vinfo(&f, 0);
@@ -360,25 +359,12 @@ static struct vhk_vq_info pk_info(int vid, uint16_t q)
 	return info;
 }
 
-/* SET_VRING_ADDR for vring @q at packed ring @r (driver area as avail, device area as used). */
-static int pk_set_addr(struct vuf *v, uint32_t q, const struct pring *r)
-{
-	struct vhost_user_vring_addr a = {
-		.index = q,
-		.desc_user_addr = gmem_qva(r->mem, r->desc_gpa),
-		.used_user_addr = gmem_qva(r->mem, r->dev_gpa),
-		.avail_user_addr = gmem_qva(r->mem, r->drv_gpa),
-	};
-	return vuf_request(v, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0, NULL);
-}
-
-/* NUM @num, BASE @base and ADDR @r or @g for vring @q: all acked. */
-static void pk_config(struct vuf *v, uint32_t q, uint32_t num, uint32_t base,
-		      const struct pring *r, const struct gring *g)
+/* NUM @num, BASE @base and ADDR of ring @r (either format) for vring @q: all acked. */
+static void pk_config(struct vuf *v, uint32_t q, uint32_t num, uint32_t base, const struct gvq *r)
 {
 	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_NUM, q, num), 0);
 	CHECK_EQ(vuf_set_vring_state(v, VHOST_USER_SET_VRING_BASE, q, base), 0);
-	CHECK_EQ(r ? pk_set_addr(v, q, r) : vuf_set_vring_addr(v, q, g), 0);
+	CHECK_EQ(vuf_set_vring_addr(v, q, r), 0);
 }
 
 /* KICK + CALL + ENABLE for vring @q; KICK and ENABLE may be refused when it cannot start. */
@@ -419,10 +405,10 @@ static void t_vring_packed_num_base(void)
 	 * Started mid-ring with 2 buffers in flight (used 1 wrap 0, avail 3 wrap 0):
 	 * GET_VRING_BASE stops it and reports the same positions.
 	 */
-	struct pring *r;
-	CHECK_EQ(pring_new(m, 37, true, &r), 0);
+	struct gvq *r;
+	CHECK_EQ(gvq_new(m, 37, BIT(VHK_F_RING_PACKED) | BIT(VHK_F_EVENT_IDX), &r), 0);
 	uint32_t b0 = 3u | 1u << 16;
-	CHECK_EQ(pring_start_vring(v, 0, r, b0), 0);
+	CHECK_EQ(vuf_start_vring_base(v, 0, r, b0), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
 	struct vhk_vq_info info = pk_info(vid, 0);
 	CHECK(info.started && info.packed && !info.broken);
@@ -430,7 +416,7 @@ static void t_vring_packed_num_base(void)
 	CHECK_EQ(info.last_avail_idx, 3);
 	/* The library's pointers alias the driver's ring and event areas. */
 	CHECK(info.desc && info.avail && info.used);
-	r->desc[5].len = 0x1234abcd;
+	r->pdesc[5].len = 0x1234abcd;
 	CHECK_EQ(((volatile struct vring_packed_desc *)info.desc)[5].len, 0x1234abcd);
 	r->drv->off_wrap = 0x4321;
 	CHECK_EQ(((volatile struct vring_packed_desc_event *)info.avail)->off_wrap, 0x4321);
@@ -440,12 +426,12 @@ static void t_vring_packed_num_base(void)
 	CHECK_EQ(base, b0);
 	CHECK(!pk_info(vid, 0).started);
 	/* A fresh restart: the default base. */
-	CHECK_EQ(pring_start_vring(v, 0, r, PK_FRESH), 0);
+	CHECK_EQ(vuf_start_vring_base(v, 0, r, PK_FRESH), 0);
 	CHECK(pk_info(vid, 0).started);
 	CHECK_EQ(vuf_get_vring_base(v, 0, &base), 0);
 	CHECK_EQ(base, PK_FRESH);
 	vuf_close(v);
-	pring_free(r);
+	gvq_free(r);
 	gmem_free(m);
 }
 
@@ -461,15 +447,14 @@ static void t_vring_format_flip(void)
 	struct gmem *m;
 	int vid;
 	uint32_t base;
-	struct pring *p37, *p64;
-	struct gring *g64;
+	struct gvq *p37, *p64, *g64;
 	/* Packed, then split. */
 	struct vuf *v = pk_open(F_PACKED, &m, &vid);
-	CHECK_EQ(pring_new(m, 37, true, &p37), 0);
-	CHECK_EQ(pring_new(m, 64, true, &p64), 0);
-	CHECK_EQ(gring_new(m, 64, true, &g64), 0);
-	pk_config(v, 0, 37, PK_FRESH, p37, NULL);   /* size: packed only */
-	pk_config(v, 1, 64, 3u | 3u << 16, p64, NULL); /* upper half: packed only */
+	CHECK_EQ(gvq_new(m, 37, BIT(VHK_F_RING_PACKED) | BIT(VHK_F_EVENT_IDX), &p37), 0);
+	CHECK_EQ(gvq_new(m, 64, BIT(VHK_F_RING_PACKED) | BIT(VHK_F_EVENT_IDX), &p64), 0);
+	CHECK_EQ(gvq_new(m, 64, BIT(VHK_F_EVENT_IDX), &g64), 0);
+	pk_config(v, 0, 37, PK_FRESH, p37);	 /* size: packed only */
+	pk_config(v, 1, 64, 3u | 3u << 16, p64); /* upper half: packed only */
 	fe_ack(v, VHOST_USER_SET_FEATURES, &(uint64_t){IT_F_CUSTOM}, 8, NULL, 0);
 	v->features = IT_F_CUSTOM;
 	pk_kick(v, 0, p37->kick_fd, p37->call_fd);
@@ -481,7 +466,7 @@ static void t_vring_format_flip(void)
 	/* Stop (the base comes back as sent), reconfigure for split: it starts. */
 	CHECK_EQ(vuf_get_vring_base(v, 0, &base), 0);
 	CHECK_EQ(base, PK_FRESH);
-	pk_config(v, 0, 64, 0, NULL, g64);
+	pk_config(v, 0, 64, 0, g64);
 	pk_kick(v, 0, g64->kick_fd, g64->call_fd);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
 	struct vhk_vq_info info = pk_info(vid, 0);
@@ -493,11 +478,10 @@ static void t_vring_format_flip(void)
 
 	/* Split, then packed: a valid split base (a free-running index past the size). */
 	v = pk_open(IT_F_CUSTOM, &m, &vid);
-	struct gring *g256;
-	struct pring *p256;
-	CHECK_EQ(gring_new(m, 256, true, &g256), 0);
-	CHECK_EQ(pring_new(m, 256, true, &p256), 0);
-	pk_config(v, 0, 256, 300, NULL, g256);
+	struct gvq *g256, *p256;
+	CHECK_EQ(gvq_new(m, 256, BIT(VHK_F_EVENT_IDX), &g256), 0);
+	CHECK_EQ(gvq_new(m, 256, BIT(VHK_F_RING_PACKED) | BIT(VHK_F_EVENT_IDX), &p256), 0);
+	pk_config(v, 0, 256, 300, g256);
 	fe_ack(v, VHOST_USER_SET_FEATURES, &(uint64_t){F_PACKED}, 8, NULL, 0);
 	v->features = F_PACKED;
 	pk_kick(v, 0, g256->kick_fd, g256->call_fd);
@@ -507,18 +491,18 @@ static void t_vring_format_flip(void)
 	/* Stop, reconfigure for packed: it starts. */
 	CHECK_EQ(vuf_get_vring_base(v, 0, &base), 0);
 	CHECK_EQ(base, 300); /* never started: the base as sent */
-	CHECK_EQ(pring_start_vring(v, 0, p256, PK_FRESH), 0);
+	CHECK_EQ(vuf_start_vring_base(v, 0, p256, PK_FRESH), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
 	info = pk_info(vid, 0);
 	CHECK(info.started && info.packed && !info.broken);
 	CHECK_EQ(vuf_get_vring_base(v, 0, &base), 0);
 	CHECK_EQ(base, PK_FRESH);
 	vuf_close(v);
-	gring_free(g256);
-	pring_free(p256);
-	pring_free(p37);
-	pring_free(p64);
-	gring_free(g64);
+	gvq_free(g256);
+	gvq_free(p256);
+	gvq_free(p37);
+	gvq_free(p64);
+	gvq_free(g64);
 	gmem_free(m);
 }
 
@@ -533,11 +517,10 @@ static void t_vring_format_flip_running(void)
 	struct gmem *m;
 	int vid;
 	uint32_t base;
-	struct gring *g;
-	struct pring *p;
+	struct gvq *g, *p;
 	struct vuf *v = pk_open(IT_F_CUSTOM, &m, &vid);
-	CHECK_EQ(gring_new(m, 256, true, &g), 0);
-	CHECK_EQ(pring_new(m, 256, true, &p), 0);
+	CHECK_EQ(gvq_new(m, 256, BIT(VHK_F_EVENT_IDX), &g), 0);
+	CHECK_EQ(gvq_new(m, 256, BIT(VHK_F_RING_PACKED) | BIT(VHK_F_EVENT_IDX), &p), 0);
 	CHECK_EQ(vuf_start_vring(v, 0, g), 0);
 	CHECK(ev_wait_match(EV_NEW_DEV, vid, -1, -1, 3000, NULL));
 	CHECK(pk_info(vid, 0).started && !pk_info(vid, 0).packed);
@@ -559,13 +542,13 @@ static void t_vring_format_flip_running(void)
 	/* Once stopped, the switch is taken and the ring comes back packed. */
 	CHECK_EQ(vuf_request(v, VHOST_USER_SET_FEATURES, &f, 8, NULL, 0, NULL), 0);
 	v->features = F_PACKED;
-	CHECK_EQ(pring_start_vring(v, 0, p, PK_FRESH), 0);
+	CHECK_EQ(vuf_start_vring_base(v, 0, p, PK_FRESH), 0);
 	info = pk_info(vid, 0);
 	CHECK(info.started && !info.broken);
 	CHECK(info.packed);
 	vuf_close(v);
-	gring_free(g);
-	pring_free(p);
+	gvq_free(g);
+	gvq_free(p);
 	gmem_free(m);
 }
 

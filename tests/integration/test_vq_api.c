@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The element API (vhostkit/vhk_vq.h) against a guest: a custom device of
- * two queues served in-process, the vuf frontend, and gring (split) or
- * pring (packed) as the guest driver; the format comes from the command
- * line (--split / --packed), so meson runs every case on both.
+ * two queues served in-process, the vuf frontend, and a gvq per queue as
+ * the guest driver; the format comes from the command line (--split /
+ * --packed), so meson runs every case on both.
  *
  * Covered: pop/push/flush round trips with chained, indirect and
  * region-crossing requests byte for byte; used lengths and their clamping;
@@ -11,7 +11,7 @@
  * EVENT_IDX suppression on flush; GET_VRING_BASE after progress through
  * the API; vhk_vq_set_base then GET_VRING_BASE; stale vids and bad
  * arguments; hostile chains (loop, out-of-range head / id) breaking only
- * their queue; vhk_dev_translate; the per-device pointer.
+ * their queue; vhk_vq_translate; the per-device pointer.
  */
 #include <errno.h>
 #include <string.h>
@@ -19,21 +19,17 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "gring_packed.h"
 
 #define RING 16
-#define REGION (1u << 20)
-#define PACKED_FRESH 0x80008000u
+#define REGION	(1u << 20)
 #define PK_WRAP 0x8000u
-
-static bool packed;
+#define packed	gvq_run_packed /* the run's ring format (GVQ_TEST_MAIN) */
 static const struct vhk_device_ops api_ops = {.name = "it-api", .min_queues = 1};
 
 struct env {
 	struct vuf *v;
 	struct gmem *m;
-	struct gring *r[2];
-	struct pring *pr[2];
+	struct gvq *vq[2];
 	int err_fd[2];
 	int vid;
 };
@@ -41,7 +37,7 @@ struct env {
 /* Device of two queues on @nregions back-to-back regions (gap 0), both queues started. */
 static void env_up(struct env *e, uint32_t nregions)
 {
-	uint64_t f = IT_F_CUSTOM | (packed ? BIT(VHK_F_RING_PACKED) : 0);
+	uint64_t f = IT_F_CUSTOM | gvq_run_features();
 	struct be_cfg cfg = {.ops = &api_ops, .features = f, .protocol_features = IT_PF_DEFAULT,
 			     .pairs = 1};
 
@@ -55,13 +51,8 @@ static void env_up(struct env *e, uint32_t nregions)
 		e->err_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		CHECK(e->err_fd[q] >= 0);
 		CHECK_EQ(vuf_set_vring_fd(e->v, VHOST_USER_SET_VRING_ERR, q, e->err_fd[q]), 0);
-		if (packed) {
-			CHECK_EQ(pring_new(e->m, RING, true, &e->pr[q]), 0);
-			CHECK_EQ(pring_start_vring(e->v, q, e->pr[q], PACKED_FRESH), 0);
-		} else {
-			CHECK_EQ(gring_new(e->m, RING, true, &e->r[q]), 0);
-			CHECK_EQ(vuf_start_vring(e->v, q, e->r[q]), 0);
-		}
+		CHECK_EQ(gvq_new(e->m, RING, e->v->features, &e->vq[q]), 0);
+		CHECK_EQ(vuf_start_vring(e->v, q, e->vq[q]), 0);
 	}
 	CHECK(ev_wait_match(EV_NEW_DEV, e->vid, -1, -1, 3000, NULL));
 	CHECK(ev_wait_match(EV_VRING_STATE, e->vid, 1, 1, 3000, NULL));
@@ -74,10 +65,7 @@ static void env_down(struct env *e)
 		vuf_close(e->v);
 	e->v = NULL;
 	for (int q = 0; q < 2; q++) {
-		if (e->pr[q])
-			pring_free(e->pr[q]);
-		if (e->r[q])
-			gring_free(e->r[q]);
+		gvq_free(e->vq[q]);
 		close(e->err_fd[q]);
 	}
 	gmem_free(e->m);
@@ -87,14 +75,7 @@ static void env_down(struct env *e)
 static int post(struct env *e, int q, const struct gbuf *out, int nout, const struct gbuf *in,
 		int nin, bool indirect, uintptr_t tok)
 {
-	int id;
-
-	if (packed) {
-		id = pring_add(e->pr[q], out, nout, in, nin, indirect, (void *)tok);
-	} else {
-		id = gring_add(e->r[q], out, nout, in, nin, indirect, (void *)tok);
-		gring_publish(e->r[q]);
-	}
+	int id = gvq_post(e->vq[q], out, nout, in, nin, indirect, (void *)tok);
 	CHECK(id >= 0);
 	return id;
 }
@@ -111,7 +92,7 @@ static int post_in(struct env *e, int q, uint32_t len, uintptr_t tok)
 static int used(struct env *e, int q, uintptr_t *tok, uint32_t *len)
 {
 	void *t = NULL;
-	int rc = packed ? pring_get_used(e->pr[q], &t, len) : gring_get_used(e->r[q], &t, len);
+	int rc = gvq_get_used(e->vq[q], &t, len);
 	*tok = (uintptr_t)t;
 	return rc;
 }
@@ -128,7 +109,7 @@ static void expect_used(struct env *e, int q, uintptr_t tok, uint32_t len)
 
 static uint64_t calls(struct env *e, int q)
 {
-	return packed ? pring_read_calls(e->pr[q]) : gring_read_calls(e->r[q]);
+	return gvq_read_calls(e->vq[q]);
 }
 
 /* vhk_vq_pop into @iov of @max entries. */
@@ -380,9 +361,9 @@ static void t_event_idx(void)
 	expect_used(&e, 0, 1, 8);
 	/* The guest wants a call once the entry at used position 2 is written. */
 	if (packed)
-		pring_raw_drv_event(e.pr[0], VRING_PACKED_EVENT_FLAG_DESC, 2 | PK_WRAP);
+		gvq_raw_drv_event(e.vq[0], VRING_PACKED_EVENT_FLAG_DESC, 2 | PK_WRAP);
 	else
-		gring_raw_used_event(e.r[0], 2);
+		gvq_raw_used_event(e.vq[0], 2);
 	CHECK_EQ(pop(&e, 0, &el, iov, 2), 0);
 	CHECK_EQ(el.id, id[1]);
 	CHECK_EQ(vhk_vq_push(e.vid, 0, el.id, 8), 0);
@@ -399,10 +380,10 @@ static void t_event_idx(void)
 	/* Enabling notifications asks for a kick at our next avail position. */
 	CHECK_EQ(vhk_vq_set_notification(e.vid, 0, true), 0);
 	if (packed) {
-		CHECK_EQ(pring_dev_flags(e.pr[0]), VRING_PACKED_EVENT_FLAG_DESC);
-		CHECK_EQ(pring_dev_off_wrap(e.pr[0]), 3 | PK_WRAP);
+		CHECK_EQ(gvq_dev_flags(e.vq[0]), VRING_PACKED_EVENT_FLAG_DESC);
+		CHECK_EQ(gvq_dev_off_wrap(e.vq[0]), 3 | PK_WRAP);
 	} else {
-		CHECK_EQ(gring_avail_event(e.r[0]), 3);
+		CHECK_EQ(gvq_avail_event(e.vq[0]), 3);
 	}
 	env_down(&e);
 }
@@ -516,7 +497,7 @@ static void t_bad_args_and_stale(void)
 	CHECK_EQ(vhk_dev_set_priv(stale, &e), -ENODEV);
 	CHECK(vhk_dev_get_priv(stale) == NULL);
 	uint64_t len = 8;
-	CHECK(vhk_dev_translate(stale, 0, &len) == NULL);
+	CHECK(vhk_vq_translate(stale, 0, 0, &len) == NULL);
 	CHECK_EQ(len, 0);
 	CHECK_EQ(vhk_vq_pop(-1, 0, &el), -ENODEV);
 	env_down(&e);
@@ -528,23 +509,22 @@ static void hostile(bool loop)
 	struct env e;
 	env_up(&e, 1);
 	uint64_t buf = gmem_alloc(e.m, 64, 8);
+	struct gvq *r = e.vq[0];
 	if (packed) {
-		struct pring *r = e.pr[0];
-		uint16_t av = pring_avail_bits(true);
+		uint16_t av = gvq_avail_bits(true);
 		if (loop) { /* every slot chains to the next: longer than the ring */
 			for (uint16_t i = RING; i-- > 0;)
-				pring_raw_desc(r, i, buf, 8, 0, (uint16_t)(av | VRING_DESC_F_NEXT));
+				gvq_raw_slot(r, i, buf, 8, 0, (uint16_t)(av | VRING_DESC_F_NEXT));
 		} else {
-			pring_raw_desc(r, 0, buf, 8, RING + 5, (uint16_t)(av | VRING_DESC_F_WRITE));
+			gvq_raw_slot(r, 0, buf, 8, RING + 5, (uint16_t)(av | VRING_DESC_F_WRITE));
 		}
 	} else {
-		struct gring *r = e.r[0];
 		if (loop) {
-			gring_raw_desc(r, 0, buf, 8, VRING_DESC_F_NEXT, 1);
-			gring_raw_desc(r, 1, buf, 8, VRING_DESC_F_NEXT, 0);
+			gvq_raw_desc(r, 0, buf, 8, VRING_DESC_F_NEXT, 1);
+			gvq_raw_desc(r, 1, buf, 8, VRING_DESC_F_NEXT, 0);
 		}
-		gring_raw_avail(r, 0, loop ? 0 : RING + 5);
-		gring_raw_avail_idx(r, 1);
+		gvq_raw_avail(r, 0, loop ? 0 : RING + 5);
+		gvq_raw_avail_idx(r, 1);
 	}
 	struct iovec iov[4];
 	struct vhk_vq_elem el;
@@ -587,35 +567,35 @@ static void t_translate(void)
 	fill(pat, sizeof(pat), 33);
 	uint64_t gpa = gmem_alloc(e.m, 100, 8), len = 100;
 	CHECK_EQ(gmem_write(e.m, gpa, pat, 100), 0);
-	uint8_t *p = vhk_dev_translate(e.vid, gpa, &len);
+	uint8_t *p = vhk_vq_translate(e.vid, 0, gpa, &len);
 	CHECK(p != NULL);
 	CHECK_EQ(len, 100);
 	CHECK(!memcmp(p, pat, 100));
 	/* Crossing from region 0 into region 1: clipped at the boundary. */
 	CHECK_EQ(gmem_write(e.m, REGION - 16, pat, 64), 0);
 	len = 64;
-	p = vhk_dev_translate(e.vid, REGION - 16, &len);
+	p = vhk_vq_translate(e.vid, 0, REGION - 16, &len);
 	CHECK(p != NULL);
 	CHECK_EQ(len, 16);
 	CHECK(!memcmp(p, pat, 16));
 	len = 48;
-	p = vhk_dev_translate(e.vid, REGION, &len);
+	p = vhk_vq_translate(e.vid, 0, REGION, &len);
 	CHECK(p != NULL);
 	CHECK_EQ(len, 48);
 	CHECK(!memcmp(p, pat + 16, 48));
 	len = UINT64_MAX;
-	CHECK(vhk_dev_translate(e.vid, 0, &len) != NULL);
+	CHECK(vhk_vq_translate(e.vid, 0, 0, &len) != NULL);
 	CHECK_EQ(len, REGION);
 	/* Not mapped, nothing asked, no length. */
 	len = 8;
-	CHECK(vhk_dev_translate(e.vid, 2ull * REGION, &len) == NULL);
+	CHECK(vhk_vq_translate(e.vid, 0, 2ull * REGION, &len) == NULL);
 	CHECK_EQ(len, 0);
 	len = 8;
-	CHECK(vhk_dev_translate(e.vid, UINT64_MAX - 3, &len) == NULL);
+	CHECK(vhk_vq_translate(e.vid, 0, UINT64_MAX - 3, &len) == NULL);
 	CHECK_EQ(len, 0);
 	len = 0;
-	CHECK(vhk_dev_translate(e.vid, gpa, &len) == NULL);
-	CHECK(vhk_dev_translate(e.vid, gpa, NULL) == NULL);
+	CHECK(vhk_vq_translate(e.vid, 0, gpa, &len) == NULL);
+	CHECK(vhk_vq_translate(e.vid, 0, gpa, NULL) == NULL);
 	/* The per-device pointer. */
 	CHECK(vhk_dev_get_priv(e.vid) == NULL);
 	CHECK_EQ(vhk_dev_set_priv(e.vid, &e), 0);
@@ -625,25 +605,7 @@ static void t_translate(void)
 	env_down(&e);
 }
 
-static int run(int argc, char **argv)
-{
-	static const struct test_case cases[] = {
-		TEST(t_roundtrip),	     TEST(t_len_clamp),	     TEST(t_e2big),
-		TEST(t_unpop),		     TEST(t_push_not_in_flight), TEST(t_event_idx),
-		TEST(t_vring_base_progress), TEST(t_set_base),	     TEST(t_bad_args_and_stale),
-		TEST(t_hostile_loop),	     TEST(t_hostile_head),   TEST(t_translate),
-	};
-	return test_run_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);
-}
-
-/* test_vq_api --split|--packed [case] */
-int main(int argc, char **argv)
-{
-	if (argc < 2 || (strcmp(argv[1], "--split") && strcmp(argv[1], "--packed"))) {
-		fprintf(stderr, "usage: %s --split|--packed [case]\n", argv[0]);
-		return 2;
-	}
-	packed = !strcmp(argv[1], "--packed");
-	argv[1] = argv[0];
-	return run(argc - 1, argv + 1);
-}
+GVQ_TEST_MAIN(TEST(t_roundtrip), TEST(t_len_clamp), TEST(t_e2big), TEST(t_unpop),
+	      TEST(t_push_not_in_flight), TEST(t_event_idx), TEST(t_vring_base_progress),
+	      TEST(t_set_base), TEST(t_bad_args_and_stale), TEST(t_hostile_loop),
+	      TEST(t_hostile_head), TEST(t_translate))

@@ -6,7 +6,7 @@
  * there; the receive queue, where the device writes, keeps every rule.
  *
  * The transmit cases post DPDK virtio-user's multi-segment transmit images
- * field by field (tests/unit/memvq/test_dev_reads.c describes them): a
+ * field by field (tests/unit/vq/test_dev_reads.c describes them): a
  * transmit region per ring slot (12-byte net header, then an 8-entry table
  * at offset 16); packed tables set up with id = index and WRITE on every
  * entry, entry 0 = the header (it keeps WRITE), entries 1..n = the
@@ -114,12 +114,12 @@ static void dpdk_tables(struct dpdk *d, bool hdr_write)
 /*
  * Frame @i of @n segments in slot @slot, as DPDK's indirect transmit writes
  * it: segment bytes, table entries 1..n, then the ring descriptor on vring
- * @q (ring flags stored last by inv_raw_post). Returns the frame length.
+ * @q (ring flags stored last by gvq_raw_post). Returns the frame length.
  */
-static uint32_t dpdk_xmit(struct dpdk *d, uint32_t q, struct inv_raw *rw, uint16_t slot,
-			  uint32_t i, uint16_t n)
+static uint32_t dpdk_xmit(struct dpdk *d, uint32_t q, uint16_t slot, uint32_t i, uint16_t n)
 {
-	uint16_t cached = rw->wrap ? F_AV : F_US;
+	struct gvq *r = d->f.vq[q];
+	uint16_t cached = r->raw.wrap ? F_AV : F_US;
 	uint32_t total = 0;
 
 	for (uint16_t k = 0; k < n; k++) {
@@ -144,7 +144,8 @@ static uint32_t dpdk_xmit(struct dpdk *d, uint32_t q, struct inv_raw *rw, uint16
 			t[k].flags = k < n ? F_N : 0;
 		}
 	}
-	inv_raw_post(&d->f, q, rw, slot, tab_gpa(d, slot), (uint32_t)(n + 1) * 16, F_I);
+	struct gvq_rawbuf ptr = {tab_gpa(d, slot), (uint32_t)(n + 1) * 16, F_I};
+	gvq_raw_post(r, &ptr, 1, slot);
 	return total;
 }
 
@@ -177,23 +178,21 @@ static void tx_frames(bool hdr_write)
 {
 	struct dpdk d;
 	struct vhk_pool *pool;
-	struct inv_raw rw;
 
 	dpdk_up(&d);
 	CHECK_EQ(vhk_pool_create(64, 2048, 0, 0, &pool), 0);
 	dpdk_tables(&d, hdr_write);
-	inv_raw_init(&rw);
 	for (uint32_t i = 0; i < 3 * QSIZE; i++) {
 		uint16_t n = (uint16_t)(1 + i % 7), slot = (uint16_t)(i % QSIZE), id = 0xffff;
 		uint32_t ulen = 1;
 		struct vhk_pkt *p[2];
-		uint32_t len = dpdk_xmit(&d, 1, &rw, slot, i, n);
+		uint32_t len = dpdk_xmit(&d, 1, slot, i, n);
 		memcpy(d.snap, gmem_ptr(d.f.m, d.txr, d.span), d.span);
 		CHECK_EQ(vhk_net_dequeue_burst(d.f.vid, 1, pool, p, 2), 1);
 		CHECK(is_frame(p[0], i, n, len));
 		CHECK_EQ(p[0]->ol.flags, 0);
 		vhk_pkt_free(p[0]);
-		CHECK_EQ(inv_raw_used(&d.f, 1, &rw, &id, &ulen), 1);
+		CHECK_EQ(gvq_raw_used(d.f.vq[1], &id, &ulen), 1);
 		CHECK_EQ(id, slot);
 		CHECK_EQ(ulen, 0);
 		CHECK(!memcmp(d.snap, gmem_ptr(d.f.m, d.txr, d.span), d.span));
@@ -225,13 +224,11 @@ static void t_rx_keeps_order_rule(void)
 {
 	struct dpdk d;
 	struct vhk_pool *pool;
-	struct inv_raw rw;
 
 	dpdk_up(&d);
 	CHECK_EQ(vhk_pool_create(8, 2048, 0, 0, &pool), 0);
 	dpdk_tables(&d, true);
-	inv_raw_init(&rw);
-	dpdk_xmit(&d, 0, &rw, 0, 0, 3);
+	dpdk_xmit(&d, 0, 0, 0, 3);
 	memcpy(d.snap, gmem_ptr(d.f.m, d.txr, d.span), d.span);
 	struct vhk_pkt *p = vhk_pkt_alloc(pool);
 	CHECK(p && vhk_pkt_append(p, 100));
@@ -242,17 +239,10 @@ static void t_rx_keeps_order_rule(void)
 	CHECK(!memcmp(d.snap, gmem_ptr(d.f.m, d.txr, d.span), d.span));
 	uint16_t id;
 	uint32_t ulen;
-	CHECK_EQ(inv_raw_used(&d.f, 0, &rw, &id, &ulen), 0);
+	CHECK_EQ(gvq_raw_used(d.f.vq[0], &id, &ulen), 0);
 	vhk_pkt_free(p);
 	dpdk_down(&d);
 	vhk_pool_free(pool);
 }
 
-int main(int argc, char **argv)
-{
-	static const struct test_case cases[] = {TEST(t_dpdk_tx_tables),
-						 TEST(t_rx_keeps_order_rule)};
-	argc = inv_parse_format(argc, argv);
-	fprintf(stderr, "# ring format: %s\n", inv_packed ? "packed" : "split");
-	return test_run_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);
-}
+GVQ_TEST_MAIN(TEST(t_dpdk_tx_tables), TEST(t_rx_keeps_order_rule))

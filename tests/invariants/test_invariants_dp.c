@@ -4,8 +4,8 @@
  * suites left untested (sections C ring states, D indirect alignment,
  * F work budget, H notifications, I guest-memory discipline; see
  * docs/hardening.md). The net device runs in-process; vuf is the frontend
- * and the guest is gring (split) or pring (packed), or raw writes into their
- * rings. Every case runs on either format: the binary takes `--packed` or
+ * and the guest is a gvq per ring (split or packed), or the harness's raw
+ * writers on those rings. Every case runs on either format: the binary takes `--packed` or
  * `--split` (default) before the optional case name, and meson registers it
  * once per format (invariants_dp_split, invariants_dp_packed).
  */
@@ -59,7 +59,7 @@ static struct vhk_pkt *pkt_make(struct vhk_pool *pool, uint32_t len, uint8_t see
 static void post_rx(struct inv *f, uint64_t gpa)
 {
 	struct gbuf b = {gpa, BUFSZ};
-	CHECK(inv_add(f, 0, NULL, 0, &b, 1, false, (void *)(uintptr_t)gpa) >= 0);
+	CHECK(gvq_post(f->vq[0], NULL, 0, &b, 1, false, (void *)(uintptr_t)gpa) >= 0);
 }
 
 /* Post one guest TX packet: a zero header plus @len bytes, in one buffer at @gpa. */
@@ -72,14 +72,14 @@ static void post_tx(struct inv *f, uint64_t gpa, uint32_t len)
 		buf[HDR + i] = (uint8_t)i;
 	CHECK_EQ(gmem_write(f->m, gpa, buf, HDR + len), 0);
 	struct gbuf b = {gpa, HDR + len};
-	CHECK(inv_add(f, 1, &b, 1, NULL, 0, false, (void *)(uintptr_t)gpa) >= 0);
+	CHECK(gvq_post(f->vq[1], &b, 1, NULL, 0, false, (void *)(uintptr_t)gpa) >= 0);
 }
 
 /* Take one used entry from ring @q (must be there); returns its token. */
 static uint64_t reap(struct inv *f, uint32_t q, uint32_t *len)
 {
 	void *tok = NULL;
-	CHECK_EQ(inv_get_used(f, q, &tok, len), 1);
+	CHECK_EQ(gvq_get_used(f->vq[q], &tok, len), 1);
 	return (uint64_t)(uintptr_t)tok;
 }
 
@@ -94,13 +94,13 @@ static void check_quiet(struct inv *f, struct vhk_pool *pool, const uint8_t *sna
 		CHECK_EQ(vhk_vq_notify(f->vid, 0), expect_rc);
 		CHECK_EQ(vhk_vq_notify(f->vid, 1), expect_rc);
 		CHECK_EQ(vhk_vq_set_notification(f->vid, 0, k & 1), expect_rc);
-		inv_kick_force(f, 1);
+		gvq_kick_force(f->vq[1]);
 	}
 	vhk_pkt_free(in);
 	fe_usable(f->v); /* frontend messages are still answered */
 	CHECK(memcmp(snap, f->m->r[0].hva, MEMSZ) == 0);
-	CHECK_EQ(inv_read_calls(f, 0), 0);
-	CHECK_EQ(inv_read_calls(f, 1), 0);
+	CHECK_EQ(gvq_read_calls(f->vq[0]), 0);
+	CHECK_EQ(gvq_read_calls(f->vq[1]), 0);
 }
 
 /* One packet each way works (and is reaped, and the buffers posted again). */
@@ -118,8 +118,8 @@ static void check_flowing(struct inv *f, struct vhk_pool *pool, uint64_t rx_gpa,
 	CHECK_EQ(reap(f, 1, &len), tx_gpa);
 	post_rx(f, rx_gpa);
 	post_tx(f, tx_gpa, 100);
-	inv_read_calls(f, 0);
-	inv_read_calls(f, 1);
+	gvq_read_calls(f->vq[0]);
+	gvq_read_calls(f->vq[1]);
 }
 
 /* Suspend (GET_VRING_BASE on both rings), check quiet, resume, check flowing. */
@@ -129,13 +129,13 @@ static void suspend_round(struct inv *f, struct vhk_pool *pool, uint8_t *snap, u
 	uint32_t base[2];
 	for (uint32_t q = 0; q < 2; q++)
 		CHECK_EQ(vuf_get_vring_base(f->v, q, &base[q]), 0);
-	inv_read_calls(f, 0);
-	inv_read_calls(f, 1);
+	gvq_read_calls(f->vq[0]);
+	gvq_read_calls(f->vq[1]);
 	memcpy(snap, f->m->r[0].hva, MEMSZ);
 	check_quiet(f, pool, snap, -EAGAIN);
 	for (uint32_t q = 0; q < 2; q++) {
 		CHECK_EQ(vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_BASE, q, base[q]), 0);
-		CHECK_EQ(vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_KICK, q, inv_kick_fd(f, q)),
+		CHECK_EQ(vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_KICK, q, f->vq[q]->kick_fd),
 			 0);
 	}
 	fe_usable(f->v);
@@ -200,7 +200,7 @@ static void t_call_nofd_skipped(void)
 	post_rx(&f, rx_gpa);
 	struct vhk_pkt *p = pkt_make(pool, 60, 3);
 	CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, &p, 1), 1);
-	CHECK(inv_read_calls(&f, 0) >= 1);
+	CHECK(gvq_read_calls(f.vq[0]) >= 1);
 	reap(&f, 0, NULL);
 	CHECK_EQ(vuf_set_vring_fd(f.v, VHOST_USER_SET_VRING_CALL, 0, -1), 0);
 	CHECK_EQ(inv_vring(&f, 0).call_fd, -1);
@@ -217,7 +217,7 @@ static void t_call_nofd_skipped(void)
 	CHECK_EQ(vhk_net_get_stats(f.vid, 0, &st), 0);
 	CHECK_EQ(st.calls, calls);
 	CHECK_EQ(st.packets, REPS + 1);
-	CHECK_EQ(inv_read_calls(&f, 0), 0);
+	CHECK_EQ(gvq_read_calls(f.vq[0]), 0);
 	vhk_pkt_free(p);
 	inv_close(&f);
 	vhk_pool_free(pool);
@@ -251,10 +251,10 @@ static void t_unwritable_notify_fds(void)
 	 * past the ring (split), a buffer id >= N (packed).
 	 */
 	if (inv_packed)
-		pring_raw_desc(f.p[1], f.p[1]->next_avail, rx_gpa, 100, f.p[1]->size,
-			       pring_avail_bits(f.p[1]->avail_wrap));
+		gvq_raw_slot(f.vq[1], f.vq[1]->avail_pos, rx_gpa, 100, f.vq[1]->size,
+			     gvq_avail_bits(f.vq[1]->avail_wrap));
 	else
-		gring_raw_avail_idx(f.r[1], 1000);
+		gvq_raw_avail_idx(f.vq[1], 1000);
 	struct vhk_pkt *out[2];
 	CHECK_EQ(vhk_net_dequeue_burst(f.vid, 1, pool, out, 2), 0);
 	CHECK(inv_vring(&f, 1).broken);
@@ -295,8 +295,6 @@ static void t_indirect_odd_address(void)
 	net_up(&f, NETF, 64);
 	CHECK(f.v->features & BIT(VHK_F_INDIRECT_DESC));
 	struct vhk_pool *pool = pool_new();
-	struct inv_raw rw;
-	inv_raw_init(&rw);
 	uint64_t area = gmem_alloc(f.m, 4096, 4096), data = gmem_alloc(f.m, 4096, 64);
 	uint8_t pkt[HDR + 200];
 	memset(pkt, 0, HDR);
@@ -312,9 +310,10 @@ static void t_indirect_odd_address(void)
 			uint32_t end = k + 1 == n ? HDR + 200 : cut[k + 1];
 			put_table_entry(&f, tab, k, data + cut[k], end - cut[k], k + 1 < n);
 		}
-		uint16_t head = (uint16_t)(round % inv_qsize(&f, 1)), id = 0xffff;
+		uint16_t head = (uint16_t)(round % f.vq[1]->size), id = 0xffff;
 		uint32_t ulen = 0;
-		inv_raw_post(&f, 1, &rw, head, tab, n * 16, VRING_DESC_F_INDIRECT);
+		gvq_raw_post(f.vq[1], &(struct gvq_rawbuf){tab, n * 16, VRING_DESC_F_INDIRECT}, 1,
+			     head);
 		struct vhk_pkt *out[2];
 		CHECK_EQ(vhk_net_dequeue_burst(f.vid, 1, pool, out, 2), 1);
 		CHECK_EQ(out[0]->pkt_len, 200);
@@ -322,9 +321,9 @@ static void t_indirect_odd_address(void)
 		CHECK_EQ(vhk_pkt_read(out[0], 0, got, 200), 200);
 		CHECK(memcmp(got, pkt + HDR, 200) == 0);
 		vhk_pkt_free(out[0]);
-		CHECK_EQ(inv_raw_used(&f, 1, &rw, &id, &ulen), 1);
+		CHECK_EQ(gvq_raw_used(f.vq[1], &id, &ulen), 1);
 		CHECK_EQ(id, head);
-		CHECK_EQ(inv_raw_used(&f, 1, &rw, &id, &ulen), 0);
+		CHECK_EQ(gvq_raw_used(f.vq[1], &id, &ulen), 0);
 	}
 	CHECK(!inv_vring(&f, 1).broken);
 	inv_close(&f);
@@ -357,7 +356,7 @@ static void t_burst_budget(void)
 	/* RX: 200 buffers, bursts of 4 out of 16 packets place exactly 4. */
 	for (uint32_t i = 0; i < 200; i++) {
 		struct gbuf g = {buf + i * 512, 512};
-		CHECK(inv_add(&f, 0, NULL, 0, &g, 1, false, (void *)(uintptr_t)(i + 1)) >= 0);
+		CHECK(gvq_post(f.vq[0], NULL, 0, &g, 1, false, (void *)(uintptr_t)(i + 1)) >= 0);
 	}
 	struct vhk_pkt *in[16];
 	for (int i = 0; i < 16; i++)
@@ -369,22 +368,22 @@ static void t_burst_budget(void)
 	}
 	/* A full ring of chains that are all wrong (readable on RX): one bounded pass. */
 	CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, in, 1), 0);
-	while (inv_get_used(&f, 0, NULL, NULL) == 1)
+	while (gvq_get_used(f.vq[0], NULL, NULL) == 1)
 		;
 	for (uint32_t i = 0; i < 256; i++) {
 		struct gbuf g = {buf + i * 512, 512};
-		CHECK(inv_add(&f, 0, &g, 1, NULL, 0, false, (void *)(uintptr_t)(i + 1)) >= 0);
+		CHECK(gvq_post(f.vq[0], &g, 1, NULL, 0, false, (void *)(uintptr_t)(i + 1)) >= 0);
 	}
 	CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, in, 16), 0);
 	uint32_t consumed = 0, ulen = 1;
-	while (inv_get_used(&f, 0, NULL, &ulen) == 1) {
+	while (gvq_get_used(f.vq[0], NULL, &ulen) == 1) {
 		CHECK_EQ(ulen, 0);
 		consumed++;
 	}
 	CHECK_EQ(consumed, 256); /* each consumed once, len 0 */
 	CHECK(!inv_vring(&f, 0).broken);
 	CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, in, 16), 0);
-	CHECK_EQ(inv_get_used(&f, 0, NULL, NULL), 0);
+	CHECK_EQ(gvq_get_used(f.vq[0], NULL, NULL), 0);
 	for (int i = 0; i < 16; i++)
 		vhk_pkt_free(in[i]);
 	inv_close(&f);
@@ -438,9 +437,9 @@ static void *flip_thread(void *arg)
 		x ^= x >> 17;
 		x ^= x << 5;
 		uint64_t a = fl->buf_a + h * fl->stride, b = fl->buf_b + h * fl->stride;
-		__atomic_store_n(inv_desc_len(fl->f, fl->q, (uint16_t)h),
+		__atomic_store_n(gvq_desc_len(fl->f->vq[fl->q], (uint16_t)h),
 				 (x & 1) ? fl->len_a : fl->len_b, __ATOMIC_RELAXED);
-		__atomic_store_n(inv_desc_addr(fl->f, fl->q, (uint16_t)h), (x & 32) ? a : b,
+		__atomic_store_n(gvq_desc_addr(fl->f->vq[fl->q], (uint16_t)h), (x & 32) ? a : b,
 				 __ATOMIC_RELAXED);
 		if (fl->hdr) {
 			flip_hdr(fl->f->m, a, x);
@@ -483,10 +482,10 @@ static void prewrite(struct inv *f, uint32_t q, uint16_t i, uint64_t addr, uint3
 		     uint16_t split_flags)
 {
 	if (inv_packed) {
-		*inv_desc_addr(f, q, i) = addr;
-		*inv_desc_len(f, q, i) = len;
+		*gvq_desc_addr(f->vq[q], i) = addr;
+		*gvq_desc_len(f->vq[q], i) = len;
 	} else {
-		gring_raw_desc(f->r[q], i, addr, len, split_flags, 0);
+		gvq_raw_desc(f->vq[q], i, addr, len, split_flags, 0);
 	}
 }
 
@@ -520,8 +519,6 @@ static void t_fetch_once_tx(void)
 		CHECK_EQ(gmem_write(f.m, fl.buf_b + h * BUFSZ + HDR, pat_b, 1000), 0);
 		prewrite(&f, 1, (uint16_t)h, fl.buf_a + h * BUFSZ, HDR + 100, 0);
 	}
-	struct inv_raw rw;
-	inv_raw_init(&rw);
 	pthread_t th;
 	flip_start(&fl, &th);
 	uint32_t delivered = 0, csum_seen = 0, from_a = 0, from_b = 0;
@@ -533,11 +530,11 @@ static void t_fetch_once_tx(void)
 		atomic_store(&fl.cur, head);
 		if (round % 4 == 0)
 			flip_wait(&fl, 4);
-		CHECK_EQ(inv_raw_republish(&f, 1, &rw, head, 0), head);
+		CHECK_EQ(gvq_raw_republish(f.vq[1], head, 0), head);
 		struct vhk_pkt *out[2];
 		uint16_t n = vhk_net_dequeue_burst(f.vid, 1, pool, out, 2);
 		CHECK(n <= 1);
-		CHECK_EQ(inv_raw_used(&f, 1, &rw, &id, &ulen), 1); /* consumed either way */
+		CHECK_EQ(gvq_raw_used(f.vq[1], &id, &ulen), 1); /* consumed either way */
 		CHECK_EQ(id, head);
 		if (round % 16 == 0)
 			sched_yield(); /* let the flipper run on a single CPU too */
@@ -611,8 +608,6 @@ static void t_fetch_once_rx(void)
 	uint8_t want[HDR + 1500] = {[10] = 1}; /* header: all zero, num_buffers 1 */
 	for (uint32_t i = 0; i < 1500; i++)
 		want[HDR + i] = (uint8_t)(9 + i);
-	struct inv_raw rw;
-	inv_raw_init(&rw);
 	for (uint32_t h = 0; h < fl.nslots; h++)
 		prewrite(&f, 0, (uint16_t)h, fl.buf_a, 100, VRING_DESC_F_WRITE);
 	pthread_t th;
@@ -622,9 +617,9 @@ static void t_fetch_once_rx(void)
 	for (uint32_t round = 0; round < 3000; round++) {
 		memset(ga, 0xcc, total);
 		memset(gb, 0xcc, total);
-		atomic_store(&fl.cur, inv_packed ? rw.pos : 0);
+		atomic_store(&fl.cur, inv_packed ? f.vq[0]->raw.pos : 0);
 		flip_wait(&fl, 4);
-		inv_raw_republish(&f, 0, &rw, 0, VRING_DESC_F_WRITE);
+		gvq_raw_republish(f.vq[0], 0, VRING_DESC_F_WRITE);
 		uint16_t n = 0, id = 0xffff;
 		uint32_t ulen = 0;
 		for (int tries = 0; tries < 100000 && !n; tries++) {
@@ -632,7 +627,7 @@ static void t_fetch_once_rx(void)
 			if (!n)
 				sched_yield(); /* let the flipper run on a single CPU too */
 		}
-		CHECK_EQ(inv_raw_used(&f, 0, &rw, &id, &ulen), n);
+		CHECK_EQ(gvq_raw_used(f.vq[0], &id, &ulen), n);
 		if (!n) {
 			/* Never placed: give up on this head for good (the flips won). */
 			CHECK(untouched(ga, total) && untouched(gb, total));
@@ -713,7 +708,7 @@ static int tx_with_hdr(struct inv *f, struct vhk_pool *pool, uint64_t buf,
 		g[n++] = (struct gbuf){buf + off, hdr_bytes - off < piece ? hdr_bytes - off : piece};
 	if (len)
 		g[n++] = (struct gbuf){buf + hdr_bytes, len};
-	CHECK(inv_add(f, 1, g, n, NULL, 0, false, (void *)(uintptr_t)buf) >= 0);
+	CHECK(gvq_post(f->vq[1], g, n, NULL, 0, false, (void *)(uintptr_t)buf) >= 0);
 	struct vhk_pkt *out[2];
 	uint16_t got = vhk_net_dequeue_burst(f->vid, 1, pool, out, 2);
 	reap(f, 1, NULL); /* consumed either way */
@@ -777,15 +772,7 @@ static void t_tx_header_bounds(void)
 }
 
 /* Every case on the format given by a leading --packed / --split (default split). */
-int main(int argc, char **argv)
-{
-	static const struct test_case cases[] = {
-		TEST(t_suspended_no_guest_writes), TEST(t_call_nofd_skipped),
-		TEST(t_unwritable_notify_fds),     TEST(t_indirect_odd_address),
-		TEST(t_burst_budget),              TEST(t_fetch_once_tx),
-		TEST(t_fetch_once_rx),             TEST(t_rx_header_zeroed),
-		TEST(t_tx_header_bounds)};
-	argc = inv_parse_format(argc, argv);
-	fprintf(stderr, "# ring format: %s\n", inv_packed ? "packed" : "split");
-	return test_run_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);
-}
+GVQ_TEST_MAIN(TEST(t_suspended_no_guest_writes), TEST(t_call_nofd_skipped),
+	      TEST(t_unwritable_notify_fds), TEST(t_indirect_odd_address), TEST(t_burst_budget),
+	      TEST(t_fetch_once_tx), TEST(t_fetch_once_rx), TEST(t_rx_header_zeroed),
+	      TEST(t_tx_header_bounds))

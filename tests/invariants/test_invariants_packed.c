@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Hostile-guest tests for the packed-ring rules of invariants.md (section G)
- * that tests/unit/memvq/test_packed.c and tests/integration/dp/test_dp_packed.c
+ * that tests/unit/vq/test_packed.c and tests/integration/dp/test_dp_packed.c
  * leave open (see docs/hardening.md, section G): the availability predicate
  * for every flag combination and lap, a live driver publishing descriptors
  * while the device polls (flags before addr/len/id), the reserved fields of
  * indirect tables, translation failures in the middle of a burst, and the
  * mapping and alignment of the packed ring areas (section D). The
- * net device runs in-process on packed rings; vuf is the frontend, pring
- * (or raw writes into its ring) the guest.
+ * net device runs in-process on packed rings; vuf is the frontend, a gvq
+ * (its driver or its raw writers) the guest.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -30,7 +30,7 @@
 static void pk_up(struct inv *f, uint16_t qsize, uint64_t off)
 {
 	inv_net_up(f, INV_NETF & ~off, MEMSZ, qsize);
-	CHECK(f->p[0] && f->p[1]);
+	CHECK(f->vq[0] && f->vq[1]);
 }
 
 static struct vhk_pool *pool_new(void)
@@ -76,44 +76,42 @@ static void t_avail_predicate(void)
 	struct inv f;
 	pk_up(&f, 7, 0);
 	struct vhk_pool *pool = pool_new();
-	struct pring *r = f.p[1];
+	struct gvq *r = f.vq[1];
 	uint64_t buf = gmem_alloc(f.m, BUFSZ, 64);
 	CHECK(buf != 0);
-	struct inv_raw rw;
-	inv_raw_init(&rw);
 	size_t ring_bytes = 16u * r->size;
 	uint8_t *snap = malloc(ring_bytes);
 	CHECK(snap != NULL);
 	for (uint32_t i = 0; i < 18; i++) {
-		uint16_t slot = rw.pos, pos = inv_vring(&f, 1).last_avail_idx;
-		bool wrap = rw.wrap;
-		uint16_t good = pring_avail_bits(wrap);
-		const uint16_t bad[3] = {0, F_AV | F_US, pring_avail_bits(!wrap)};
+		uint16_t slot = r->raw.pos, pos = inv_vring(&f, 1).last_avail_idx;
+		bool wrap = r->raw.wrap;
+		uint16_t good = gvq_avail_bits(wrap);
+		const uint16_t bad[3] = {0, F_AV | F_US, gvq_avail_bits(!wrap)};
 		put_frame(f.m, buf, 60 + i, (uint8_t)i);
 		for (int k = 0; k < 3; k++) {
-			pring_raw_desc(r, slot, buf, HDR + 60 + i, (uint16_t)(i % r->size), bad[k]);
-			memcpy(snap, r->desc, ring_bytes);
+			gvq_raw_slot(r, slot, buf, HDR + 60 + i, (uint16_t)(i % r->size), bad[k]);
+			memcpy(snap, r->pdesc, ring_bytes);
 			struct vhk_pkt *out[2];
-			pring_kick_force(r);
+			gvq_kick_force(r);
 			CHECK_EQ(vhk_net_dequeue_burst(f.vid, 1, pool, out, 2), 0);
-			CHECK(memcmp(snap, r->desc, ring_bytes) == 0);
+			CHECK(memcmp(snap, r->pdesc, ring_bytes) == 0);
 			struct vhk_vq_info vi = inv_vring(&f, 1);
 			CHECK_EQ(vi.last_avail_idx, pos);
 			CHECK(!vi.broken);
 		}
-		CHECK_EQ(inv_raw_post(&f, 1, &rw, (uint16_t)(i % r->size), buf, HDR + 60 + i, 0),
-			 slot);
-		CHECK_EQ(r->desc[slot].flags, good);
+		struct gvq_rawbuf b = {buf, HDR + 60 + i, 0};
+		CHECK_EQ(gvq_raw_post(r, &b, 1, (uint16_t)(i % r->size)), slot);
+		CHECK_EQ(r->pdesc[slot].flags, good);
 		struct vhk_pkt *out[2];
 		CHECK_EQ(vhk_net_dequeue_burst(f.vid, 1, pool, out, 2), 1);
 		CHECK(is_frame(out[0], 60 + i, (uint8_t)i));
 		vhk_pkt_free(out[0]);
 		uint16_t id = 0xffff;
 		uint32_t len = 1;
-		CHECK_EQ(inv_raw_used(&f, 1, &rw, &id, &len), 1);
+		CHECK_EQ(gvq_raw_used(r, &id, &len), 1);
 		CHECK_EQ(id, i % r->size);
 	}
-	CHECK(rw.wrap && rw.pos == 18 % 7); /* two wrap flips walked */
+	CHECK(r->raw.wrap && r->raw.pos == 18 % 7); /* two wrap flips walked */
 	free(snap);
 	inv_close(&f);
 	vhk_pool_free(pool);
@@ -138,7 +136,7 @@ static uint32_t pub_len(uint32_t i)
 /* RX: used entry @k (in order) came back with @id / @len: check it and its buffer. */
 static bool pub_check_rx(struct publisher *pb, uint32_t k, uint16_t id, uint32_t len)
 {
-	uint16_t size = pb->f->p[0]->size;
+	uint16_t size = pb->f->vq[0]->size;
 	const uint8_t *g = gmem_ptr(pb->f->m, pb->buf + (uint64_t)(k % size) * BUFSZ, BUFSZ);
 	if (id != k % size || len != HDR + pub_len(k) || g[10] != 1)
 		return false;
@@ -159,17 +157,15 @@ static void *publish_thread(void *arg)
 {
 	struct publisher *pb = arg;
 	struct inv *f = pb->f;
-	struct pring *r = f->p[pb->q];
-	struct inv_raw rw;
+	struct gvq *r = f->vq[pb->q];
 	uint32_t reaped = 0;
-	inv_raw_init(&rw);
 	for (uint32_t i = 0; reaped < pb->total;) {
 		uint16_t id;
 		uint32_t len;
 		/* Half the time lockstep (one in flight): every publication races a poll. */
 		uint32_t limit = (i / 1000) % 2 ? 1 : r->size;
 		if (i == pb->total || i - reaped >= limit) {
-			if (inv_raw_used(f, pb->q, &rw, &id, &len) != 1) {
+			if (gvq_raw_used(r, &id, &len) != 1) {
 				sched_yield();
 				continue;
 			}
@@ -178,19 +174,19 @@ static void *publish_thread(void *arg)
 			reaped++;
 			continue;
 		}
-		uint16_t slot = rw.pos;
+		uint16_t slot = r->raw.pos;
 		uint64_t gpa = pb->buf + (uint64_t)slot * BUFSZ;
-		__atomic_store_n(&r->desc[slot].addr, 0x7ff000000000ull, __ATOMIC_RELAXED);
-		__atomic_store_n(&r->desc[slot].len, 0xffffffffu, __ATOMIC_RELAXED);
-		__atomic_store_n(&r->desc[slot].id, 0xffff, __ATOMIC_RELAXED);
+		__atomic_store_n(&r->pdesc[slot].addr, 0x7ff000000000ull, __ATOMIC_RELAXED);
+		__atomic_store_n(&r->pdesc[slot].len, 0xffffffffu, __ATOMIC_RELAXED);
+		__atomic_store_n(&r->pdesc[slot].id, 0xffff, __ATOMIC_RELAXED);
+		struct gvq_rawbuf b = {gpa, HDR + pub_len(i), 0};
 		if (pb->q) {
 			put_frame(f->m, gpa, pub_len(i), (uint8_t)i);
-			inv_raw_post(f, 1, &rw, (uint16_t)(i % r->size), gpa, HDR + pub_len(i), 0);
 		} else {
 			memset(gmem_ptr(f->m, gpa, BUFSZ), 0xcc, BUFSZ);
-			inv_raw_post(f, 0, &rw, (uint16_t)(i % r->size), gpa, BUFSZ,
-				     VRING_DESC_F_WRITE);
+			b = (struct gvq_rawbuf){gpa, BUFSZ, VRING_DESC_F_WRITE};
 		}
+		gvq_raw_post(r, &b, 1, (uint16_t)(i % r->size));
 		if (++i % 64 == 0)
 			sched_yield();
 	}
@@ -295,9 +291,6 @@ static void t_indirect_reserved_fields(void)
 	struct vhk_pool *pool = pool_new();
 	uint64_t tab = gmem_alloc(f.m, 4096, 16), data = gmem_alloc(f.m, BUFSZ, 64);
 	CHECK(tab && data);
-	struct inv_raw tx, rx;
-	inv_raw_init(&tx);
-	inv_raw_init(&rx);
 	const uint16_t junk_flags[4] = {VRING_DESC_F_NEXT, F_AV, F_US,
 					F_AV | F_US | VRING_DESC_F_NEXT};
 	const uint16_t junk_ids[4] = {0, 8, 0xffff, 0x1234};
@@ -313,11 +306,11 @@ static void t_indirect_reserved_fields(void)
 			  junk_flags[(i + 1) % 4]);
 		put_entry(f.m, tab, 2, data + HDR + 50, len - 50, junk_ids[(i + 2) % 4],
 			  junk_flags[(i + 2) % 4]);
-		inv_raw_post(&f, 1, &tx, bid, tab, 48, ptr_flags);
+		gvq_raw_post(f.vq[1], &(struct gvq_rawbuf){tab, 48, ptr_flags}, 1, bid);
 		struct vhk_pkt *out[2];
 		CHECK_EQ(vhk_net_dequeue_burst(f.vid, 1, pool, out, 2), 1);
 		CHECK(is_frame(out[0], len, (uint8_t)(i + 1)));
-		CHECK_EQ(inv_raw_used(&f, 1, &tx, &id, &ulen), 1);
+		CHECK_EQ(gvq_raw_used(f.vq[1], &id, &ulen), 1);
 		CHECK_EQ(id, bid);
 		/* RX: the same frame back into two writable entries with junk ids and bits. */
 		uint8_t *g = gmem_ptr(f.m, data, BUFSZ);
@@ -326,9 +319,9 @@ static void t_indirect_reserved_fields(void)
 			  (uint16_t)(VRING_DESC_F_WRITE | junk_flags[(i + 3) % 4]));
 		put_entry(f.m, tab + 1024, 1, data + 40, BUFSZ - 40, junk_ids[i % 4],
 			  (uint16_t)(VRING_DESC_F_WRITE | junk_flags[i % 4]));
-		inv_raw_post(&f, 0, &rx, bid, tab + 1024, 32, ptr_flags);
+		gvq_raw_post(f.vq[0], &(struct gvq_rawbuf){tab + 1024, 32, ptr_flags}, 1, bid);
 		CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, out, 1), 1);
-		CHECK_EQ(inv_raw_used(&f, 0, &rx, &id, &ulen), 1);
+		CHECK_EQ(gvq_raw_used(f.vq[0], &id, &ulen), 1);
 		CHECK_EQ(id, bid);
 		CHECK_EQ(ulen, HDR + len);
 		for (uint32_t k = 0; k < len; k++)
@@ -381,7 +374,7 @@ static void t_batch_bad_translation(void)
 			struct gbuf b[3] = {{a, HDR}, {0x7ff000000000ull, 0}, {a + HDR, 300}};
 			if (i == 3)
 				b[2] = bad_buf((enum bad_kind)kind);
-			CHECK(inv_add(&f, 1, b, 3, NULL, 0, false, (void *)(uintptr_t)(i + 1)) >=
+			CHECK(gvq_post(f.vq[1], b, 3, NULL, 0, false, (void *)(uintptr_t)(i + 1)) >=
 			      0);
 		}
 		struct vhk_pkt *out[8];
@@ -389,10 +382,10 @@ static void t_batch_bad_translation(void)
 		for (uint32_t i = 0; i < 3; i++) {
 			CHECK(is_frame(out[i], 300, (uint8_t)(kind * 6 + i)));
 			void *tok = NULL;
-			CHECK_EQ(inv_get_used(&f, 1, &tok, NULL), 1);
+			CHECK_EQ(gvq_get_used(f.vq[1], &tok, NULL), 1);
 			CHECK_EQ((uintptr_t)tok, i + 1);
 		}
-		CHECK_EQ(inv_get_used(&f, 1, NULL, NULL), 0);
+		CHECK_EQ(gvq_get_used(f.vq[1], NULL, NULL), 0);
 		CHECK(inv_vring(&f, 1).broken);
 		CHECK_EQ(vhk_net_dequeue_burst(f.vid, 1, pool, out + 3, 5), 0);
 
@@ -403,7 +396,7 @@ static void t_batch_bad_translation(void)
 			struct gbuf b[2] = {{0x7ff000000000ull, 0}, {buf + i * BUFSZ, BUFSZ}};
 			if (i == 3)
 				b[1] = bad_buf((enum bad_kind)kind);
-			CHECK(inv_add(&f, 0, NULL, 0, b, 2, false, (void *)(uintptr_t)(i + 1)) >=
+			CHECK(gvq_post(f.vq[0], NULL, 0, b, 2, false, (void *)(uintptr_t)(i + 1)) >=
 			      0);
 		}
 		for (uint32_t i = 3; i < 6; i++)
@@ -412,13 +405,13 @@ static void t_batch_bad_translation(void)
 		for (uint32_t i = 0; i < 3; i++) {
 			void *tok = NULL;
 			uint32_t len = 0;
-			CHECK_EQ(inv_get_used(&f, 0, &tok, &len), 1);
+			CHECK_EQ(gvq_get_used(f.vq[0], &tok, &len), 1);
 			CHECK_EQ((uintptr_t)tok, i + 1);
 			CHECK_EQ(len, HDR + 300);
 			CHECK_EQ(g[i * BUFSZ + HDR], (uint8_t)(kind * 6 + i));
 			CHECK_EQ(g[i * BUFSZ + HDR + 300], 0xcc);
 		}
-		CHECK_EQ(inv_get_used(&f, 0, NULL, NULL), 0);
+		CHECK_EQ(gvq_get_used(f.vq[0], NULL, NULL), 0);
 		for (uint32_t i = 3 * BUFSZ; i < 6 * BUFSZ; i++)
 			CHECK_EQ(g[i], 0xcc);
 		CHECK(inv_vring(&f, 0).broken);
@@ -437,7 +430,7 @@ static bool ring_starts_with(struct inv *f, uint16_t size, const struct vhost_us
 	CHECK_EQ(vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_BASE, 0, 0x80008000u), 0);
 	int rc = vuf_request(f->v, VHOST_USER_SET_VRING_ADDR, a, sizeof(*a), NULL, 0, NULL);
 	CHECK(rc == 0 || rc == -EPROTO);
-	rc = vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_KICK, 0, f->p[0]->kick_fd);
+	rc = vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_KICK, 0, f->vq[0]->kick_fd);
 	CHECK(rc == 0 || rc == -EPROTO);
 	rc = vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_ENABLE, 0, 1);
 	CHECK(rc == 0 || rc == -EPROTO);
@@ -458,14 +451,14 @@ static void t_ring_areas(void)
 	struct inv f;
 	inv_start_net(&f);
 	CHECK_EQ(gmem_new(1, MEMSZ, 0, 0, &f.m), 0);
-	CHECK_EQ(pring_new(f.m, 64, false, &f.p[0]), 0);
-	struct pring *r = f.p[0];
-	uint64_t end_qva = (uint64_t)(uintptr_t)f.m->r[0].hva + MEMSZ; /* first byte past RAM */
+	CHECK_EQ(gvq_new(f.m, 64, BIT(VHK_F_RING_PACKED), &f.vq[0]), 0);
+	struct gvq *r = f.vq[0];
+	uint64_t end_qva = gmem_qva(f.m, 0) + MEMSZ; /* first byte past RAM */
 	struct vhost_user_vring_addr ok = {
-		.index = 0,
-		.desc_user_addr = gmem_qva(f.m, r->desc_gpa),
-		.used_user_addr = gmem_qva(f.m, r->dev_gpa),
-		.avail_user_addr = gmem_qva(f.m, r->drv_gpa),
+	    .index = 0,
+	    .desc_user_addr = gmem_qva(f.m, r->desc_gpa),
+	    .used_user_addr = gmem_qva(f.m, r->used_gpa),
+	    .avail_user_addr = gmem_qva(f.m, r->avail_gpa),
 	};
 	struct vhost_user_vring_addr bad[8];
 	for (int i = 0; i < 8; i++)

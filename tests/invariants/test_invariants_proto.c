@@ -3,7 +3,7 @@
  * Hostile-input tests for the control-plane rules of invariants.md that the
  * older suites left untested (sections A-E and N; see docs/hardening.md for
  * the full map). Repeated cases check that fds, mappings and heap stay flat
- * over thousands of repetitions. Owner: helper G.
+ * over thousands of repetitions.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -100,7 +100,7 @@ static void t_received_fds_cloexec(void)
 	fd_snapshot(before, MAXFD);
 	inv_start_custom(&f, IT_PF_DEFAULT, NULL);
 	inv_connect(&f, IT_F_CUSTOM, IT_PF_DEFAULT);
-	inv_guest(&f, 1, 1 << 20, 64, true);
+	inv_guest(&f, 1, 1 << 20, 64, BIT(VHK_F_EVENT_IDX));
 	inv_bring_up(&f, 1);
 	/* Replace kick / call / err and the backend channel with non-CLOEXEC fds. */
 	int ek = eventfd(0, EFD_NONBLOCK), ec = eventfd(0, EFD_NONBLOCK), ee = eventfd(0, 0);
@@ -166,7 +166,7 @@ static void t_fd_replace_churn(void)
 	struct inv f;
 	inv_start_custom(&f, IT_PF_DEFAULT, NULL);
 	inv_connect(&f, IT_F_CUSTOM, IT_PF_DEFAULT);
-	inv_guest(&f, 1, 1 << 20, 64, true);
+	inv_guest(&f, 1, 1 << 20, 64, BIT(VHK_F_EVENT_IDX));
 	inv_bring_up(&f, 1);
 	for (int k = 0; k < 4; k++)
 		prev[k].rd = prev[k].wr = -1;
@@ -267,7 +267,7 @@ static void reset_owner_round(struct inv *f)
 	CHECK_EQ(vhk_dev_get_mem_table(f->vid, NULL, 0), 1);
 	/* Restart: ownership again, kick, enable. */
 	fe_ack(f->v, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0);
-	CHECK_EQ(vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_KICK, 0, f->r[0]->kick_fd), 0);
+	CHECK_EQ(vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_KICK, 0, f->vq[0]->kick_fd), 0);
 	CHECK_EQ(vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_ENABLE, 0, 1), 0);
 	CHECK(ev_wait(EV_NEW_DEV, devs + 1, 3000));
 	info = inv_vring(f, 0);
@@ -284,7 +284,7 @@ static void t_reset_owner_keeps_state(void)
 	struct inv f;
 	inv_start_custom(&f, IT_PF_DEFAULT, NULL);
 	inv_connect(&f, IT_F_CUSTOM, IT_PF_DEFAULT);
-	inv_guest(&f, 1, 1 << 20, 64, true);
+	inv_guest(&f, 1, 1 << 20, 64, BIT(VHK_F_EVENT_IDX));
 	inv_bring_up(&f, 1);
 	for (int i = 0; i < WARMUP; i++)
 		reset_owner_round(&f);
@@ -302,7 +302,7 @@ static void t_guest_memory_dontdump(void)
 	struct vhk_mem_region mr[4];
 	inv_start_custom(&f, IT_PF_DEFAULT, NULL);
 	inv_connect(&f, IT_F_CUSTOM, IT_PF_DEFAULT);
-	inv_guest(&f, 2, 1 << 20, 64, true);
+	inv_guest(&f, 2, 1 << 20, 64, BIT(VHK_F_EVENT_IDX));
 	CHECK_EQ(vuf_set_mem_table(f.v, f.m), 0);
 	CHECK_EQ(vhk_dev_get_mem_table(f.vid, mr, 4), 2);
 	for (int i = 0; i < 2; i++) {
@@ -351,11 +351,11 @@ static void t_mem_table_padding(void)
 /* SET_VRING_ADDR for ring 0 of @f with @a, then kick; returns whether it started. */
 static bool ring_starts_with(struct inv *f, const struct vhost_user_vring_addr *a)
 {
-	CHECK_EQ(vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_NUM, 0, f->r[0]->size), 0);
+	CHECK_EQ(vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_NUM, 0, f->vq[0]->size), 0);
 	CHECK_EQ(vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_BASE, 0, 0), 0);
 	int rc = vuf_request(f->v, VHOST_USER_SET_VRING_ADDR, a, sizeof(*a), NULL, 0, NULL);
 	CHECK(rc == 0 || rc == -EPROTO);
-	rc = vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_KICK, 0, f->r[0]->kick_fd);
+	rc = vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_KICK, 0, f->vq[0]->kick_fd);
 	CHECK(rc == 0 || rc == -EPROTO);
 	rc = vuf_set_vring_state(f->v, VHOST_USER_SET_VRING_ENABLE, 0, 1);
 	CHECK(rc == 0 || rc == -EPROTO);
@@ -370,12 +370,12 @@ static void t_ring_alignment(void)
 	struct inv f;
 	inv_start_custom(&f, IT_PF_DEFAULT, NULL);
 	CHECK_EQ(gmem_new(1, 1 << 20, 0, 0, &f.m), 0);
-	CHECK_EQ(gring_new(f.m, 64, true, &f.r[0]), 0);
+	CHECK_EQ(gvq_new(f.m, 64, BIT(VHK_F_EVENT_IDX), &f.vq[0]), 0);
 	struct vhost_user_vring_addr ok = {
-		.index = 0,
-		.desc_user_addr = gmem_qva(f.m, f.r[0]->desc_gpa),
-		.used_user_addr = gmem_qva(f.m, f.r[0]->used_gpa),
-		.avail_user_addr = gmem_qva(f.m, f.r[0]->avail_gpa),
+	    .index = 0,
+	    .desc_user_addr = gmem_qva(f.m, f.vq[0]->desc_gpa),
+	    .used_user_addr = gmem_qva(f.m, f.vq[0]->used_gpa),
+	    .avail_user_addr = gmem_qva(f.m, f.vq[0]->avail_gpa),
 	};
 	struct vhost_user_vring_addr bad[6];
 	for (int i = 0; i < 6; i++)
@@ -418,13 +418,13 @@ static void rem_ring_region_round(struct inv *f)
 	struct vhk_vq_info info = inv_vring(f, 0);
 	CHECK(!info.started || info.broken);
 	CHECK_EQ(vhk_dev_get_mem_table(f->vid, NULL, 0), 1);
-	gring_kick_force(f->r[0]); /* kicks on the dead ring are harmless */
+	gvq_kick_force(f->vq[0]);		     /* kicks on the dead ring are harmless */
 	CHECK_EQ(vhk_vq_notify(f->vid, 0), -EAGAIN); /* not ready: nothing to notify */
 	msleep(1);
 	CHECK_EQ(ev_count(EV_NEW_DEV), devs + 2);
 	/* Memory back, ring restarted by a new kick. */
 	CHECK_EQ(vuf_add_mem_reg(f->v, &f->m->r[0]), 0);
-	CHECK_EQ(vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_KICK, 0, f->r[0]->kick_fd), 0);
+	CHECK_EQ(vuf_set_vring_fd(f->v, VHOST_USER_SET_VRING_KICK, 0, f->vq[0]->kick_fd), 0);
 	CHECK(ev_wait(EV_NEW_DEV, devs + 3, 3000));
 	CHECK(inv_vring(f, 0).started);
 }
@@ -439,12 +439,12 @@ static void t_rem_ring_region(void)
 	struct inv f;
 	inv_start_custom(&f, IT_PF_DEFAULT, NULL);
 	inv_connect(&f, IT_F_CUSTOM, IT_PF_DEFAULT);
-	inv_guest(&f, 2, 1 << 20, 64, true);
-	CHECK(f.r[0]->used_gpa + 6 + 8 * 64 + 2 <= f.m->r[0].size); /* ring in region 0 */
+	inv_guest(&f, 2, 1 << 20, 64, BIT(VHK_F_EVENT_IDX));
+	CHECK(f.vq[0]->used_gpa + 6 + 8 * 64 + 2 <= f.m->r[0].size); /* ring in region 0 */
 	unsigned devs = ev_count(EV_NEW_DEV);
 	CHECK_EQ(vuf_add_mem_reg(f.v, &f.m->r[0]), 0);
 	CHECK_EQ(vuf_add_mem_reg(f.v, &f.m->r[1]), 0);
-	CHECK_EQ(vuf_start_vring(f.v, 0, f.r[0]), 0);
+	CHECK_EQ(vuf_start_vring(f.v, 0, f.vq[0]), 0);
 	CHECK(ev_wait(EV_NEW_DEV, devs + 1, 3000));
 	for (int i = 0; i < WARMUP; i++)
 		rem_ring_region_round(&f);
@@ -461,17 +461,17 @@ static void t_used_idx_reread(void)
 	struct inv f;
 	inv_start_custom(&f, IT_PF_DEFAULT, NULL);
 	inv_connect(&f, IT_F_CUSTOM, IT_PF_DEFAULT);
-	inv_guest(&f, 1, 1 << 20, 64, true);
+	inv_guest(&f, 1, 1 << 20, 64, BIT(VHK_F_EVENT_IDX));
 	inv_bring_up(&f, 1);
 	static const uint16_t vals[] = {1234, 0, 65535, 7};
 	for (int i = 0; i < 4; i++) {
 		uint32_t base = 0;
 		CHECK_EQ(vuf_get_vring_base(f.v, 0, &base), 0);
 		/* The driver was reset behind our back and left used->idx elsewhere. */
-		f.r[0]->used->idx = vals[i];
-		f.r[0]->avail->idx = vals[i];
+		f.vq[0]->used->idx = vals[i];
+		f.vq[0]->avail->idx = vals[i];
 		CHECK_EQ(vuf_set_vring_state(f.v, VHOST_USER_SET_VRING_BASE, 0, vals[i]), 0);
-		CHECK_EQ(vuf_set_vring_fd(f.v, VHOST_USER_SET_VRING_KICK, 0, f.r[0]->kick_fd), 0);
+		CHECK_EQ(vuf_set_vring_fd(f.v, VHOST_USER_SET_VRING_KICK, 0, f.vq[0]->kick_fd), 0);
 		fe_usable(f.v);
 		struct vhk_vq_info info = inv_vring(&f, 0);
 		CHECK(info.started);
@@ -557,7 +557,7 @@ static void t_api_bad_handles(void)
 	struct inv f;
 	inv_start_net(&f);
 	inv_connect(&f, VHK_NET_DEFAULT_FEATURES, IT_PF_DEFAULT);
-	inv_guest(&f, 1, 1 << 20, 64, true);
+	inv_guest(&f, 1, 1 << 20, 64, BIT(VHK_F_EVENT_IDX));
 	inv_bring_up(&f, 2);
 	int live = f.vid;
 	inv_close(&f);
@@ -597,7 +597,7 @@ static void t_api_bad_handles(void)
 	}
 	/* A live device with bad queue ids and NULL pointers. */
 	inv_connect(&f, VHK_NET_DEFAULT_FEATURES, IT_PF_DEFAULT);
-	inv_guest(&f, 1, 1 << 20, 64, true);
+	inv_guest(&f, 1, 1 << 20, 64, BIT(VHK_F_EVENT_IDX));
 	inv_bring_up(&f, 2);
 	CHECK(f.vid != live);
 	CHECK_EQ(vhk_dev_get_features(live, &u), -ENODEV); /* the old handle stays dead */

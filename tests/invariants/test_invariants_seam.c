@@ -108,12 +108,7 @@ static void seam_up(struct inv *f, uint64_t features)
 	inv_start_net(f);
 	inv_connect(f, features, IT_PF_DEFAULT);
 	CHECK_EQ(f->v->features, features);
-	inv_guest(f, NREG, REGSZ, QSIZE, features & F_EVI);
-	if (features & F_IO)
-		for (int q = 0; q < 2; q++)
-			CHECK_EQ(inv_packed ? pring_set_in_order(f->p[q])
-					    : gring_set_in_order(f->r[q]),
-				 0);
+	inv_guest(f, NREG, REGSZ, QSIZE, features & (F_EVI | F_IO));
 	inv_bring_up(f, 2);
 	struct vdev *d = vdev_get(f->vid);
 	CHECK(d != NULL);
@@ -162,10 +157,10 @@ static bool write_allowed(struct inv *f, const struct wrec *w)
 		return false;
 	}
 	for (uint32_t q = 0; q < 2; q++) {
-		if (inv_packed) {
-			const struct pring *r = f->p[q];
-			uint64_t n = r->size;
-			if (w->kind == VQ_WRITE_EVENT && inside(w->gpa, w->len, r->dev_gpa, 4))
+		const struct gvq *r = f->vq[q];
+		uint64_t n = r->size;
+		if (r->packed) { /* the device event area sits where split has the used ring */
+			if (w->kind == VQ_WRITE_EVENT && inside(w->gpa, w->len, r->used_gpa, 4))
 				return true;
 			/* A used write-back changes len, id and flags: bytes 8..15 of a slot. */
 			if (w->kind == VQ_WRITE_DESC && inside(w->gpa, w->len, r->desc_gpa, 16 * n) &&
@@ -174,8 +169,6 @@ static bool write_allowed(struct inv *f, const struct wrec *w)
 				return true;
 			continue;
 		}
-		const struct gring *r = f->r[q];
-		uint64_t n = r->size;
 		if (w->kind == VQ_WRITE_USED && inside(w->gpa, w->len, r->used_gpa + 2, 2 + 8 * n))
 			return true;
 		if (w->kind == VQ_WRITE_EVENT && (inside(w->gpa, w->len, r->used_gpa, 2) ||
@@ -242,7 +235,7 @@ static void rx_chain(struct inv *f, const struct gbuf *out, int nout, const stru
 {
 	for (int i = 0; i < nin; i++)
 		memset(gbyte(f, in[i].gpa), 0xcc, in[i].len); /* guest memory per region: no straddle */
-	CHECK(inv_add(f, 0, out, nout, in, nin, indirect, (void *)1) >= 0);
+	CHECK(gvq_post(f->vq[0], out, nout, in, nin, indirect, (void *)1) >= 0);
 	if (allowed)
 		allow(in, nin);
 }
@@ -282,7 +275,7 @@ static uint32_t reap_all(struct inv *f, uint32_t q)
 {
 	void *tok;
 	uint32_t len, n = 0;
-	while (inv_get_used(f, q, &tok, &len) == 1)
+	while (gvq_get_used(f->vq[q], &tok, &len) == 1)
 		n++;
 	return n;
 }
@@ -313,9 +306,9 @@ static void rx_step(struct inv *f, struct vhk_pool *pool, uint64_t straddle, boo
 	uint64_t m = alloc(f, 300);
 	for (int i = 0; i < 300; i++)
 		many[i] = (struct gbuf){m + (uint64_t)i, 1};
-	CHECK(inv_add(f, 0, NULL, 0, many, 300, true, (void *)1) >= 0);
+	CHECK(gvq_post(f->vq[0], NULL, 0, many, 300, true, (void *)1) >= 0);
 	b[0] = (struct gbuf){straddle, 2048}; /* one buffer, two regions: two pieces */
-	CHECK(inv_add(f, 0, NULL, 0, b, 1, false, (void *)1) >= 0);
+	CHECK(gvq_post(f->vq[0], NULL, 0, b, 1, false, (void *)1) >= 0);
 	allow(b, 1);
 	for (int i = 0; mrg && i < 6; i++) { /* small buffers: a mergeable packet spans several */
 		b[0] = (struct gbuf){alloc(f, 1024), 1024};
@@ -368,7 +361,7 @@ static void tx_chain(struct inv *f, const uint8_t *hdr, uint32_t len, const uint
 		CHECK_EQ(gmem_write(f->m, b[i].gpa, data + off, l), 0);
 		off += l;
 	}
-	CHECK(inv_add(f, 1, b, npieces, NULL, 0, indirect, (void *)1) >= 0);
+	CHECK(gvq_post(f->vq[1], b, npieces, NULL, 0, indirect, (void *)1) >= 0);
 }
 
 /* Transmit: chains of every shape (and rejected ones), one observed step. */
@@ -399,10 +392,10 @@ static void tx_step(struct inv *f, struct vhk_pool *pool, uint64_t straddle)
 	tx_chain(f, hdr, 1000, split_hdr + 1, 2, true);
 	tx_chain(f, bad, 100, NULL, 1, false);
 	b = (struct gbuf){alloc(f, 128), 128}; /* writable on transmit: rejected, never written */
-	CHECK(inv_add(f, 1, NULL, 0, &b, 1, false, (void *)1) >= 0);
+	CHECK(gvq_post(f->vq[1], NULL, 0, &b, 1, false, (void *)1) >= 0);
 	CHECK_EQ(gmem_write(f->m, straddle, hdr, HDR), 0); /* one buffer over two regions */
 	b = (struct gbuf){straddle, 1500};
-	CHECK(inv_add(f, 1, &b, 1, NULL, 0, false, (void *)1) >= 0);
+	CHECK(gvq_post(f->vq[1], &b, 1, NULL, 0, false, (void *)1) >= 0);
 
 	snapshot(f);
 	vhk_vq_set_notification(f->vid, 1, false);
@@ -490,9 +483,9 @@ static void t_rx_in_order_reject_mid_packet(void)
 	CHECK_EQ(vhk_pool_create(64, 2048, 0, 0, &pool), 0);
 	uint64_t a = alloc(&f, 1024), r = alloc(&f, 64), b = alloc(&f, 2048), c = alloc(&f, 2048);
 	struct gbuf ga = {a, 1024}, gr = {r, 64}, gb = {b, 2048}, gc = {c, 2048};
-	CHECK(inv_add(&f, 0, NULL, 0, &ga, 1, false, (void *)(uintptr_t)a) >= 0);
-	CHECK(inv_add(&f, 0, &gr, 1, NULL, 0, false, (void *)(uintptr_t)r) >= 0);
-	CHECK(inv_add(&f, 0, NULL, 0, &gb, 1, false, (void *)(uintptr_t)b) >= 0);
+	CHECK(gvq_post(f.vq[0], NULL, 0, &ga, 1, false, (void *)(uintptr_t)a) >= 0);
+	CHECK(gvq_post(f.vq[0], &gr, 1, NULL, 0, false, (void *)(uintptr_t)r) >= 0);
+	CHECK(gvq_post(f.vq[0], NULL, 0, &gb, 1, false, (void *)(uintptr_t)b) >= 0);
 	struct vhk_pkt *p = mkpkt(pool, 1500, 2048, 9);
 	CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, &p, 1), 1);
 	vhk_pkt_free(p);
@@ -503,7 +496,7 @@ static void t_rx_in_order_reject_mid_packet(void)
 	for (int i = 0; i < 3; i++) {
 		void *tok = NULL;
 		uint32_t len = 0;
-		CHECK_EQ(inv_get_used(&f, 0, &tok, &len), 1);
+		CHECK_EQ(gvq_get_used(f.vq[0], &tok, &len), 1);
 		CHECK_EQ((uint64_t)(uintptr_t)tok, order[i]);
 		if (!len)
 			continue;
@@ -517,13 +510,13 @@ static void t_rx_in_order_reject_mid_packet(void)
 	for (uint32_t i = 0; i < 1500; i++)
 		CHECK_EQ(got[HDR + i], (uint8_t)(9 + i));
 	/* Still in step: the next packet in the next chain. */
-	CHECK(inv_add(&f, 0, NULL, 0, &gc, 1, false, (void *)(uintptr_t)c) >= 0);
+	CHECK(gvq_post(f.vq[0], NULL, 0, &gc, 1, false, (void *)(uintptr_t)c) >= 0);
 	p = mkpkt(pool, 100, 2048, 1);
 	CHECK_EQ(vhk_net_enqueue_burst(f.vid, 0, &p, 1), 1);
 	vhk_pkt_free(p);
 	void *tok = NULL;
 	uint32_t len = 0;
-	CHECK_EQ(inv_get_used(&f, 0, &tok, &len), 1);
+	CHECK_EQ(gvq_get_used(f.vq[0], &tok, &len), 1);
 	CHECK_EQ((uint64_t)(uintptr_t)tok, c);
 	CHECK_EQ(len, HDR + 100);
 	CHECK(!inv_vring(&f, 0).broken);
@@ -531,14 +524,6 @@ static void t_rx_in_order_reject_mid_packet(void)
 	vhk_pool_free(pool);
 }
 
-int main(int argc, char **argv)
-{
-	static const struct test_case cases[] = {
-		TEST(t_seam_plain),	    TEST(t_seam_mergeable),
-		TEST(t_seam_in_order),	    TEST(t_seam_in_order_mergeable),
-		TEST(t_seam_no_event_idx), TEST(t_seam_sw_checksum),
-		TEST(t_rx_in_order_reject_mid_packet)};
-	argc = inv_parse_format(argc, argv);
-	fprintf(stderr, "# ring format: %s\n", inv_packed ? "packed" : "split");
-	return test_run_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);
-}
+GVQ_TEST_MAIN(TEST(t_seam_plain), TEST(t_seam_mergeable), TEST(t_seam_in_order),
+	      TEST(t_seam_in_order_mergeable), TEST(t_seam_no_event_idx), TEST(t_seam_sw_checksum),
+	      TEST(t_rx_in_order_reject_mid_packet))

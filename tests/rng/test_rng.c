@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * vhk-rng (apps/vhk-rng, binary from $VHK_RNG_BIN) run as a child process
- * and driven by the in-tree frontend: vuf over the socket, gring (split) or
- * pring (packed) as the guest's virtio-rng driver, the format from the
- * command line (--split / --packed). Every byte the device writes is
+ * and driven by the in-tree frontend: vuf over the socket, a gvq as the
+ * guest's virtio-rng driver, the ring format from the command line
+ * (--split / --packed). Every byte the device writes is
  * compared with the seeded stream of vhk-rng.8, recomputed here.
  */
 #include <errno.h>
@@ -17,16 +17,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "gring_packed.h"
 #include "test.h"
 #include "vuf.h"
 
 #define RING 32
 #define SEED 0x1234abcdull
 #define F(b) (1ull << (b))
-#define PK_FRESH 0x80008000u
-
-static bool packed;
+#define packed gvq_run_packed /* the run's ring format (GVQ_TEST_MAIN) */
 
 /* ---- the seeded stream (vhk-rng.8) ---- */
 
@@ -119,30 +116,14 @@ static uint64_t json_u64(const struct proc *p, const char *key)
 struct guest {
 	struct vuf *v;
 	struct gmem *m;
-	struct gring *r;
-	struct pring *pr;
+	struct gvq *vq;
 	uint64_t pos; /* stream bytes the device has served to us */
 };
-
-/* Start ring 0 with @base (split: SET_VRING_BASE is the avail index). */
-static void ring_start(struct guest *g, uint32_t base)
-{
-	if (packed) {
-		CHECK_EQ(pring_start_vring(g->v, 0, g->pr, base), 0);
-		return;
-	}
-	CHECK_EQ(vuf_set_vring_state(g->v, VHOST_USER_SET_VRING_NUM, 0, RING), 0);
-	CHECK_EQ(vuf_set_vring_state(g->v, VHOST_USER_SET_VRING_BASE, 0, base), 0);
-	CHECK_EQ(vuf_set_vring_addr(g->v, 0, g->r), 0);
-	CHECK_EQ(vuf_set_vring_fd(g->v, VHOST_USER_SET_VRING_KICK, 0, g->r->kick_fd), 0);
-	CHECK_EQ(vuf_set_vring_fd(g->v, VHOST_USER_SET_VRING_CALL, 0, g->r->call_fd), 0);
-	CHECK_EQ(vuf_set_vring_state(g->v, VHOST_USER_SET_VRING_ENABLE, 0, 1), 0);
-}
 
 /* Connect to @path (or accept on @lfd >= 0), negotiate, map memory, start the queue. */
 static void guest_up(struct guest *g, const char *path, int lfd)
 {
-	uint64_t want = F(32) | F(30) | F(29) | F(28) | (packed ? F(34) : 0);
+	uint64_t want = F(32) | F(30) | F(29) | F(28) | gvq_run_features();
 
 	memset(g, 0, sizeof(*g));
 	if (lfd >= 0)
@@ -153,20 +134,14 @@ static void guest_up(struct guest *g, const char *path, int lfd)
 	CHECK_EQ(g->v->features, want);
 	CHECK_EQ(gmem_new(1, 4u << 20, 0, 0, &g->m), 0);
 	CHECK_EQ(vuf_set_mem_table(g->v, g->m), 0);
-	if (packed)
-		CHECK_EQ(pring_new(g->m, RING, true, &g->pr), 0);
-	else
-		CHECK_EQ(gring_new(g->m, RING, true, &g->r), 0);
-	ring_start(g, packed ? PK_FRESH : 0);
+	CHECK_EQ(gvq_new(g->m, RING, g->v->features, &g->vq), 0);
+	CHECK_EQ(vuf_start_vring(g->v, 0, g->vq), 0);
 }
 
 static void guest_down(struct guest *g)
 {
 	vuf_close(g->v);
-	if (g->pr)
-		pring_free(g->pr);
-	if (g->r)
-		gring_free(g->r);
+	gvq_free(g->vq);
 	gmem_free(g->m);
 }
 
@@ -188,13 +163,8 @@ static void post(struct guest *g, uint32_t rd, const uint32_t *len, int n, bool 
 			CHECK_EQ(gmem_write(g->m, in[i].gpa + o, zero,
 					    len[i] - o < sizeof(zero) ? len[i] - o : sizeof(zero)), 0);
 	}
-	if (packed) {
-		CHECK(pring_add(g->pr, &out, rd ? 1 : 0, in, n, indirect, (void *)tok) >= 0);
-		pring_kick(g->pr);
-	} else {
-		CHECK(gring_add(g->r, &out, rd ? 1 : 0, in, n, indirect, (void *)tok) >= 0);
-		gring_kick(g->r);
-	}
+	CHECK(gvq_add(g->vq, &out, rd ? 1 : 0, in, n, indirect, (void *)tok) >= 0);
+	gvq_kick(g->vq);
 }
 
 /* Wait up to 5 s for the next used entry; returns its token, *len its length. */
@@ -202,7 +172,7 @@ static uintptr_t wait_used(struct guest *g, uint32_t *len)
 {
 	void *tok = NULL;
 	for (int t = 0; t < 5000; t++) {
-		int rc = packed ? pring_get_used(g->pr, &tok, len) : gring_get_used(g->r, &tok, len);
+		int rc = gvq_get_used(g->vq, &tok, len);
 		CHECK(rc >= 0);
 		if (rc == 1)
 			return (uintptr_t)tok;
@@ -301,12 +271,12 @@ static void t_idle_sleeps(void)
 	fprintf(stderr, "# idle second: %ld ticks\n", idle);
 	CHECK(idle <= 2);
 	/* The guest kicks only if the device asked (EVENT_IDX / flags): it did. */
-	uint64_t kicks = packed ? g.pr->kicks_sent : g.r->kicks_sent;
+	uint64_t kicks = g.vq->kicks_sent;
 	for (int i = 0; i < 3; i++) {
 		roundtrip(&g, 0, one, 1, false, 32);
 		usleep(20 * 1000);
 	}
-	CHECK_EQ((packed ? g.pr->kicks_sent : g.r->kicks_sent) - kicks, 3);
+	CHECK_EQ(g.vq->kicks_sent - kicks, 3);
 	guest_down(&g);
 	CHECK_EQ(rng_finish(&p, SIGTERM), 0);
 	CHECK_EQ(json_u64(&p, "requests"), 4);
@@ -325,19 +295,17 @@ static void t_stop_restart(void)
 		roundtrip(&g, 0, one, 1, false, 48);
 	uint32_t base = 0;
 	CHECK_EQ(vuf_get_vring_base(g.v, 0, &base), 0);
-	CHECK_EQ(base, packed ? pring_base(g.pr) : 3u);
+	CHECK_EQ(base, gvq_base(g.vq));
+	CHECK_EQ(base, packed ? 0x80038003u : 3u); /* three one-slot chains */
 	/* Posted while stopped: not served. */
 	struct gbuf in;
 	post(&g, 0, one, 1, false, 2, &in);
 	usleep(200 * 1000);
 	uint32_t len;
 	void *tok;
-	CHECK_EQ(packed ? pring_get_used(g.pr, &tok, &len) : gring_get_used(g.r, &tok, &len), 0);
-	ring_start(&g, base);
-	if (packed)
-		pring_kick_force(g.pr);
-	else
-		gring_kick_force(g.r);
+	CHECK_EQ(gvq_get_used(g.vq, &tok, &len), 0);
+	CHECK_EQ(vuf_start_vring_base(g.v, 0, g.vq, base), 0);
+	gvq_kick_force(g.vq);
 	CHECK_EQ(wait_used(&g, &len), 2);
 	CHECK_EQ(len, 48);
 	expect_stream(&g, in.gpa, 48);
@@ -418,23 +386,5 @@ static void t_modes_and_usage(void)
 	CHECK(strstr(p.out, "\"type\": \"rng\"") != NULL);
 }
 
-static int run(int argc, char **argv)
-{
-	static const struct test_case cases[] = {
-		TEST(t_seeded_bytes), TEST(t_idle_sleeps), TEST(t_stop_restart),
-		TEST(t_reconnect_and_client), TEST(t_modes_and_usage),
-	};
-	return test_run_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);
-}
-
-/* test_rng --split|--packed [case] */
-int main(int argc, char **argv)
-{
-	if (argc < 2 || (strcmp(argv[1], "--split") && strcmp(argv[1], "--packed"))) {
-		fprintf(stderr, "usage: %s --split|--packed [case]\n", argv[0]);
-		return 2;
-	}
-	packed = !strcmp(argv[1], "--packed");
-	argv[1] = argv[0];
-	return run(argc - 1, argv + 1);
-}
+GVQ_TEST_MAIN(TEST(t_seeded_bytes), TEST(t_idle_sleeps), TEST(t_stop_restart),
+	      TEST(t_reconnect_and_client), TEST(t_modes_and_usage))

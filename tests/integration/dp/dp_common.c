@@ -15,7 +15,6 @@ atomic_int dp_vid = -1;
 atomic_int dp_last_vid = -1;
 atomic_int dp_new_count;
 atomic_int dp_destroy_count;
-bool dp_packed_mode;
 
 /* new_device: remember the vid for the test thread. */
 static int cb_new_device(int vid)
@@ -76,7 +75,7 @@ void dp_lib_start(struct dp_env *e, const struct dp_opts *o)
 		e->o.region_size = 8u << 20;
 	if (!e->o.ring_size)
 		e->o.ring_size = 256;
-	e->o.packed = e->o.packed || dp_packed_mode;
+	e->o.packed = e->o.packed || gvq_run_packed;
 	e->packed = e->o.packed;
 	if (e->packed)
 		e->o.features |= DP_PACKED_F;
@@ -130,22 +129,13 @@ void dp_front_start(struct dp_env *e)
 	e->nvrings = 2 * e->o.pairs;
 	CHECK(e->nvrings <= DP_MAX_VRINGS);
 	CHECK_EQ(!!(f & DP_PACKED_F), e->packed);
-	bool evidx = f & DP_F(VHK_F_EVENT_IDX), in_order = f & DP_F(VHK_F_IN_ORDER);
 	for (uint32_t q = 0; q < e->nvrings; q++) {
 		e->slot[q] = calloc(e->o.ring_size, sizeof(uint64_t));
 		e->meta[q] = calloc(e->o.ring_size, sizeof(struct dp_meta));
 		CHECK(e->slot[q] && e->meta[q]);
-		if (e->packed) {
-			CHECK_EQ(pring_new(e->m, e->o.ring_size, evidx, &e->pr[q]), 0);
-			if (in_order)
-				CHECK_EQ(pring_set_in_order(e->pr[q]), 0);
-			CHECK_EQ(pring_start_vring(e->v, q, e->pr[q], DP_PACKED_FRESH), 0);
-			continue;
-		}
-		CHECK_EQ(gring_new(e->m, e->o.ring_size, evidx, &e->r[q]), 0);
-		if (in_order)
-			CHECK_EQ(gring_set_in_order(e->r[q]), 0);
-		CHECK_EQ(vuf_start_vring(e->v, q, e->r[q]), 0);
+		/* The negotiated features pick format, EVENT_IDX and IN_ORDER. */
+		CHECK_EQ(gvq_new(e->m, e->o.ring_size, f, &e->vq[q]), 0);
+		CHECK_EQ(vuf_start_vring(e->v, q, e->vq[q]), 0);
 	}
 	e->vid = dp_wait_new_device(before + 1, DP_TIMEOUT_MS);
 	CHECK(e->vid >= 0);
@@ -166,12 +156,10 @@ void dp_front_stop(struct dp_env *e)
 		vuf_close(e->v);
 	e->v = NULL;
 	for (uint32_t q = 0; q < e->nvrings; q++) {
-		gring_free(e->r[q]);
-		pring_free(e->pr[q]);
+		gvq_free(e->vq[q]);
 		free(e->slot[q]);
 		free(e->meta[q]);
-		e->r[q] = NULL;
-		e->pr[q] = NULL;
+		e->vq[q] = NULL;
 		e->slot[q] = NULL;
 		e->meta[q] = NULL;
 	}
@@ -201,24 +189,9 @@ const char *dp_format(const struct dp_env *e)
 	return e->packed ? "packed" : "split";
 }
 
-/* The head (split) or buffer id (packed) the next post on @q takes, or -ENOSPC. */
-static int next_id(const struct dp_env *e, uint32_t q)
-{
-	if (e->packed) {
-		const struct pring *p = e->pr[q];
-		if (!p->num_free || !p->nfree_ids)
-			return -ENOSPC;
-		return p->free_ids[p->nfree_ids - 1];
-	}
-	const struct gring *r = e->r[q];
-	if (r->num_free == 0 || r->free_head >= r->size)
-		return -ENOSPC;
-	return r->free_head;
-}
-
 uint64_t dp_next_slot(struct dp_env *e, uint32_t q)
 {
-	int id = next_id(e, q);
+	int id = gvq_next_id(e->vq[q]);
 	if (id < 0)
 		return 0;
 	uint16_t head = (uint16_t)id;
@@ -231,14 +204,13 @@ int dp_post(struct dp_env *e, uint32_t q, const struct gbuf *b, int n, bool writ
 {
 	if (n <= 0 || n > DP_MAX_BUFS)
 		return -EINVAL;
-	int head = next_id(e, q);
+	int head = gvq_next_id(e->vq[q]);
 	if (head < 0)
 		return head;
 	void *token = (void *)(uintptr_t)(head + 1u);
 	const struct gbuf *out = writable ? NULL : b, *in = writable ? b : NULL;
 	int nout = writable ? 0 : n, nin = writable ? n : 0;
-	int rc = e->packed ? pring_add(e->pr[q], out, nout, in, nin, indirect, token)
-			   : gring_add(e->r[q], out, nout, in, nin, indirect, token);
+	int rc = gvq_add(e->vq[q], out, nout, in, nin, indirect, token);
 	if (rc < 0)
 		return rc;
 	CHECK_EQ(rc, head);
@@ -263,7 +235,7 @@ void dp_post_rx(struct dp_env *e, uint32_t q, int count, uint32_t buflen, bool s
 		}
 		CHECK(dp_post(e, q, b, n, true, indirect) >= 0);
 	}
-	dp_kick(e, q);
+	gvq_kick(e->vq[q]);
 }
 
 /* Wait for the next used entry of vring @q; returns its head or -errno. */
@@ -272,8 +244,7 @@ static int wait_used(struct dp_env *e, uint32_t q, uint32_t *len, int timeout_ms
 	int64_t end = dp_now_ms() + timeout_ms;
 	for (;;) {
 		void *tok = NULL;
-		int rc = e->packed ? pring_get_used(e->pr[q], &tok, len)
-				   : gring_get_used(e->r[q], &tok, len);
+		int rc = gvq_get_used(e->vq[q], &tok, len);
 		if (rc == 1)
 			return (int)((uintptr_t)tok - 1);
 		if (rc < 0)
@@ -376,7 +347,7 @@ void dp_send(struct dp_env *e, uint32_t q, const struct virtio_net_hdr *hdr, con
 		b[0].len += e->hdr_len;
 	}
 	CHECK(dp_post(e, q, b, n, false, indirect) >= 0);
-	dp_kick(e, q);
+	gvq_kick(e->vq[q]);
 }
 
 int dp_reap(struct dp_env *e, uint32_t q, int count, int timeout_ms)
@@ -386,142 +357,6 @@ int dp_reap(struct dp_env *e, uint32_t q, int count, int timeout_ms)
 	while (got < count && wait_used(e, q, &len, timeout_ms) >= 0)
 		got++;
 	return got;
-}
-
-void dp_kick(struct dp_env *e, uint32_t q)
-{
-	if (e->packed)
-		pring_kick(e->pr[q]); /* the head flags already published each chain */
-	else
-		gring_kick(e->r[q]);
-}
-
-uint64_t dp_kicks_sent(const struct dp_env *e, uint32_t q)
-{
-	return e->packed ? e->pr[q]->kicks_sent : e->r[q]->kicks_sent;
-}
-
-uint16_t dp_num_free(const struct dp_env *e, uint32_t q)
-{
-	return e->packed ? e->pr[q]->num_free : e->r[q]->num_free;
-}
-
-/* Packed: is ring slot @pos marked used by the device in lap @wrap? (acquire) */
-static bool pk_slot_used(const struct pring *r, uint16_t pos, bool wrap)
-{
-	uint16_t fl = __atomic_load_n(&r->desc[pos].flags, __ATOMIC_ACQUIRE);
-	bool a = fl & (1u << VRING_PACKED_DESC_F_AVAIL), u = fl & (1u << VRING_PACKED_DESC_F_USED);
-	return a == wrap && u == wrap;
-}
-
-/* Packed: step (@pos, @wrap) forward by @n slots. */
-static void pk_step(const struct pring *r, uint16_t *pos, bool *wrap, uint32_t n)
-{
-	uint32_t p = *pos + n;
-	if (p >= r->size) {
-		p -= r->size;
-		*wrap = !*wrap;
-	}
-	*pos = (uint16_t)p;
-}
-
-/*
- * Packed IN_ORDER: walk the buffers of a batch in ring order from (@pos,
- * @wrap) up to and including buffer @last, at most @budget of them. Returns
- * how many, or -EIO for a ring slot that holds no outstanding buffer.
- */
-static int pk_walk_batch(const struct pring *r, uint16_t *pos, bool *wrap, uint32_t last,
-			 uint32_t budget)
-{
-	uint32_t n = 0, id = UINT32_MAX;
-	while (id != last && n < budget) {
-		id = r->order[*pos];
-		if (id >= r->size || !r->chain_len[id])
-			return -EIO;
-		pk_step(r, pos, wrap, r->chain_len[id]);
-		n++;
-	}
-	return (int)n;
-}
-
-/* Packed: used buffers from the guest's position, without consuming them. */
-static int pk_used_pending(const struct pring *r)
-{
-	uint16_t pos = r->last_used;
-	bool wrap = r->used_wrap;
-	uint32_t outstanding = (uint32_t)r->size - r->nfree_ids;
-	int n = 0, k;
-	if (r->order && r->batch_last != UINT32_MAX) {
-		/* Part of a batch was read already: the rest of it is used too. */
-		if ((k = pk_walk_batch(r, &pos, &wrap, r->batch_last, outstanding)) < 0)
-			return k;
-		n += k;
-	}
-	while ((uint32_t)n < outstanding && pk_slot_used(r, pos, wrap)) {
-		uint16_t last = __atomic_load_n(&r->desc[pos].id, __ATOMIC_RELAXED);
-		if (last >= r->size || !r->chain_len[last])
-			return -EIO; /* not outstanding: pring_get_used will say so too */
-		if (r->order) { /* IN_ORDER: this entry completes every buffer up to @last */
-			if ((k = pk_walk_batch(r, &pos, &wrap, last, outstanding - n)) < 0)
-				return k;
-			n += k;
-			continue;
-		}
-		n++;
-		pk_step(r, &pos, &wrap, r->chain_len[last]);
-	}
-	return n;
-}
-
-int dp_used_pending(const struct dp_env *e, uint32_t q)
-{
-	if (e->packed)
-		return pk_used_pending(e->pr[q]);
-	const struct gring *r = e->r[q];
-	return (uint16_t)(gring_used_idx(r) - r->last_used);
-}
-
-void dp_set_interrupts(struct dp_env *e, uint32_t q, bool enable)
-{
-	if (e->packed)
-		pring_set_interrupts(e->pr[q], enable);
-	else
-		gring_set_interrupts(e->r[q], enable);
-}
-
-uint64_t dp_read_calls(struct dp_env *e, uint32_t q)
-{
-	return e->packed ? pring_read_calls(e->pr[q]) : gring_read_calls(e->r[q]);
-}
-
-bool dp_wait_call(struct dp_env *e, uint32_t q, int timeout_ms)
-{
-	return e->packed ? pring_wait_call(e->pr[q], timeout_ms)
-			 : gring_wait_call(e->r[q], timeout_ms);
-}
-
-bool dp_parse_format(int *argc, char **argv)
-{
-	const char *fmt = getenv("DP_RING");
-	int out = 1;
-	for (int i = 1; i < *argc; i++) {
-		if (!strcmp(argv[i], "--packed") || !strcmp(argv[i], "--split"))
-			fmt = argv[i] + 2;
-		else if (!strncmp(argv[i], "--", 2))
-			fmt = argv[i]; /* an unknown option: refused below */
-		else
-			argv[out++] = argv[i];
-	}
-	*argc = out;
-	argv[out] = NULL;
-	if (fmt && strcmp(fmt, "packed") && strcmp(fmt, "split")) {
-		fprintf(stderr, "unknown ring format '%s' (packed or split)\n", fmt);
-		return false;
-	}
-	dp_packed_mode = fmt && !strcmp(fmt, "packed");
-	/* stderr: the TAP stream must start with its version line. */
-	fprintf(stderr, "# ring format: %s\n", dp_packed_mode ? "packed" : "split");
-	return true;
 }
 
 struct vhk_pkt *dp_pkt_make(struct vhk_pool *pool, const uint8_t *data, uint32_t len)

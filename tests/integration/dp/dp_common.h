@@ -3,10 +3,12 @@
  * Shared fixture for the datapath and lifecycle integration tests: the
  * library runs in-process (its control thread serves a temp socket), the
  * vuf frontend negotiates over that socket like QEMU and the guest side of
- * every vring is driven by gring (split) or pring (packed): one fixture for
- * both ring formats. The format comes from dp_opts.packed or, for every
- * dp_setup() of a binary, from its command line (DP_TEST_MAIN: --packed /
- * --split, else the DP_RING environment variable). Owner: helper D2.
+ * every vring is a gvq in the negotiated format: one fixture for both ring
+ * formats. The format comes from dp_opts.packed or, for every dp_setup() of
+ * a binary, from its command line (GVQ_TEST_MAIN: --packed / --split, else
+ * $VHK_RING). On top of the harness it keeps what a net guest needs: one
+ * guest slot per head / buffer id, the buffers of every posted chain, and
+ * packet send / receive helpers.
  */
 #ifndef VHK_TEST_DP_COMMON_H
 #define VHK_TEST_DP_COMMON_H
@@ -18,8 +20,7 @@
 
 #include <vhostkit/vhostkit.h>
 
-#include "gring.h"
-#include "gring_packed.h"
+#include "gvq.h"
 #include "test.h"
 #include "vuf.h"
 
@@ -44,9 +45,6 @@ extern atomic_int dp_vid;	    /* current device, -1 when none */
 extern atomic_int dp_last_vid;	    /* last device ever created */
 extern atomic_int dp_new_count;	    /* new_device calls */
 extern atomic_int dp_destroy_count; /* destroy_device calls */
-/* Ring format of this binary's run (DP_TEST_MAIN sets it from argv / DP_RING). */
-extern bool dp_packed_mode;
-
 struct dp_opts {
 	uint64_t reg_flags;   /* vhk_socket_register flags (VHK_CLIENT) */
 	uint32_t pairs;	      /* queue pairs to offer and to start (0 = 1) */
@@ -56,7 +54,7 @@ struct dp_opts {
 	uint64_t region_size; /* bytes per region (0 = 8 MiB) */
 	uint64_t gap;	      /* GPA gap between regions */
 	uint16_t ring_size;   /* entries per vring (0 = 256; packed allows any size) */
-	bool packed;	      /* packed rings (negotiates RING_PACKED); also when dp_packed_mode */
+	bool packed;	      /* packed rings (negotiates RING_PACKED); also when gvq_run_packed */
 };
 
 /* What the guest posted in one chain (for reading back / the slot owner). */
@@ -73,9 +71,8 @@ struct dp_env {
 	struct vuf *v;
 	struct gmem *m;
 	uint32_t nvrings;
-	bool packed;			     /* pr[] in use, else r[] */
-	struct gring *r[DP_MAX_VRINGS];	     /* split guest rings (NULL when packed) */
-	struct pring *pr[DP_MAX_VRINGS];     /* packed guest rings (NULL when split) */
+	bool packed;			     /* the rings are packed */
+	struct gvq *vq[DP_MAX_VRINGS];	     /* guest side of every vring */
 	uint64_t *slot[DP_MAX_VRINGS];	     /* per head / buffer id: guest slot gpa (lazy) */
 	struct dp_meta *meta[DP_MAX_VRINGS]; /* per head / buffer id */
 	uint32_t hdr_len;		     /* 10 or 12 */
@@ -130,26 +127,6 @@ void dp_send(struct dp_env *e, uint32_t q, const struct virtio_net_hdr *hdr, con
 	     uint32_t len, int nsplit, bool split_hdr, bool indirect);
 /* Reap used TX entries of vring @q until @count came back. Returns how many. */
 int dp_reap(struct dp_env *e, uint32_t q, int count, int timeout_ms);
-/* Publish what was posted on vring @q and kick if the device asks for it. */
-void dp_kick(struct dp_env *e, uint32_t q);
-/* Kicks the guest wrote on vring @q so far. */
-uint64_t dp_kicks_sent(const struct dp_env *e, uint32_t q);
-/* Ring slots of vring @q not holding an outstanding chain. */
-uint16_t dp_num_free(const struct dp_env *e, uint32_t q);
-/*
- * Buffers the device returned on vring @q that the guest has not read yet
- * (split: used->idx - last_used; packed: used descriptors from the guest's
- * used position, an IN_ORDER batch counting each buffer it completes).
- * Does not consume anything.
- */
-int dp_used_pending(const struct dp_env *e, uint32_t q);
-/* Ask for (or suppress) used notifications on vring @q (flags / event index). */
-void dp_set_interrupts(struct dp_env *e, uint32_t q, bool enable);
-/* Consume the call eventfd of vring @q: calls since the last read (0 if none). */
-uint64_t dp_read_calls(struct dp_env *e, uint32_t q);
-/* Wait up to @timeout_ms for a call on vring @q (does not consume it). */
-bool dp_wait_call(struct dp_env *e, uint32_t q, int timeout_ms);
-
 /* ---- host side ---- */
 
 /* A packet holding @len bytes of @data, chained over pool buffers. */
@@ -174,24 +151,5 @@ void dp_roundtrip_ex(struct dp_env *e, uint32_t pair, uint32_t len, uint32_t see
 		     bool indirect);
 /* Build a 14+20+20 byte Ethernet/IPv4/TCP header followed by random payload. */
 void dp_make_tcp(uint8_t *frame, uint32_t len, uint32_t *seed);
-
-/* ---- test binaries ---- */
-
-/*
- * Take the ring format from @argv ("--packed" / "--split", removed from the
- * arguments so a case name may follow) or else from $DP_RING ("packed" /
- * "split"); sets dp_packed_mode. Returns false on an unknown format.
- */
-bool dp_parse_format(int *argc, char **argv);
-
-/* TEST_MAIN for binaries that run on either ring format (see dp_parse_format). */
-#define DP_TEST_MAIN(...)                                                                      \
-	int main(int argc, char **argv)                                                        \
-	{                                                                                      \
-		static const struct test_case cases_[] = {__VA_ARGS__};                        \
-		if (!dp_parse_format(&argc, argv))                                             \
-			return 2;                                                              \
-		return test_run_main(cases_, sizeof(cases_) / sizeof(cases_[0]), argc, argv);  \
-	}
 
 #endif

@@ -37,9 +37,10 @@ static int skipped_first_lap(const struct dp_env *e, const uint16_t *head)
 	int skipped = 0;
 	for (int k = 1; k < NFRAMES; k++) {
 		if (e->packed)
-			skipped += !(e->pr[1]->desc[head[k]].flags & (1u << VRING_PACKED_DESC_F_USED));
+			skipped +=
+			    !(e->vq[1]->pdesc[head[k]].flags & (1u << VRING_PACKED_DESC_F_USED));
 		else
-			skipped += e->r[1]->used->ring[k].id == 0;
+			skipped += e->vq[1]->used->ring[k].id == 0;
 	}
 	return skipped;
 }
@@ -57,7 +58,7 @@ static void in_order_case(uint64_t features)
 	CHECK(e->v->features & F_IO);
 	for (int lap = 0; lap < 3; lap++) { /* several laps of the ring */
 		for (int i = 0; i < NFRAMES; i++) {
-			head[i] = e->packed ? e->pr[1]->next_avail : 0;
+			head[i] = e->packed ? e->vq[1]->avail_pos : 0;
 			want[i] = malloc(frame_len(i));
 			CHECK(want[i] != NULL);
 			dp_random(want[i], frame_len(i), &seed);
@@ -69,14 +70,14 @@ static void in_order_case(uint64_t features)
 			vhk_pkt_free(p[i]);
 			free(want[i]);
 		}
-		CHECK_EQ(dp_used_pending(e, 1), NFRAMES); /* every batch expanded */
+		CHECK_EQ(gvq_used_pending(e->vq[1]), NFRAMES); /* every batch expanded */
 		CHECK_EQ(dp_reap(e, 1, 1, DP_TIMEOUT_MS), 1);
-		CHECK_EQ(dp_used_pending(e, 1), NFRAMES - 1); /* counted from inside a batch */
+		CHECK_EQ(gvq_used_pending(e->vq[1]), NFRAMES - 1); /* counted from inside a batch */
 		CHECK_EQ(dp_reap(e, 1, NFRAMES - 1, DP_TIMEOUT_MS), NFRAMES - 1);
-		CHECK_EQ(dp_used_pending(e, 1), 0);
-		CHECK_EQ(dp_num_free(e, 1), 256);
+		CHECK_EQ(gvq_used_pending(e->vq[1]), 0);
+		CHECK_EQ(e->vq[1]->num_free, 256);
 		if (!e->packed)
-			CHECK_EQ(gring_used_idx(e->r[1]), (uint16_t)(NFRAMES * (lap + 1)));
+			CHECK_EQ(gvq_used_idx(e->vq[1]), (uint16_t)(NFRAMES * (lap + 1)));
 		if (lap == 0) /* batched: some frames never got a used entry of their own */
 			CHECK(skipped_first_lap(e, head) > 0);
 	}
@@ -102,4 +103,4 @@ static void t_in_order_mrg_evidx(void)
 	in_order_case(DP_F(VHK_NET_F_MRG_RXBUF) | DP_F(VHK_F_EVENT_IDX));
 }
 
-DP_TEST_MAIN(TEST(t_in_order_plain), TEST(t_in_order_mrg_evidx))
+GVQ_TEST_MAIN(TEST(t_in_order_plain), TEST(t_in_order_mrg_evidx))

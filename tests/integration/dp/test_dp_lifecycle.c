@@ -255,4 +255,5 @@ static void t_mem_table_replace(void)
 	dp_teardown(&e);
 }
 
-DP_TEST_MAIN(TEST(t_client_reconnect), TEST(t_unregister_during_traffic), TEST(t_mem_table_replace))
+GVQ_TEST_MAIN(TEST(t_client_reconnect), TEST(t_unregister_during_traffic),
+	      TEST(t_mem_table_replace))

@@ -50,7 +50,7 @@ static void tx_pkt(struct dp_env *e, uint32_t seed)
  * @ahead slots forward (positions repeat every two laps, so 2 * size - 1
  * ahead is one slot behind).
  */
-static uint16_t pk_off_wrap(const struct pring *r, uint16_t pos, bool wrap, uint32_t ahead)
+static uint16_t pk_off_wrap(const struct gvq *r, uint16_t pos, bool wrap, uint32_t ahead)
 {
 	uint32_t p = pos + ahead;
 	while (p >= r->size) {
@@ -68,12 +68,12 @@ static uint16_t pk_off_wrap(const struct pring *r, uint16_t pos, bool wrap, uint
 static void event_ahead(struct dp_env *e, uint32_t q, uint32_t ahead)
 {
 	if (!e->packed) {
-		gring_raw_used_event(e->r[q], (uint16_t)(e->r[q]->last_used + ahead));
+		gvq_raw_used_event(e->vq[q], (uint16_t)(e->vq[q]->used_pos + ahead));
 		return;
 	}
-	struct pring *r = e->pr[q];
-	pring_raw_drv_event(r, VRING_PACKED_EVENT_FLAG_DESC,
-			    pk_off_wrap(r, r->last_used, r->used_wrap, ahead));
+	struct gvq *r = e->vq[q];
+	gvq_raw_drv_event(r, VRING_PACKED_EVENT_FLAG_DESC,
+			  pk_off_wrap(r, r->used_pos, r->used_wrap, ahead));
 }
 
 /*
@@ -86,22 +86,22 @@ static void event_ahead(struct dp_env *e, uint32_t q, uint32_t ahead)
 static void check_dev_event(struct dp_env *e, uint32_t q, bool enabled, bool evidx)
 {
 	if (!e->packed) {
-		struct gring *r = e->r[q];
+		struct gvq *r = e->vq[q];
 		if (!evidx)
-			CHECK_EQ(!(gring_used_flags(r) & VRING_USED_F_NO_NOTIFY), enabled);
+			CHECK_EQ(!(gvq_used_flags(r) & VRING_USED_F_NO_NOTIFY), enabled);
 		else if (enabled)
-			CHECK_EQ(gring_avail_event(r), r->avail_idx);
+			CHECK_EQ(gvq_avail_event(r), r->avail_pos);
 		return;
 	}
-	struct pring *r = e->pr[q];
-	uint16_t fl = pring_dev_flags(r);
+	struct gvq *r = e->vq[q];
+	uint16_t fl = gvq_dev_flags(r);
 	if (!enabled) {
 		CHECK_EQ(fl, VRING_PACKED_EVENT_FLAG_DISABLE);
 	} else if (!evidx) {
 		CHECK_EQ(fl, VRING_PACKED_EVENT_FLAG_ENABLE);
 	} else {
 		CHECK_EQ(fl, VRING_PACKED_EVENT_FLAG_DESC);
-		CHECK_EQ(pring_dev_off_wrap(r), pk_off_wrap(r, r->next_avail, r->avail_wrap, 0));
+		CHECK_EQ(gvq_dev_off_wrap(r), pk_off_wrap(r, r->avail_pos, r->avail_wrap, 0));
 	}
 }
 
@@ -110,11 +110,11 @@ static void check_drv_event(struct dp_env *e, uint32_t q, uint16_t flags)
 {
 	if (!e->packed)
 		return;
-	struct pring *r = e->pr[q];
+	struct gvq *r = e->vq[q];
 	CHECK_EQ(__atomic_load_n(&r->drv->flags, __ATOMIC_ACQUIRE), flags);
 	if (flags == VRING_PACKED_EVENT_FLAG_DESC)
 		CHECK_EQ(__atomic_load_n(&r->drv->off_wrap, __ATOMIC_ACQUIRE),
-			 pk_off_wrap(r, r->last_used, r->used_wrap, 0));
+			 pk_off_wrap(r, r->used_pos, r->used_wrap, 0));
 }
 
 /* Calls counted by the library for vring @q. */
@@ -133,22 +133,22 @@ static void t_calls_flags(void)
 	dp_setup(&e, &o);
 	CHECK(!(e.v->features & DP_F(VHK_F_EVENT_IDX)));
 	dp_post_rx(&e, 0, 16, 2048, false, false);
-	dp_read_calls(&e, 0);
+	gvq_read_calls(e.vq[0]);
 
 	for (uint16_t q = 0; q < 2; q++) {
-		dp_set_interrupts(&e, q, false);
+		gvq_set_interrupts(e.vq[q], false);
 		check_drv_event(&e, q, VRING_PACKED_EVENT_FLAG_DISABLE);
 		uint64_t before = lib_calls(&e, q);
 		for (int i = 0; i < 3; i++)
 			q == 0 ? rx_pkt(&e, 10u + (uint32_t)i) : tx_pkt(&e, 20u + (uint32_t)i);
-		CHECK_EQ(dp_read_calls(&e, q), 0);
+		CHECK_EQ(gvq_read_calls(e.vq[q]), 0);
 		CHECK_EQ(lib_calls(&e, q), before);
 
-		dp_set_interrupts(&e, q, true);
+		gvq_set_interrupts(e.vq[q], true);
 		check_drv_event(&e, q, VRING_PACKED_EVENT_FLAG_ENABLE);
 		q == 0 ? rx_pkt(&e, 30) : tx_pkt(&e, 40);
-		CHECK(dp_wait_call(&e, q, DP_TIMEOUT_MS));
-		CHECK(dp_read_calls(&e, q) >= 1);
+		CHECK(gvq_wait_call(e.vq[q], DP_TIMEOUT_MS));
+		CHECK(gvq_read_calls(e.vq[q]) >= 1);
 		CHECK(lib_calls(&e, q) > before);
 	}
 	dp_teardown(&e);
@@ -158,9 +158,9 @@ static void t_calls_flags(void)
 static bool burst_called(struct dp_env *e, uint32_t seed)
 {
 	dp_post_rx(e, 0, 1, 2048, false, false);
-	dp_read_calls(e, 0);
+	gvq_read_calls(e->vq[0]);
 	rx_pkt(e, seed);
-	return dp_read_calls(e, 0) != 0;
+	return gvq_read_calls(e->vq[0]) != 0;
 }
 
 /*
@@ -177,29 +177,29 @@ static void t_calls_event_idx(void)
 	dp_post_rx(&e, 0, 8, 2048, false, false);
 
 	/* Enabled: the event follows the guest's used position, every burst calls. */
-	dp_set_interrupts(&e, 0, true);
+	gvq_set_interrupts(e.vq[0], true);
 	check_drv_event(&e, 0, VRING_PACKED_EVENT_FLAG_DESC);
 	CHECK(burst_called(&e, 1));
 	check_drv_event(&e, 0, VRING_PACKED_EVENT_FLAG_DESC); /* re-armed after the read */
 	CHECK(burst_called(&e, 2));
 
 	/* Disabled (split: used_event one behind; packed: DISABLE): no call for many bursts. */
-	dp_set_interrupts(&e, 0, false);
+	gvq_set_interrupts(e.vq[0], false);
 	check_drv_event(&e, 0, VRING_PACKED_EVENT_FLAG_DISABLE);
 	for (uint32_t i = 0; i < 5; i++)
 		CHECK(!burst_called(&e, 10 + i));
 	if (e.packed) { /* packed DESC one slot behind the guest: already passed, no call */
-		struct pring *r = e.pr[0];
-		pring_raw_drv_event(r, VRING_PACKED_EVENT_FLAG_DESC,
-				    pk_off_wrap(r, r->last_used, r->used_wrap, 2u * r->size - 1u));
+		struct gvq *r = e.vq[0];
+		gvq_raw_drv_event(r, VRING_PACKED_EVENT_FLAG_DESC,
+				  pk_off_wrap(r, r->used_pos, r->used_wrap, 2u * r->size - 1u));
 		for (uint32_t i = 0; i < 3; i++)
 			CHECK(!burst_called(&e, 15 + i));
 	}
 
 	/* Event two ahead: only the third burst from now calls. */
-	CHECK_EQ(dp_used_pending(&e, 0), 0);
+	CHECK_EQ(gvq_used_pending(e.vq[0]), 0);
 	if (!e.packed)
-		CHECK_EQ(gring_used_idx(e.r[0]), e.r[0]->last_used);
+		CHECK_EQ(gvq_used_idx(e.vq[0]), e.vq[0]->used_pos);
 	event_ahead(&e, 0, 2);
 	CHECK(!burst_called(&e, 20));
 	CHECK(!burst_called(&e, 21));
@@ -226,10 +226,10 @@ static void t_calls_event_idx(void)
 		dp_random(d[i], sizeof(d[i]), &seed);
 		p[i] = dp_pkt_make(e.pool, d[i], sizeof(d[i]));
 	}
-	dp_read_calls(&e, 0);
+	gvq_read_calls(e.vq[0]);
 	CHECK_EQ(vhk_net_enqueue_burst(e.vid, 0, p, 4), 4);
 	vhk_pkt_free_bulk(p, 4);
-	CHECK_EQ(dp_read_calls(&e, 0), 1);
+	CHECK_EQ(gvq_read_calls(e.vq[0]), 1);
 	for (int i = 0; i < 4; i++) {
 		struct virtio_net_hdr_mrg_rxbuf h;
 		CHECK_EQ(dp_recv(&e, 0, &h, got, sizeof(got), NULL, DP_TIMEOUT_MS), 80);
@@ -248,17 +248,17 @@ static void kick_case(bool evidx)
 
 	CHECK_EQ(vhk_vq_set_notification(e.vid, 1, false), 0);
 	check_dev_event(&e, 1, false, evidx);
-	uint64_t k0 = dp_kicks_sent(&e, 1);
+	uint64_t k0 = e.vq[1]->kicks_sent;
 	for (int i = 0; i < 3; i++)
 		dp_send(&e, 1, NULL, pkt, sizeof(pkt), 1, false, false);
 	/* Flags (and packed DISABLE, with or without EVENT_IDX) stop every kick.
 	 * Split EVENT_IDX has no "never" value: at most the one crossing of the
 	 * stale avail_event may kick. */
 	if (evidx && !e.packed)
-		CHECK(dp_kicks_sent(&e, 1) - k0 <= 1);
+		CHECK(e.vq[1]->kicks_sent - k0 <= 1);
 	else
-		CHECK_EQ(dp_kicks_sent(&e, 1), k0);
-	k0 = dp_kicks_sent(&e, 1);
+		CHECK_EQ(e.vq[1]->kicks_sent, k0);
+	k0 = e.vq[1]->kicks_sent;
 	struct vhk_pkt *p[4];
 	CHECK_EQ(dp_dequeue_n(e.vid, 1, e.pool, p, 3, DP_TIMEOUT_MS), 3);
 	vhk_pkt_free_bulk(p, 3);
@@ -267,11 +267,11 @@ static void kick_case(bool evidx)
 	CHECK_EQ(vhk_vq_set_notification(e.vid, 1, true), 0);
 	check_dev_event(&e, 1, true, evidx);
 	dp_send(&e, 1, NULL, pkt, sizeof(pkt), 1, false, false);
-	CHECK_EQ(dp_kicks_sent(&e, 1), k0 + 1);
+	CHECK_EQ(e.vq[1]->kicks_sent, k0 + 1);
 	dp_send(&e, 1, NULL, pkt, sizeof(pkt), 1, false, false);
 	/* EVENT_IDX: the device has not caught up, its event still asks for the
 	 * first one only; flags / ENABLE: every publish kicks. */
-	CHECK_EQ(dp_kicks_sent(&e, 1), k0 + (evidx ? 1 : 2));
+	CHECK_EQ(e.vq[1]->kicks_sent, k0 + (evidx ? 1 : 2));
 	CHECK_EQ(dp_dequeue_n(e.vid, 1, e.pool, p, 2, DP_TIMEOUT_MS), 2);
 	vhk_pkt_free_bulk(p, 2);
 	CHECK_EQ(dp_reap(&e, 1, 2, DP_TIMEOUT_MS), 2);
@@ -280,7 +280,7 @@ static void kick_case(bool evidx)
 	CHECK_EQ(vhk_vq_set_notification(e.vid, 1, true), 0);
 	check_dev_event(&e, 1, true, evidx);
 	dp_send(&e, 1, NULL, pkt, sizeof(pkt), 1, false, false);
-	CHECK_EQ(dp_kicks_sent(&e, 1), k0 + (evidx ? 2 : 3));
+	CHECK_EQ(e.vq[1]->kicks_sent, k0 + (evidx ? 2 : 3));
 	CHECK_EQ(dp_dequeue_n(e.vid, 1, e.pool, p, 1, DP_TIMEOUT_MS), 1);
 	vhk_pkt_free_bulk(p, 1);
 	dp_teardown(&e);
@@ -324,14 +324,14 @@ static void interrupt_ring(struct dp_env *e, uint16_t q, uint32_t seed, bool evi
 	int64_t end = dp_now_ms() + DP_TIMEOUT_MS;
 	while (!atomic_load(&w.started) && dp_now_ms() < end)
 		;
-	uint64_t k0 = dp_kicks_sent(e, q);
+	uint64_t k0 = e->vq[q]->kicks_sent;
 	uint8_t pkt[200];
 	dp_random(pkt, sizeof(pkt), &seed);
 	if (q & 1)
 		dp_send(e, q, NULL, pkt, sizeof(pkt), 1, false, false);
 	else
 		dp_post_rx(e, q, 1, 2048, false, false);
-	CHECK_EQ(dp_kicks_sent(e, q), k0 + 1);
+	CHECK_EQ(e->vq[q]->kicks_sent, k0 + 1);
 	CHECK_EQ(pthread_join(th, NULL), 0);
 	CHECK_EQ(w.rc, 1);
 	/* The kick was consumed: a second wait times out. */
@@ -349,18 +349,18 @@ static void interrupt_ring(struct dp_env *e, uint16_t q, uint32_t seed, bool evi
 	/* Back to polling: the guest stops kicking, waits time out. */
 	CHECK_EQ(vhk_vq_set_notification(e->vid, q, false), 0);
 	check_dev_event(e, q, false, evidx);
-	k0 = dp_kicks_sent(e, q);
+	k0 = e->vq[q]->kicks_sent;
 	if (q & 1)
 		dp_send(e, q, NULL, pkt, sizeof(pkt), 1, false, false);
 	else
 		dp_post_rx(e, q, 1, 2048, false, false);
 	if (evidx && !e->packed) {
 		/* One kick may still cross the last avail_event; consume it. */
-		CHECK(dp_kicks_sent(e, q) - k0 <= 1);
-		if (dp_kicks_sent(e, q) != k0)
+		CHECK(e->vq[q]->kicks_sent - k0 <= 1);
+		if (e->vq[q]->kicks_sent != k0)
 			CHECK_EQ(vhk_vq_wait_kick(e->vid, q, DP_TIMEOUT_MS), 1);
 	} else {
-		CHECK_EQ(dp_kicks_sent(e, q), k0); /* NO_NOTIFY / packed DISABLE */
+		CHECK_EQ(e->vq[q]->kicks_sent, k0); /* NO_NOTIFY / packed DISABLE */
 	}
 	CHECK_EQ(vhk_vq_wait_kick(e->vid, q, 20), 0);
 	if (q & 1) {
@@ -386,5 +386,5 @@ static void t_interrupt_mode(void)
 	}
 }
 
-DP_TEST_MAIN(TEST(t_calls_flags), TEST(t_calls_event_idx), TEST(t_kick_suppression_flags),
-	  TEST(t_kick_suppression_event_idx), TEST(t_interrupt_mode))
+GVQ_TEST_MAIN(TEST(t_calls_flags), TEST(t_calls_event_idx), TEST(t_kick_suppression_flags),
+	      TEST(t_kick_suppression_event_idx), TEST(t_interrupt_mode))

@@ -112,13 +112,13 @@ static void notify_case(uint64_t features)
 	for (int round = 0; round < 70; round++) { /* a 64-entry ring: across a wrap */
 		bool on = round % 2 == 0;
 		struct virtio_net_hdr_mrg_rxbuf h;
-		dp_set_interrupts(e, 0, on);
-		(void)dp_read_calls(e, 0);
+		gvq_set_interrupts(e->vq[0], on);
+		(void)gvq_read_calls(e->vq[0]);
 		dp_post_rx(e, 0, 1, e->hdr_len + DP_MAX_PKT, false, false);
 		struct vhk_pkt *pk = dp_pkt_make(e->pool, data, sizeof(data));
 		CHECK_EQ(dp_enqueue_all(e->vid, 0, &pk, 1, DP_TIMEOUT_MS), 1);
 		vhk_pkt_free(pk);
-		CHECK_EQ(dp_read_calls(e, 0) ? 1 : 0, on ? 1 : 0);
+		CHECK_EQ(gvq_read_calls(e->vq[0]) ? 1 : 0, on ? 1 : 0);
 		CHECK_EQ(dp_recv(e, 0, &h, got, DP_MAX_PKT, NULL, DP_TIMEOUT_MS), sizeof(data));
 		CHECK(memcmp(got, data, sizeof(data)) == 0);
 	}
@@ -144,9 +144,9 @@ static void t_stop_restart(void)
 	for (uint32_t q = 0; q < 2; q++) {
 		uint32_t base = 0;
 		CHECK_EQ(vuf_get_vring_base(e->v, q, &base), 0);
-		CHECK_EQ(base, pring_base(e->pr[q]));
+		CHECK_EQ(base, gvq_base(e->vq[q]));
 		CHECK(base != DP_PACKED_FRESH);
-		CHECK_EQ(pring_start_vring(e->v, q, e->pr[q], base), 0);
+		CHECK_EQ(vuf_start_vring_base(e->v, q, e->vq[q], base), 0);
 	}
 	for (uint32_t i = 0; i < 30; i++)
 		dp_roundtrip_ex(e, 0, sizes[i % NSIZES], 50 + i, i & 1, false);
@@ -164,13 +164,13 @@ static void t_base_past_size(void)
 	uint32_t base = 0;
 	dp_roundtrip_ex(e, 0, 100, 1, false, false);
 	CHECK_EQ(vuf_get_vring_base(e->v, 1, &base), 0);
-	CHECK_EQ(pring_start_vring(e->v, 1, e->pr[1], 0x8000u | 32u), 0);
+	CHECK_EQ(vuf_start_vring_base(e->v, 1, e->vq[1], 0x8000u | 32u), 0);
 	CHECK_EQ(vhk_vq_get_info(e->vid, 1, &info), 0);
 	CHECK(!info.started);
-	CHECK_EQ(pring_start_vring(e->v, 1, e->pr[1], 40u << 16 | 0x8001u), 0);
+	CHECK_EQ(vuf_start_vring_base(e->v, 1, e->vq[1], 40u << 16 | 0x8001u), 0);
 	CHECK_EQ(vhk_vq_get_info(e->vid, 1, &info), 0);
 	CHECK(!info.started);
-	CHECK_EQ(pring_start_vring(e->v, 1, e->pr[1], base), 0);
+	CHECK_EQ(vuf_start_vring_base(e->v, 1, e->vq[1], base), 0);
 	CHECK_EQ(vhk_vq_get_info(e->vid, 1, &info), 0);
 	CHECK(info.started);
 	dp_roundtrip_ex(e, 0, 1514, 2, true, false);
@@ -181,13 +181,13 @@ static void t_base_past_size(void)
 static void t_hostile_id(void)
 {
 	struct dp_env *e = pk_setup(0, 1, 16);
-	struct pring *r = e->pr[1];
+	struct gvq *r = e->vq[1];
 	struct vhk_pkt *pk = NULL;
 	struct vhk_vq_info info;
 	uint64_t s = dp_next_slot(e, 1);
 	CHECK(s != 0);
-	pring_raw_desc(r, r->next_avail, s, 100, 16, pring_avail_bits(r->avail_wrap));
-	pring_kick_force(r);
+	gvq_raw_slot(r, r->avail_pos, s, 100, 16, gvq_avail_bits(r->avail_wrap));
+	gvq_kick_force(r);
 	CHECK_EQ(dp_dequeue_n(e->vid, 1, e->pool, &pk, 1, 200), 0);
 	CHECK_EQ(vhk_vq_get_info(e->vid, 1, &info), 0);
 	CHECK(info.broken);

@@ -49,7 +49,7 @@ static void t_multiqueue(void)
 			vhk_pkt_free(p);
 		}
 	for (uint32_t i = 0; i < PAIRS; i++) {
-		CHECK_EQ(dp_used_pending(&e, 2 * i), PER_Q);
+		CHECK_EQ(gvq_used_pending(e.vq[2 * i]), PER_Q);
 		for (uint32_t s = 0; s < PER_Q; s++) {
 			struct virtio_net_hdr_mrg_rxbuf h;
 			tagged(buf, len[i][s], i, s, 0);
@@ -107,7 +107,7 @@ static void t_straddle(void)
 	/* RX: one buffer (header + data) across the region 0/1 boundary. */
 	struct gbuf b = {rx, blen};
 	CHECK(dp_post(&e, 0, &b, 1, true, false) >= 0);
-	dp_kick(&e, 0);
+	gvq_kick(e.vq[0]);
 	dp_random(want, len, &seed);
 	struct vhk_pkt *p = dp_pkt_make(e.pool, want, len);
 	CHECK_EQ(dp_enqueue_all(e.vid, 0, &p, 1, DP_TIMEOUT_MS), 1);
@@ -123,7 +123,7 @@ static void t_straddle(void)
 	CHECK_EQ(gmem_write(e.m, tx + e.hdr_len, want, len), 0);
 	b = (struct gbuf){tx, e.hdr_len + len};
 	CHECK(dp_post(&e, 1, &b, 1, false, false) >= 0);
-	dp_kick(&e, 1);
+	gvq_kick(e.vq[1]);
 	p = NULL;
 	CHECK_EQ(dp_dequeue_n(e.vid, 1, e.pool, &p, 1, DP_TIMEOUT_MS), 1);
 	CHECK(dp_pkt_equal(p, want, len));
@@ -214,7 +214,7 @@ static void t_stats_free_entries(void)
 	CHECK_EQ(st.packets, 10);
 	CHECK_EQ(st.bytes, bytes + 6 * 200);
 	CHECK_EQ(st.drops, 4);
-	CHECK_EQ(dp_used_pending(&e, 0), 10);
+	CHECK_EQ(gvq_used_pending(e.vq[0]), 10);
 
 	/* TX: three published chains are free entries until dequeued. */
 	CHECK_EQ(vhk_vq_avail_count(e.vid, 1), 0);
@@ -255,21 +255,20 @@ static bool fd_fires(int fd, int ms)
  */
 static void post_hostile(struct dp_env *e, uint32_t q)
 {
+	struct gvq *r = e->vq[q];
 	uint64_t s = dp_next_slot(e, q);
 	CHECK(s);
 	if (e->packed) {
-		struct pring *r = e->pr[q];
-		pring_raw_desc(r, r->next_avail, s, 100, r->size, pring_avail_bits(r->avail_wrap));
-		pring_kick_force(r);
+		gvq_raw_slot(r, r->avail_pos, s, 100, r->size, gvq_avail_bits(r->avail_wrap));
+		gvq_kick_force(r);
 		return;
 	}
-	struct gring *r = e->r[q];
-	uint16_t a = r->avail_idx;
-	gring_raw_desc(r, 5, s, 64, VRING_DESC_F_NEXT, 6);
-	gring_raw_desc(r, 6, s + 64, 64, VRING_DESC_F_NEXT, 5);
-	gring_raw_avail(r, a, 5);
-	gring_raw_avail_idx(r, (uint16_t)(a + 1));
-	gring_kick_force(r);
+	uint16_t a = r->avail_pos;
+	gvq_raw_desc(r, 5, s, 64, VRING_DESC_F_NEXT, 6);
+	gvq_raw_desc(r, 6, s + 64, 64, VRING_DESC_F_NEXT, 5);
+	gvq_raw_avail(r, a, 5);
+	gvq_raw_avail_idx(r, (uint16_t)(a + 1));
+	gvq_kick_force(r);
 }
 
 /* A malformed chain (see post_hostile) on pair 0's TX ring breaks only that ring. */
@@ -324,5 +323,5 @@ static void t_guest_error_isolated(void)
 	dp_teardown(&e);
 }
 
-DP_TEST_MAIN(TEST(t_multiqueue), TEST(t_straddle), TEST(t_rarp), TEST(t_stats_free_entries),
-	  TEST(t_guest_error_isolated))
+GVQ_TEST_MAIN(TEST(t_multiqueue), TEST(t_straddle), TEST(t_rarp), TEST(t_stats_free_entries),
+	      TEST(t_guest_error_isolated))

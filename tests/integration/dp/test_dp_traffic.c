@@ -171,7 +171,7 @@ static void t_sizes_legacy_hdr(void)
 	struct dp_env e;
 	struct dp_opts o = {.features = DP_F(VHK_F_PROTOCOL_FEATURES)};
 	struct layout l = {.split_hdr = true, .indirect = false, .nsplit = 1};
-	if (dp_packed_mode) {
+	if (gvq_run_packed) {
 		struct vuf *v;
 		dp_lib_start(&e, &o);
 		CHECK_EQ(vuf_connect(e.path, DP_TIMEOUT_MS, &v), 0);
@@ -287,7 +287,7 @@ static void t_mrg_not_enough_buffers(void)
 	dp_post_rx(&e, 0, 2, MRG_BUF, false, false);
 	struct vhk_pkt *p = dp_pkt_make(e.pool, frame, MAXPKT);
 	CHECK_EQ(vhk_net_enqueue_burst(e.vid, 0, &p, 1), 0);
-	CHECK_EQ(dp_used_pending(&e, 0), 0);
+	CHECK_EQ(gvq_used_pending(e.vq[0]), 0);
 	/* More buffers arrive: the same packet now fits. */
 	dp_post_rx(&e, 0, 6, MRG_BUF, false, false);
 	CHECK_EQ(dp_enqueue_all(e.vid, 0, &p, 1, DP_TIMEOUT_MS), 1);
@@ -302,6 +302,6 @@ static void t_mrg_not_enough_buffers(void)
 	dp_teardown(&e);
 }
 
-DP_TEST_MAIN(TEST(t_sizes_plain), TEST(t_sizes_plain_split), TEST(t_sizes_mrg), TEST(t_sizes_indirect),
-	  TEST(t_sizes_mrg_indirect_evidx), TEST(t_sizes_legacy_hdr), TEST(t_tx_offload),
-	  TEST(t_rx_offload), TEST(t_mrg_not_enough_buffers))
+GVQ_TEST_MAIN(TEST(t_sizes_plain), TEST(t_sizes_plain_split), TEST(t_sizes_mrg),
+	      TEST(t_sizes_indirect), TEST(t_sizes_mrg_indirect_evidx), TEST(t_sizes_legacy_hdr),
+	      TEST(t_tx_offload), TEST(t_rx_offload), TEST(t_mrg_not_enough_buffers))

@@ -1,20 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Device-level datapath tests: enqueue/dequeue bursts against a compact
- * guest-side split ring written here over memfd guest RAM, with the vdev and
- * vqs configured directly (no socket, no frontend).
+ * Device-level datapath tests: enqueue/dequeue bursts against guest split
+ * rings of the test harness (gvq) over its guest RAM, with the vdev and vqs
+ * configured directly (no socket, no frontend).
  */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <linux/virtio_ring.h>
 
 #include "test.h"
 #include "net/net.h"
 #include "core/vdev.h"
-#include "vq/vq.h"
+#include "unit_vq.h"
 
 #define GMEM_SIZE  (16u << 20)
 #define QVA_BASE   0x7f1200000000ull /* frontend addresses differ from GPAs */
@@ -30,86 +28,54 @@ struct gseg {
 	bool write;
 };
 
-/* Guest side of one split ring. */
-struct gring {
-	struct vring_desc *desc;
-	struct vring_avail *avail;
-	struct vring_used *used;
-	uint64_t desc_gpa, avail_gpa, used_gpa;
-	uint16_t avail_idx, used_seen, nfree;
-	uint16_t free_ids[RSIZE];
-};
-
 struct env {
-	int memfd;
-	uint8_t *g;
-	uint64_t bump;
+	struct gmem *m;
 	uint64_t features;
 	struct vdev *d;
 	int vid;
-	struct gring r[2];
+	struct gvq *vq[2];
 	struct vhk_pool *pool;
 };
 
-static void *gptr(struct env *e, uint64_t gpa)
+/* The test's pointer to @len guest bytes at @gpa. */
+static void *gptr(struct env *e, uint64_t gpa, uint64_t len)
 {
-	return e->g + gpa;
+	void *p = gmem_ptr(e->m, gpa, len);
+
+	CHECK(p != NULL);
+	return p;
 }
 
-/* Bump-allocate guest memory. */
+/* Allocate guest memory. */
 static uint64_t galloc(struct env *e, uint64_t len, uint64_t align)
 {
-	uint64_t gpa = (e->bump + align - 1) & ~(align - 1);
-	e->bump = gpa + len;
-	CHECK(e->bump <= GMEM_SIZE);
+	uint64_t gpa = gmem_alloc(e->m, len, align);
+
+	CHECK(gpa != 0);
 	return gpa;
 }
 
 /* Lay out ring @q in guest memory and configure vq @q to use it. */
 static void ring_setup(struct env *e, uint16_t q, const struct mem_table *t)
 {
-	struct gring *r = &e->r[q];
-
-	r->desc_gpa = galloc(e, 16 * RSIZE, 16);
-	r->avail_gpa = galloc(e, 6 + 2 * RSIZE, 2);
-	r->used_gpa = galloc(e, 6 + 8 * RSIZE, 4);
-	r->desc = gptr(e, r->desc_gpa);
-	r->avail = gptr(e, r->avail_gpa);
-	r->used = gptr(e, r->used_gpa);
-	r->nfree = RSIZE;
-	for (uint16_t i = 0; i < RSIZE; i++)
-		r->free_ids[i] = (uint16_t)(RSIZE - 1 - i);
-
+	CHECK_EQ(gvq_new(e->m, RSIZE, e->features, &e->vq[q]), 0);
 	struct vq *vq = vdev_vq_get_or_alloc(e->d, q);
 	CHECK(vq != NULL);
-	struct vq_addr a = {0, QVA_BASE + r->desc_gpa, QVA_BASE + r->avail_gpa,
-			    QVA_BASE + r->used_gpa, 0};
 	vq_quiesce(vq);
-	CHECK_EQ(vq_set_num(vq, RSIZE), 0);
-	CHECK_EQ(vq_set_addr(vq, &a), 0);
-	CHECK_EQ(vq_set_base(vq, 0), 0);
-	vq_set_enabled(vq, true);
-	CHECK_EQ(vq_start(vq, t, e->features), 0);
+	CHECK_EQ(uvq_start(vq, e->vq[q], t, e->features, 0), 0);
 	vq_unquiesce(vq);
 }
 
 /* Guest RAM, memory table, device, rings 0 (rx) and 1 (tx), a pool. */
 static void env_setup(struct env *e, uint64_t features, uint32_t data_room)
 {
-	struct mem_region_desc rd = {0, GMEM_SIZE, QVA_BASE, 0};
-	struct mem_region reg;
 	struct mem_table *t;
 
 	memset(e, 0, sizeof(*e));
 	e->features = features;
-	e->memfd = memfd_create("guest", MFD_CLOEXEC);
-	CHECK(e->memfd >= 0);
-	CHECK_EQ(ftruncate(e->memfd, GMEM_SIZE), 0);
-	e->g = mmap(NULL, GMEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, e->memfd, 0);
-	CHECK(e->g != MAP_FAILED);
-	e->bump = 0x1000;
-	CHECK_EQ(mem_region_map(&rd, dup(e->memfd), &reg), 0);
-	CHECK_EQ(mem_table_new(&reg, 1, &t), 0);
+	CHECK_EQ(gmem_new(1, GMEM_SIZE, 0, 0, &e->m), 0);
+	gmem_set_qva_base(e->m, QVA_BASE);
+	CHECK_EQ(gmem_table(e->m, 0, 1, &t), 0);
 	CHECK_EQ(vdev_alloc(&e->d), 0);
 	e->vid = atomic_load(&e->d->vid);
 	e->d->ops = *net_device_ops();
@@ -127,31 +93,31 @@ static void env_teardown(struct env *e)
 	vdev_release(e->d);
 	CHECK_EQ(vhk_pool_avail(e->pool), 512);
 	vhk_pool_free(e->pool);
-	munmap(e->g, GMEM_SIZE);
-	close(e->memfd);
+	gvq_free(e->vq[0]);
+	gvq_free(e->vq[1]);
+	gmem_free(e->m);
 }
 
-/* Make a chain of @n pieces available; returns its head. */
+/* Make a chain of @n pieces (readable ones first) available; returns its head. */
 static uint16_t gadd(struct env *e, int q, const struct gseg *s, uint32_t n)
 {
-	struct gring *r = &e->r[q];
-	uint16_t ids[16];
+	struct gbuf out[16], in[16];
+	int nout = 0, nin = 0;
 
-	CHECK(n >= 1 && n <= 16 && r->nfree >= n);
-	for (uint32_t i = 0; i < n; i++)
-		ids[i] = r->free_ids[--r->nfree];
+	CHECK(n >= 1 && n <= 16);
 	for (uint32_t i = 0; i < n; i++) {
-		struct vring_desc *dsc = &r->desc[ids[i]];
-		dsc->addr = s[i].gpa;
-		dsc->len = s[i].len;
-		dsc->flags = (uint16_t)((s[i].write ? VRING_DESC_F_WRITE : 0) |
-					(i + 1 < n ? VRING_DESC_F_NEXT : 0));
-		dsc->next = i + 1 < n ? ids[i + 1] : 0;
+		if (s[i].write) {
+			in[nin++] = (struct gbuf){s[i].gpa, s[i].len};
+		} else {
+			CHECK_EQ(nin, 0);
+			out[nout++] = (struct gbuf){s[i].gpa, s[i].len};
+		}
 	}
-	r->avail->ring[r->avail_idx & (RSIZE - 1)] = ids[0];
-	r->avail_idx++;
-	store_release(&r->avail->idx, r->avail_idx);
-	return ids[0];
+	int head = gvq_next_id(e->vq[q]);
+	CHECK(head >= 0);
+	CHECK_EQ(gvq_post(e->vq[q], out, nout, in, nin, false, (void *)(uintptr_t)(head + 1)),
+		 head);
+	return (uint16_t)head;
 }
 
 /* Post one writable buffer of @len bytes to the rx ring. */
@@ -159,40 +125,33 @@ static uint16_t gadd_rx(struct env *e, uint32_t len)
 {
 	struct gseg s = {galloc(e, len, 64), len, true};
 
-	memset(gptr(e, s.gpa), 0x5a, len);
+	memset(gptr(e, s.gpa, len), 0x5a, len);
 	return gadd(e, 0, &s, 1);
 }
 
-/* Next used entry; false if none. Frees the chain's descriptors. */
+/* Next used entry; false if none. */
 static bool gused(struct env *e, int q, uint16_t *id, uint32_t *len)
 {
-	struct gring *r = &e->r[q];
+	void *tok = NULL;
+	int rc = gvq_get_used(e->vq[q], &tok, len);
 
-	if (r->used_seen == load_acquire(&r->used->idx))
+	CHECK(rc >= 0);
+	if (!rc)
 		return false;
-	struct vring_used_elem u = r->used->ring[r->used_seen & (RSIZE - 1)];
-	r->used_seen++;
-	*id = (uint16_t)u.id;
-	*len = u.len;
-	for (uint16_t i = *id;;) {
-		r->free_ids[r->nfree++] = i;
-		if (!(r->desc[i].flags & VRING_DESC_F_NEXT))
-			break;
-		i = r->desc[i].next;
-	}
+	*id = (uint16_t)((uintptr_t)tok - 1);
 	return true;
 }
 
 /* Copy @len bytes written to the chain at @head (its writable pieces) into @out. */
 static void gread_chain(struct env *e, int q, uint16_t head, uint8_t *out, uint32_t len)
 {
-	struct gring *r = &e->r[q];
+	const struct vring_desc *desc = e->vq[q]->desc;
 
 	for (uint16_t i = head; len;) {
-		struct vring_desc *dsc = &r->desc[i];
+		const struct vring_desc *dsc = &desc[i];
 		uint32_t n = MIN(len, dsc->len);
 		if (dsc->flags & VRING_DESC_F_WRITE) {
-			memcpy(out, gptr(e, dsc->addr), n);
+			memcpy(out, gptr(e, dsc->addr, n), n);
 			out += n;
 			len -= n;
 		}
@@ -552,11 +511,11 @@ static uint16_t tx_post(struct env *e, const struct net_hdr *h, const uint8_t *d
 
 	net_hdr_encode(h, raw, hl);
 	s[n] = (struct gseg){galloc(e, 5, 1), 5, false};
-	memcpy(gptr(e, s[n++].gpa), raw, 5);
+	memcpy(gptr(e, s[n++].gpa, 5), raw, 5);
 	s[n] = (struct gseg){galloc(e, second, 1), second, false};
-	memcpy(gptr(e, s[n].gpa), raw + 5, hl - 5);
+	memcpy(gptr(e, s[n].gpa, second), raw + 5, hl - 5);
 	if (len) {
-		memcpy((uint8_t *)gptr(e, s[n].gpa) + hl - 5, data, 1);
+		memcpy((uint8_t *)gptr(e, s[n].gpa, second) + hl - 5, data, 1);
 		off = 1;
 	}
 	n++;
@@ -564,7 +523,7 @@ static uint16_t tx_post(struct env *e, const struct net_hdr *h, const uint8_t *d
 		uint32_t m = MIN(split, len - off);
 		CHECK(n < 16);
 		s[n] = (struct gseg){galloc(e, m, 1), m, false};
-		memcpy(gptr(e, s[n++].gpa), data + off, m);
+		memcpy(gptr(e, s[n++].gpa, m), data + off, m);
 		off += m;
 	}
 	return gadd(e, 1, s, n);

@@ -23,14 +23,12 @@
  * the writable-after-readable rule; every other check of the walkers is
  * unchanged; vq_pop() (VQ_POP_RW) still refuses DPDK's packed table.
  */
-#include "memvq_util.h"
+#include "unit_vq.h"
 
 #define MB 0x100000ull
 #define F_N VRING_DESC_F_NEXT
 #define F_W VRING_DESC_F_WRITE
-#define F_I VRING_DESC_F_INDIRECT
-#define F_PACKED (1ull << 34)
-#define F_IN_ORDER (1ull << 35)
+#define F_I	 VRING_DESC_F_INDIRECT
 #define PF_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
 #define PF_USED (1u << VRING_PACKED_DESC_F_USED)
 
@@ -67,18 +65,16 @@ static uint16_t nseg_of(uint32_t i)
 	return (uint16_t)(1 + i % 7);
 }
 
-/* Fixture: 2 regions of 1 MiB, a ring of RING entries at 0x1000. */
+/* Fixture: 2 regions of 1 MiB, a ring of RING entries at 0x1000 (raw guest). */
 struct fx {
-	struct gmem g;
+	struct gmem *m;
+	struct mem_table *t;
+	struct gvq *q;
 	struct vq vq;
 	struct vq_chain c;
-	struct iovec iov[MEMVQ_IOV]; /* c's pieces */
+	struct iovec iov[UVQ_IOV]; /* c's pieces */
 	int err_fd;
-	struct tring sr;                  /* split */
-	struct vring_packed_desc *pdesc;  /* packed */
-	uint16_t pos;                     /* packed: next slot, its wrap counter */
-	bool wrap;
-	uint8_t before[SNAP_LEN];         /* guest bytes the device must never write */
+	uint8_t before[SNAP_LEN]; /* guest bytes the device must never write */
 };
 
 static struct fx *fx_alloc(void)
@@ -88,63 +84,49 @@ static struct fx *fx_alloc(void)
 
 	CHECK(used < ARRAY_SIZE(pool));
 	pool[used].c.iov = pool[used].iov;
-	pool[used].c.iov_max = MEMVQ_IOV;
+	pool[used].c.iov_max = UVQ_IOV;
 	return &pool[used++];
 }
 
-static void fx_common(struct fx *f)
+/* A ring of @features' format started on vring 1 (packed: fresh base), the buffers filled. */
+static struct fx *fx_new(uint64_t features)
 {
+	struct fx *f = fx_alloc();
+
+	f->m = uvq_mem(2, MB, &f->t);
+	CHECK_EQ(gvq_new_at(f->m, 0x1000, RING, features, &f->q), 0);
+	if (f->q->packed) /* DPDK's vring_desc_init_packed: slot i starts with id i. */
+		for (uint16_t i = 0; i < RING; i++)
+			f->q->pdesc[i].id = i;
+	vq_init(&f->vq, f->q->packed ? 1 : 0);
+	CHECK_EQ(uvq_start(&f->vq, f->q, f->t, features, f->q->packed ? 0x80008000u : 0), 0);
+	CHECK(f->vq.ready && f->vq.packed == f->q->packed);
 	f->err_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	CHECK(f->err_fd >= 0);
 	vq_set_err_fd(&f->vq, dup(f->err_fd));
-	memset(gm_ptr(&f->g, TXR), 0, RING * TXR_SIZE);
+	memset(uvq_ptr(f->m, TXR, RING * TXR_SIZE), 0, RING * TXR_SIZE);
 	for (uint16_t s = 0; s < RING; s++)
 		for (uint16_t k = 0; k < TAB_ENTRIES; k++)
-			memset(gm_ptr(&f->g, seg_gpa(s, k)), (uint8_t)(0x10 * s + k + 1), SEG_LEN);
+			memset(uvq_ptr(f->m, seg_gpa(s, k), SEG_LEN), (uint8_t)(0x10 * s + k + 1),
+			       SEG_LEN);
+	return f;
 }
 
 static struct fx *fx_split(uint64_t features)
 {
-	struct fx *f = fx_alloc();
-
-	gm_init(&f->g, 2 * MB, 2);
-	tr_init(&f->sr, &f->g, RING, 0x1000);
-	tr_start(&f->sr, &f->vq, features);
-	fx_common(f);
-	return f;
+	return fx_new(features);
 }
 
 static struct fx *fx_packed(uint64_t features)
 {
-	struct fx *f = fx_alloc();
-	uint64_t d = 0x1000, drv = d + 16ull * RING, dev = drv + 4;
-	struct vq_addr a = {0, d + GM_QVA_OFF, drv + GM_QVA_OFF, dev + GM_QVA_OFF, 0};
-
-	gm_init(&f->g, 2 * MB, 2);
-	f->pdesc = gm_ptr(&f->g, d);
-	memset(f->pdesc, 0, 16ull * RING + 8);
-	/* DPDK's vring_desc_init_packed: slot i starts with id i. */
-	for (uint16_t i = 0; i < RING; i++)
-		f->pdesc[i].id = i;
-	f->pos = 0;
-	f->wrap = true;
-	vq_init(&f->vq, 1);
-	f->vq.features = features | F_PACKED; /* as vdev_set_features() does */
-	CHECK_EQ(vq_set_num(&f->vq, RING), 0);
-	CHECK_EQ(vq_set_addr(&f->vq, &a), 0);
-	CHECK_EQ(vq_set_base(&f->vq, 0x80008000u), 0); /* position 0, both wrap counters 1 */
-	CHECK_EQ(vq_start(&f->vq, f->g.t, features | F_PACKED), 0);
-	vq_set_enabled(&f->vq, true);
-	CHECK(f->vq.ready && f->vq.packed);
-	fx_common(f);
-	return f;
+	return fx_new(features | F_PACKED);
 }
 
 /* DPDK's packed table set-up for every slot (virtqueue_txq_indirect_header_init_packed). */
 static void dpdk_packed_tables(struct fx *f)
 {
 	for (uint16_t s = 0; s < RING; s++) {
-		struct vring_packed_desc *t = gm_ptr(&f->g, tab_gpa(s));
+		struct vring_packed_desc *t = uvq_ptr(f->m, tab_gpa(s), 16 * TAB_ENTRIES);
 		for (uint16_t i = 0; i < TAB_ENTRIES; i++) {
 			t[i].id = i;
 			t[i].flags = F_W;
@@ -158,7 +140,7 @@ static void dpdk_packed_tables(struct fx *f)
 static void dpdk_split_tables(struct fx *f)
 {
 	for (uint16_t s = 0; s < RING; s++) {
-		struct vring_desc *t = gm_ptr(&f->g, tab_gpa(s));
+		struct vring_desc *t = uvq_ptr(f->m, tab_gpa(s), 16 * TAB_ENTRIES);
 		for (uint16_t i = 0; i < TAB_ENTRIES; i++)
 			t[i].next = (uint16_t)(i + 1u < TAB_ENTRIES ? i + 1u : SPLIT_END);
 		t[0].addr = hdr_gpa(s);
@@ -170,8 +152,8 @@ static void dpdk_split_tables(struct fx *f)
 /* DPDK's packed indirect transmit of a frame of @n segments (virtqueue_enqueue_xmit_packed). */
 static uint16_t dpdk_packed_xmit(struct fx *f, uint16_t n)
 {
-	uint16_t slot = f->pos, cached = f->wrap ? PF_AVAIL : PF_USED;
-	struct vring_packed_desc *t = gm_ptr(&f->g, tab_gpa(slot));
+	uint16_t slot = f->q->raw.pos, cached = f->q->raw.wrap ? PF_AVAIL : PF_USED;
+	struct vring_packed_desc *t = uvq_ptr(f->m, tab_gpa(slot), 16 * TAB_ENTRIES);
 
 	for (uint16_t k = 1; k <= n; k++) {
 		t[k].addr = seg_gpa(slot, (uint16_t)(k - 1));
@@ -179,30 +161,25 @@ static uint16_t dpdk_packed_xmit(struct fx *f, uint16_t n)
 		t[k].flags = (uint16_t)((k < n ? F_N : 0) | cached);
 	}
 	t[n].id = slot; /* the buffer id (in order: the slot) */
-	f->pdesc[slot].addr = tab_gpa(slot);
-	f->pdesc[slot].len = (uint32_t)(n + 1) * 16;
-	f->pdesc[slot].id = slot;
-	__atomic_store_n(&f->pdesc[slot].flags, (uint16_t)(F_I | cached), __ATOMIC_RELEASE);
-	if (++f->pos == RING) {
-		f->pos = 0;
-		f->wrap = !f->wrap;
-	}
+	/* The ring slot: table address and length, id = its position, flags last. */
+	struct gvq_rawbuf ptr = {tab_gpa(slot), (uint32_t)(n + 1) * 16, F_I};
+	CHECK_EQ(gvq_raw_post(f->q, &ptr, 1, slot), slot);
 	return slot;
 }
 
 /* DPDK's split indirect transmit of @n segments with head @head (virtqueue_enqueue_xmit). */
 static void dpdk_split_xmit(struct fx *f, uint16_t head, uint16_t n)
 {
-	struct vring_desc *t = gm_ptr(&f->g, tab_gpa(head));
+	struct vring_desc *t = uvq_ptr(f->m, tab_gpa(head), 16 * TAB_ENTRIES);
 
 	for (uint16_t k = 1; k <= n; k++) {
 		t[k].addr = seg_gpa(head, (uint16_t)(k - 1));
 		t[k].len = SEG_LEN;
 		t[k].flags = k < n ? F_N : 0;
 	}
-	tr_desc(&f->sr, head, tab_gpa(head), (uint32_t)(n + 1) * 16, F_I,
-		(uint16_t)((head + 1) % RING));
-	tr_avail(&f->sr, head);
+	gvq_raw_desc(f->q, head, tab_gpa(head), (uint32_t)(n + 1) * 16, F_I,
+		     (uint16_t)((head + 1) % RING));
+	gvq_raw_push(f->q, head);
 }
 
 /* The chain is DPDK's frame in slot @slot: the header, then @n segments, all readable. */
@@ -216,10 +193,10 @@ static void check_frame_chain(struct fx *f, uint16_t slot, uint16_t n)
 	CHECK_EQ(c->nin, 0);
 	CHECK_EQ(c->out_len, HDR + (uint64_t)n * SEG_LEN);
 	CHECK_EQ(c->in_len, 0);
-	CHECK(c->iov[0].iov_base == mem_gpa_range(f->g.t, hdr_gpa(slot), HDR));
+	CHECK(c->iov[0].iov_base == mem_gpa_range(f->t, hdr_gpa(slot), HDR));
 	CHECK_EQ(c->iov[0].iov_len, HDR);
 	for (uint16_t k = 0; k < n; k++) {
-		CHECK(c->iov[1 + k].iov_base == mem_gpa_range(f->g.t, seg_gpa(slot, k), SEG_LEN));
+		CHECK(c->iov[1 + k].iov_base == mem_gpa_range(f->t, seg_gpa(slot, k), SEG_LEN));
 		CHECK_EQ(c->iov[1 + k].iov_len, SEG_LEN);
 	}
 }
@@ -227,12 +204,12 @@ static void check_frame_chain(struct fx *f, uint16_t slot, uint16_t n)
 /* Snapshot / compare the transmit regions and segments (read-only for the device). */
 static void snap(struct fx *f)
 {
-	memcpy(f->before, gm_ptr(&f->g, TXR), sizeof(f->before));
+	memcpy(f->before, uvq_ptr(f->m, TXR, sizeof(f->before)), sizeof(f->before));
 }
 
 static void check_unwritten(struct fx *f)
 {
-	CHECK(!memcmp(f->before, gm_ptr(&f->g, TXR), sizeof(f->before)));
+	CHECK(!memcmp(f->before, uvq_ptr(f->m, TXR, sizeof(f->before)), sizeof(f->before)));
 }
 
 /* Pop must fail as a guest error: -EIO, ring broken, one err signal. */
@@ -246,13 +223,13 @@ static void check_broken(struct fx *f, int rc)
 /* Used entry of packed slot @pos in lap @wrap: id and len 0, USED == AVAIL == wrap, no WRITE. */
 static void check_packed_used(struct fx *f, uint16_t pos, bool wrap, uint16_t id)
 {
-	uint16_t fl = __atomic_load_n(&f->pdesc[pos].flags, __ATOMIC_ACQUIRE);
+	uint16_t fl = __atomic_load_n(&f->q->pdesc[pos].flags, __ATOMIC_ACQUIRE);
 
 	CHECK_EQ(!!(fl & PF_AVAIL), wrap);
 	CHECK_EQ(!!(fl & PF_USED), wrap);
 	CHECK(!(fl & F_W));
-	CHECK_EQ(f->pdesc[pos].id, id);
-	CHECK_EQ(f->pdesc[pos].len, 0);
+	CHECK_EQ(f->q->pdesc[pos].id, id);
+	CHECK_EQ(f->q->pdesc[pos].len, 0);
 }
 
 /*
@@ -264,12 +241,12 @@ static void check_packed_used(struct fx *f, uint16_t pos, bool wrap, uint16_t id
  */
 static void packed_frames(uint64_t features)
 {
-	struct fx *f = fx_packed(GM_F_INDIRECT | features);
+	struct fx *f = fx_packed(F_INDIRECT | features);
 
 	dpdk_packed_tables(f);
 	for (uint32_t i = 0; i < 3 * RING; i++) {
 		uint16_t n = nseg_of(i);
-		bool wrap = f->wrap;
+		bool wrap = f->q->raw.wrap;
 		uint16_t slot = dpdk_packed_xmit(f, n);
 		snap(f);
 		CHECK_EQ(vq_pop_mode(&f->vq, &f->c, VQ_POP_DEV_READS), 0);
@@ -297,14 +274,14 @@ static void t_dpdk_packed_tx_table_in_order(void)
 /* vq_pop() is VQ_POP_RW: the same first frame breaks the ring (WRITE header, then readable). */
 static void t_dpdk_packed_table_rw_refused(void)
 {
-	struct fx *f = fx_packed(GM_F_INDIRECT);
+	struct fx *f = fx_packed(F_INDIRECT);
 
 	dpdk_packed_tables(f);
 	dpdk_packed_xmit(f, 3);
 	check_broken(f, vq_pop(&f->vq, &f->c));
 	CHECK_EQ(f->vq.last_avail_idx, 0); /* not consumed */
 	/* A one-segment frame (header WRITE, then one readable entry) too. */
-	f = fx_packed(GM_F_INDIRECT);
+	f = fx_packed(F_INDIRECT);
 	dpdk_packed_tables(f);
 	dpdk_packed_xmit(f, 1);
 	check_broken(f, vq_pop_mode(&f->vq, &f->c, VQ_POP_RW));
@@ -319,7 +296,7 @@ static void t_dpdk_packed_table_rw_refused(void)
 static void t_dpdk_split_tx_table(void)
 {
 	for (int mode = 0; mode < 2; mode++) {
-		struct fx *f = fx_split(GM_F_INDIRECT);
+		struct fx *f = fx_split(F_INDIRECT);
 		dpdk_split_tables(f);
 		for (uint32_t i = 0; i < 3 * RING; i++) {
 			uint16_t n = nseg_of(i), head = (uint16_t)(i % RING);
@@ -329,17 +306,18 @@ static void t_dpdk_split_tx_table(void)
 			check_frame_chain(f, head, n);
 			vq_push(&f->vq, f->c.id, 0);
 			vq_flush(&f->vq);
-			CHECK_EQ(f->sr.used->idx, (uint16_t)(i + 1));
-			CHECK_EQ(f->sr.used->ring[i % RING].id, head);
-			CHECK_EQ(f->sr.used->ring[i % RING].len, 0);
+			CHECK_EQ(f->q->used->idx, (uint16_t)(i + 1));
+			CHECK_EQ(f->q->used->ring[i % RING].id, head);
+			CHECK_EQ(f->q->used->ring[i % RING].len, 0);
 			check_unwritten(f);
 		}
 		CHECK(f->vq.ready && !f->vq.broken);
 	}
-	struct fx *f = fx_split(GM_F_INDIRECT);
+	struct fx *f = fx_split(F_INDIRECT);
 	dpdk_split_tables(f);
 	for (uint16_t s = 0; s < RING; s++)
-		((struct vring_desc *)gm_ptr(&f->g, tab_gpa(s)))[0].flags = F_N | F_W;
+		((struct vring_desc *)uvq_ptr(f->m, tab_gpa(s), 16 * TAB_ENTRIES))[0].flags =
+		    F_N | F_W;
 	dpdk_split_xmit(f, 0, 3);
 	CHECK_EQ(vq_pop_mode(&f->vq, &f->c, VQ_POP_DEV_READS), 0);
 	check_frame_chain(f, 0, 3);
@@ -360,54 +338,31 @@ static void t_write_anywhere_in_table(void)
 	};
 	for (int packed = 0; packed < 2; packed++) {
 		for (size_t p = 0; p < ARRAY_SIZE(pat); p++) {
-			struct fx *f = packed ? fx_packed(GM_F_INDIRECT) : fx_split(GM_F_INDIRECT);
+			struct fx *f = packed ? fx_packed(F_INDIRECT) : fx_split(F_INDIRECT);
 			for (uint16_t k = 0; k < 3; k++) {
 				uint64_t a = tab_gpa(0) + 16ull * k;
 				if (packed) {
-					struct vring_packed_desc *e = gm_ptr(&f->g, a);
+					struct vring_packed_desc *e = uvq_ptr(f->m, a, 16);
 					*e = (struct vring_packed_desc){seg_gpa(0, k), SEG_LEN, k,
 									(uint16_t)(pat[p][k] | (k < 2 ? F_N : 0))};
 				} else {
-					struct vring_desc *e = gm_ptr(&f->g, a);
+					struct vring_desc *e = uvq_ptr(f->m, a, 16);
 					*e = (struct vring_desc){seg_gpa(0, k), SEG_LEN,
 								 (uint16_t)(pat[p][k] | (k < 2 ? F_N : 0)),
 								 (uint16_t)(k + 1)};
 				}
 			}
-			if (packed) {
-				f->pdesc[0] = (struct vring_packed_desc){tab_gpa(0), 48, 0, 0};
-				__atomic_store_n(&f->pdesc[0].flags, (uint16_t)(F_I | PF_AVAIL),
-						 __ATOMIC_RELEASE);
-			} else {
-				tr_desc(&f->sr, 0, tab_gpa(0), 48, F_I, 0);
-				tr_avail(&f->sr, 0);
-			}
+			struct gvq_rawbuf ptr = {tab_gpa(0), 48, F_I};
+			gvq_raw_post(f->q, &ptr, 1, 0);
 			CHECK_EQ(vq_pop_mode(&f->vq, &f->c, VQ_POP_DEV_READS), 0);
 			CHECK_EQ(f->c.nout, 3);
 			CHECK_EQ(f->c.nin, 0);
 			CHECK_EQ(f->c.out_len, 3 * SEG_LEN);
 			for (uint16_t k = 0; k < 3; k++)
-				CHECK(f->c.iov[k].iov_base == mem_gpa_range(f->g.t, seg_gpa(0, k), SEG_LEN));
+				CHECK(f->c.iov[k].iov_base ==
+				      mem_gpa_range(f->t, seg_gpa(0, k), SEG_LEN));
 		}
 	}
-}
-
-/* Post ring descriptors @d (split: a chain 0, 1, ...; packed: consecutive slots, id 0). */
-static void post_ring(struct fx *f, const struct vring_desc *d, uint16_t n)
-{
-	if (f->vq.packed) {
-		for (uint16_t i = n; i-- > 0;) { /* head last */
-			f->pdesc[i] = (struct vring_packed_desc){d[i].addr, d[i].len, 0, 0};
-			__atomic_store_n(&f->pdesc[i].flags,
-					 (uint16_t)(d[i].flags | (i + 1 < n ? F_N : 0) | PF_AVAIL),
-					 __ATOMIC_RELEASE);
-		}
-		return;
-	}
-	for (uint16_t i = 0; i < n; i++)
-		tr_desc(&f->sr, i, d[i].addr, d[i].len, (uint16_t)(d[i].flags | (i + 1 < n ? F_N : 0)),
-			(uint16_t)(i + 1));
-	tr_avail(&f->sr, 0);
 }
 
 /*
@@ -420,24 +375,25 @@ static void post_ring(struct fx *f, const struct vring_desc *d, uint16_t n)
 static void t_ring_descriptors_keep_write(void)
 {
 	for (int packed = 0; packed < 2; packed++) {
-		struct vring_desc rw[2] = {{seg_gpa(0, 0), 10, 0, 0}, {seg_gpa(0, 1), 20, F_W, 0}};
-		struct fx *f = packed ? fx_packed(GM_F_INDIRECT) : fx_split(GM_F_INDIRECT);
-		post_ring(f, rw, 2);
+		/* Ring descriptors (split: a chain 0, 1; packed: two slots, id 0). */
+		struct gvq_rawbuf rw[2] = {{seg_gpa(0, 0), 10, 0}, {seg_gpa(0, 1), 20, F_W}};
+		struct fx *f = packed ? fx_packed(F_INDIRECT) : fx_split(F_INDIRECT);
+		gvq_raw_post(f->q, rw, 2, 0);
 		CHECK_EQ(vq_pop_mode(&f->vq, &f->c, VQ_POP_DEV_READS), 0);
 		CHECK_EQ(f->c.nout, 1);
 		CHECK_EQ(f->c.nin, 1);
 		CHECK_EQ(f->c.in_len, 20);
 
-		struct vring_desc wr[2] = {{seg_gpa(0, 0), 10, F_W, 0}, {seg_gpa(0, 1), 20, 0, 0}};
-		f = packed ? fx_packed(GM_F_INDIRECT) : fx_split(GM_F_INDIRECT);
-		post_ring(f, wr, 2);
+		struct gvq_rawbuf wr[2] = {{seg_gpa(0, 0), 10, F_W}, {seg_gpa(0, 1), 20, 0}};
+		f = packed ? fx_packed(F_INDIRECT) : fx_split(F_INDIRECT);
+		gvq_raw_post(f->q, wr, 2, 0);
 		check_broken(f, vq_pop_mode(&f->vq, &f->c, VQ_POP_DEV_READS));
 	}
-	struct fx *f = fx_split(GM_F_INDIRECT);
-	struct vring_desc *t = gm_ptr(&f->g, tab_gpa(0));
+	struct fx *f = fx_split(F_INDIRECT);
+	struct vring_desc *t = uvq_ptr(f->m, tab_gpa(0), 16 * TAB_ENTRIES);
 	t[0] = (struct vring_desc){seg_gpa(0, 1), 20, F_W, 0}; /* WRITE ignored: readable */
-	struct vring_desc wi[2] = {{seg_gpa(0, 0), 10, F_W, 0}, {tab_gpa(0), 16, F_I, 0}};
-	post_ring(f, wi, 2);
+	struct gvq_rawbuf wi[2] = {{seg_gpa(0, 0), 10, F_W}, {tab_gpa(0), 16, F_I}};
+	gvq_raw_post(f->q, wi, 2, 0);
 	check_broken(f, vq_pop_mode(&f->vq, &f->c, VQ_POP_DEV_READS));
 }
 
@@ -455,7 +411,7 @@ static void t_table_checks_unchanged(void)
 		for (int k = 0; k < KINDS; k++) {
 			if (k == LOOP && packed)
 				continue; /* packed tables have no next field */
-			uint64_t feat = k == NOT_NEG ? 0 : GM_F_INDIRECT;
+			uint64_t feat = k == NOT_NEG ? 0 : F_INDIRECT;
 			struct fx *f = packed ? fx_packed(feat) : fx_split(feat);
 			uint64_t tab = tab_gpa(0);
 			uint32_t len = 4 * 16;
@@ -463,8 +419,8 @@ static void t_table_checks_unchanged(void)
 				dpdk_packed_tables(f);
 			else
 				dpdk_split_tables(f);
-			struct vring_packed_desc *pt = gm_ptr(&f->g, tab);
-			struct vring_desc *st = gm_ptr(&f->g, tab);
+			struct vring_packed_desc *pt = uvq_ptr(f->m, tab, 16 * TAB_ENTRIES);
+			struct vring_desc *st = uvq_ptr(f->m, tab, 16 * TAB_ENTRIES);
 			for (uint16_t e = 1; e < 4; e++) {
 				if (packed)
 					pt[e] = (struct vring_packed_desc){seg_gpa(0, e - 1), SEG_LEN, e,
@@ -484,11 +440,11 @@ static void t_table_checks_unchanged(void)
 			case TOO_MANY: len = 16 * 32769; break;
 			case PAST_END: /* two entries chained into the unmapped rest */
 				tab = 2 * MB - 32;
-				memcpy(gm_ptr(&f->g, tab), &st[1], 16);
-				memcpy(gm_ptr(&f->g, tab + 16), &st[2], 16);
+				memcpy(uvq_ptr(f->m, tab, 16), &st[1], 16);
+				memcpy(uvq_ptr(f->m, tab + 16, 16), &st[2], 16);
 				if (packed) {
-					memcpy(gm_ptr(&f->g, tab), &pt[1], 16);
-					memcpy(gm_ptr(&f->g, tab + 16), &pt[2], 16);
+					memcpy(uvq_ptr(f->m, tab, 16), &pt[1], 16);
+					memcpy(uvq_ptr(f->m, tab + 16, 16), &pt[2], 16);
 				}
 				break;
 			case NESTED:
@@ -506,14 +462,8 @@ static void t_table_checks_unchanged(void)
 			case LOOP: st[3].flags = F_N; st[3].next = 1; break;
 			default: break;
 			}
-			if (packed) {
-				f->pdesc[0] = (struct vring_packed_desc){tab, len, 0, 0};
-				__atomic_store_n(&f->pdesc[0].flags, (uint16_t)(F_I | PF_AVAIL),
-						 __ATOMIC_RELEASE);
-			} else {
-				tr_desc(&f->sr, 0, tab, len, F_I, 1);
-				tr_avail(&f->sr, 0);
-			}
+			struct gvq_rawbuf ptr = {tab, len, F_I};
+			gvq_raw_post(f->q, &ptr, 1, 0);
 			fprintf(stderr, "# %s kind %d\n", packed ? "packed" : "split", k);
 			int rc = vq_pop_mode(&f->vq, &f->c, VQ_POP_DEV_READS);
 			if (k == VALID) {

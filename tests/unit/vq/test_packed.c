@@ -7,160 +7,58 @@
 #include <stdlib.h>
 
 #include "util/fd.h"
-#include "memvq_util.h"
+#include "unit_vq.h"
 
 #define MB 0x100000ull
-#define BUF 0x20000ull
-#define F_PACKED (1ull << 34)
+#define BUF	   0x20000ull
 #define PF_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
 #define PF_USED (1u << VRING_PACKED_DESC_F_USED)
 #define FRESH_BASE 0x80008000u
 
-/* A packed ring in guest memory, driven from the guest side. */
-struct pr {
-	struct gmem *g;
-	uint16_t size;
-	uint64_t desc_gpa, drv_gpa, dev_gpa;
-	struct vring_packed_desc *desc;
-	struct vring_packed_desc_event *drv, *dev;
-	uint16_t pos, upos; /* next avail slot, next used slot */
-	bool wrap, uwrap;
-	uint16_t clen[64]; /* chain length per id (for used skipping) */
-};
-
-struct fx {
-	struct gmem g;
-	struct pr r;
-	struct vq vq;
-	struct vq_chain c;
-	struct iovec iov[MEMVQ_IOV]; /* c's pieces */
-	int err_fd, call_fd;
-};
-
-/* Static storage: each case runs in its own child; nothing leaks under ASan. */
-static struct fx *fx_alloc(void)
+/*
+ * Post a raw chain of @n buffers with buffer id @id (every descriptor
+ * carries it) at the raw guest's next slots, head last (gvq_raw_post).
+ */
+static void pr_chain(struct uvq_fx *f, const struct gvq_rawbuf *b, int n, uint16_t id)
 {
-	static struct fx pool[16];
-	static unsigned used;
-
-	CHECK(used < ARRAY_SIZE(pool));
-	pool[used].c.iov = pool[used].iov;
-	pool[used].c.iov_max = MEMVQ_IOV;
-	return &pool[used++];
+	gvq_raw_post(f->q, b, n, id);
 }
 
-/* One buffer of a chain. */
-struct tb {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags; /* WRITE / INDIRECT */
-};
-
-/* Lay out the ring at @gpa: descriptors, driver event, device event. */
-static void pr_init(struct pr *r, struct gmem *g, uint16_t size, uint64_t gpa)
+/* One used entry at the raw guest's cursor: 1 and id/len, or 0 if none. */
+static int pr_used(struct uvq_fx *f, uint16_t *id, uint32_t *len)
 {
-	r->g = g;
-	r->size = size;
-	r->desc_gpa = gpa;
-	r->drv_gpa = gpa + 16ull * size;
-	r->dev_gpa = r->drv_gpa + 4;
-	r->desc = gm_ptr(g, r->desc_gpa);
-	r->drv = gm_ptr(g, r->drv_gpa);
-	r->dev = gm_ptr(g, r->dev_gpa);
-	memset(r->desc, 0, 16ull * size + 8);
-	r->pos = r->upos = 0;
-	r->wrap = r->uwrap = true;
-}
+	int rc = gvq_raw_used(f->q, id, len);
 
-/* Availability bits for wrap counter @w. */
-static uint16_t avail_bits(bool w)
-{
-	return w ? PF_AVAIL : PF_USED;
-}
-
-/* Post a chain of @n buffers with buffer id @id (every descriptor carries it); head last. */
-static void pr_chain(struct pr *r, const struct tb *b, int n, uint16_t id)
-{
-	uint16_t hpos = r->pos;
-	bool hwrap = r->wrap;
-	uint16_t hflags = 0;
-
-	for (int i = 0; i < n; i++) {
-		uint16_t fl = (uint16_t)(b[i].flags | (i + 1 < n ? VRING_DESC_F_NEXT : 0) |
-					 avail_bits(r->wrap));
-		struct vring_packed_desc *d = &r->desc[r->pos];
-		d->addr = b[i].addr;
-		d->len = b[i].len;
-		d->id = id;
-		if (i == 0)
-			hflags = fl;
-		else
-			__atomic_store_n(&d->flags, fl, __ATOMIC_RELEASE);
-		if (++r->pos == r->size) {
-			r->pos = 0;
-			r->wrap = !r->wrap;
-		}
-	}
-	if (id < 64)
-		r->clen[id] = (uint16_t)n;
-	__atomic_store_n(&r->desc[hpos].flags, hflags, __ATOMIC_RELEASE);
-	(void)hwrap;
-}
-
-/* One used entry: 1 and id/len, or 0 if none. */
-static int pr_used(struct pr *r, uint16_t *id, uint32_t *len)
-{
-	uint16_t f = __atomic_load_n(&r->desc[r->upos].flags, __ATOMIC_ACQUIRE);
-
-	if (!!(f & PF_AVAIL) != r->uwrap || !!(f & PF_USED) != r->uwrap)
-		return 0;
-	*id = r->desc[r->upos].id;
-	*len = r->desc[r->upos].len;
-	CHECK(*id < 64 && r->clen[*id]);
-	uint32_t p = r->upos + r->clen[*id];
-	if (p >= r->size) {
-		p -= r->size;
-		r->uwrap = !r->uwrap;
-	}
-	r->upos = (uint16_t)p;
-	return 1;
-}
-
-/* Configure and start @vq on @r with @features | PACKED and @base. */
-static int pr_start(struct pr *r, struct vq *vq, uint64_t features, uint32_t base)
-{
-	struct vq_addr a = {0, r->desc_gpa + GM_QVA_OFF, r->drv_gpa + GM_QVA_OFF,
-			    r->dev_gpa + GM_QVA_OFF, 0};
-
-	vq->features = features | F_PACKED; /* as vdev_set_features() does */
-	CHECK_EQ(vq_set_num(vq, r->size), 0);
-	CHECK_EQ(vq_set_addr(vq, &a), 0);
-	CHECK_EQ(vq_set_base(vq, base), 0);
-	int rc = vq_start(vq, r->g->t, features | F_PACKED);
-	vq_set_enabled(vq, true);
+	if (rc)
+		CHECK(*id < f->q->size);
 	return rc;
 }
 
-/* 2 regions of 1 MiB, ring of @size at 0x1000, default base, call + err eventfds. */
-static struct fx *fx_new(uint16_t size, uint64_t features)
+/* Configure and start @f's vq on its ring with @features | PACKED and @base. */
+static int pr_start(struct uvq_fx *f, uint64_t features, uint32_t base)
 {
-	struct fx *f = fx_alloc();
+	return uvq_start(&f->vq, f->q, f->t, features | F_PACKED, base);
+}
 
-	gm_init(&f->g, 2 * MB, 2);
-	pr_init(&f->r, &f->g, size, 0x1000);
+/* Fixture (unit_vq.h): a packed ring of @size at 0x1000, fresh base, call + err eventfds. */
+static struct uvq_fx *fx_new(uint16_t size, uint64_t features)
+{
+	return uvq_fx_new(size, features | F_PACKED, FRESH_BASE);
+}
+
+/* Fixture memory and a packed ring of @size at 0x1000, no vq started yet. */
+static struct uvq_fx *fx_ring(uint16_t size)
+{
+	struct uvq_fx *f = uvq_fx_alloc();
+
+	f->m = uvq_mem(2, MB, &f->t);
+	CHECK_EQ(gvq_new_at(f->m, 0x1000, size, F_PACKED, &f->q), 0);
 	vq_init(&f->vq, 0);
-	CHECK_EQ(pr_start(&f->r, &f->vq, features, 0x80008000u), 0);
-	CHECK(f->vq.ready && f->vq.packed);
-	f->err_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	f->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	CHECK(f->err_fd >= 0 && f->call_fd >= 0);
-	vq_set_err_fd(&f->vq, dup(f->err_fd));
-	vq_set_call_fd(&f->vq, dup(f->call_fd));
 	return f;
 }
 
 /* The ring must now be broken, with one err signal. */
-static void check_broken(struct fx *f)
+static void check_broken(struct uvq_fx *f)
 {
 	CHECK(f->vq.broken && !f->vq.ready);
 	CHECK_EQ(efd_count(f->err_fd), 1);
@@ -169,16 +67,17 @@ static void check_broken(struct fx *f)
 
 static void t_pop_push_exact(void)
 {
-	struct fx *f = fx_new(5, 0); /* not a power of two: fine for packed */
-	struct tb b[3] = {{BUF, 100, 0}, {BUF + 0x1000, 50, VRING_DESC_F_WRITE},
-			  {BUF + 0x2000, 70, VRING_DESC_F_WRITE}};
+	struct uvq_fx *f = fx_new(5, 0); /* not a power of two: fine for packed */
+	struct gvq_rawbuf b[3] = {{BUF, 100, 0},
+				  {BUF + 0x1000, 50, VRING_DESC_F_WRITE},
+				  {BUF + 0x2000, 70, VRING_DESC_F_WRITE}};
 	uint16_t id;
 	uint32_t len;
 
 	CHECK_EQ(vq_pop(&f->vq, &f->c), -ENOENT);
 	CHECK_EQ(vq_avail_count(&f->vq), 0);
-	pr_chain(&f->r, b, 3, 4);
-	pr_chain(&f->r, b, 1, 1);
+	pr_chain(f, b, 3, 4);
+	pr_chain(f, b, 1, 1);
 	CHECK_EQ(vq_avail_count(&f->vq), 2);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(f->c.id, 4);
@@ -187,8 +86,8 @@ static void t_pop_push_exact(void)
 	CHECK_EQ(f->c.nin, 2);
 	CHECK_EQ(f->c.out_len, 100);
 	CHECK_EQ(f->c.in_len, 120);
-	CHECK(f->c.iov[0].iov_base == mem_gpa_range(f->g.t, BUF, 100));
-	CHECK(f->c.iov[2].iov_base == mem_gpa_range(f->g.t, BUF + 0x2000, 70));
+	CHECK(f->c.iov[0].iov_base == mem_gpa_range(f->t, BUF, 100));
+	CHECK(f->c.iov[2].iov_base == mem_gpa_range(f->t, BUF + 0x2000, 70));
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(f->c.id, 1);
 	CHECK_EQ(f->vq.last_avail_idx, 4);
@@ -196,17 +95,17 @@ static void t_pop_push_exact(void)
 	/* Out of order: id 1 first. Nothing visible before the flush. */
 	vq_push(&f->vq, 1, 0);
 	vq_push(&f->vq, 4, 99);
-	CHECK_EQ(pr_used(&f->r, &id, &len), 0);
+	CHECK_EQ(pr_used(f, &id, &len), 0);
 	vq_flush(&f->vq);
-	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(pr_used(f, &id, &len), 1);
 	CHECK_EQ(id, 1);
 	CHECK_EQ(len, 0);
-	CHECK(!(f->r.desc[0].flags & VRING_DESC_F_WRITE));
-	CHECK_EQ(pr_used(&f->r, &id, &len), 1); /* at slot 1: 1 slot skipped for id 1 */
+	CHECK(!(f->q->pdesc[0].flags & VRING_DESC_F_WRITE));
+	CHECK_EQ(pr_used(f, &id, &len), 1); /* at slot 1: 1 slot skipped for id 1 */
 	CHECK_EQ(id, 4);
 	CHECK_EQ(len, 99);
-	CHECK(f->r.desc[1].flags & VRING_DESC_F_WRITE);
-	CHECK_EQ(pr_used(&f->r, &id, &len), 0);
+	CHECK(f->q->pdesc[1].flags & VRING_DESC_F_WRITE);
+	CHECK_EQ(pr_used(f, &id, &len), 0);
 	CHECK_EQ(f->vq.last_used_idx, 4);
 	CHECK_EQ(efd_count(f->call_fd), 1); /* first flush always notifies */
 }
@@ -214,15 +113,16 @@ static void t_pop_push_exact(void)
 /* Many laps with chains of 1..3 descriptors: wrap counters on both sides. */
 static void t_wrap_laps(void)
 {
-	struct fx *f = fx_new(7, 0);
+	struct uvq_fx *f = fx_new(7, 0);
 	uint16_t id;
 	uint32_t len;
 
 	for (uint32_t round = 0; round < 60; round++) {
 		int n = 1 + (int)(round % 3);
-		struct tb b[3] = {{BUF, 10, 0}, {BUF + 64, 20, 0}, {BUF + 128, 30, VRING_DESC_F_WRITE}};
+		struct gvq_rawbuf b[3] = {
+		    {BUF, 10, 0}, {BUF + 64, 20, 0}, {BUF + 128, 30, VRING_DESC_F_WRITE}};
 		uint16_t want = (uint16_t)(round % 5);
-		pr_chain(&f->r, b + (3 - n), n, want);
+		pr_chain(f, b + (3 - n), n, want);
 		CHECK_EQ(vq_avail_count(&f->vq), 1);
 		CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 		CHECK_EQ(f->c.id, want);
@@ -230,12 +130,12 @@ static void t_wrap_laps(void)
 		CHECK_EQ(f->c.nin, 1);
 		vq_push(&f->vq, f->c.id, round);
 		vq_flush(&f->vq);
-		CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+		CHECK_EQ(pr_used(f, &id, &len), 1);
 		CHECK_EQ(id, want);
 		CHECK_EQ(len, round);
-		CHECK_EQ(f->vq.last_avail_idx, f->r.pos);
-		CHECK_EQ(f->vq.avail_wrap, f->r.wrap);
-		CHECK_EQ(f->vq.used_wrap, f->r.uwrap);
+		CHECK_EQ(f->vq.last_avail_idx, f->q->raw.pos);
+		CHECK_EQ(f->vq.avail_wrap, f->q->raw.wrap);
+		CHECK_EQ(f->vq.used_wrap, f->q->raw.uwrap);
 	}
 	CHECK(!f->vq.broken);
 }
@@ -243,14 +143,15 @@ static void t_wrap_laps(void)
 /* A batch of several entries becomes visible in one flush; rewind gives chains back. */
 static void t_batch_and_rewind(void)
 {
-	struct fx *f = fx_new(8, 0);
-	struct tb b[2] = {{BUF, 10, VRING_DESC_F_WRITE}, {BUF + 64, 20, VRING_DESC_F_WRITE}};
+	struct uvq_fx *f = fx_new(8, 0);
+	struct gvq_rawbuf b[2] = {{BUF, 10, VRING_DESC_F_WRITE},
+				  {BUF + 64, 20, VRING_DESC_F_WRITE}};
 	uint16_t ids[2], id;
 	uint32_t len;
 
-	pr_chain(&f->r, b, 2, 7);
-	pr_chain(&f->r, b, 1, 3);
-	pr_chain(&f->r, b, 2, 5);
+	pr_chain(f, b, 2, 7);
+	pr_chain(f, b, 1, 3);
+	pr_chain(f, b, 2, 5);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	ids[0] = f->c.id;
@@ -268,7 +169,7 @@ static void t_batch_and_rewind(void)
 	vq_push(&f->vq, 5, 3);
 	vq_flush(&f->vq);
 	for (uint32_t i = 0; i < 3; i++) {
-		CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+		CHECK_EQ(pr_used(f, &id, &len), 1);
 		CHECK_EQ(len, i + 1);
 	}
 	CHECK_EQ(f->vq.last_used_idx, 5);
@@ -277,16 +178,16 @@ static void t_batch_and_rewind(void)
 /* Indirect tables: plain, straddling two regions (legal), buffer crossing regions. */
 static void t_indirect(void)
 {
-	struct fx *f = fx_new(4, GM_F_INDIRECT);
-	struct vring_packed_desc *t = gm_ptr(&f->g, 0x8000);
+	struct uvq_fx *f = fx_new(4, F_INDIRECT);
+	struct vring_packed_desc *t = uvq_ptr(f->m, 0x8000, 3 * 16);
 	uint64_t cross = MB - 16; /* 2 entries straddling the region boundary */
-	struct vring_packed_desc *t2 = gm_ptr(&f->g, cross);
+	struct vring_packed_desc t2[2];
 
 	t[0] = (struct vring_packed_desc){BUF, 12, 0, 0};
 	t[1] = (struct vring_packed_desc){BUF + 64, 100, 0, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT};
 	t[2] = (struct vring_packed_desc){MB - 40, 80, 0, VRING_DESC_F_WRITE}; /* crosses */
-	struct tb b = {0x8000, 48, VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE};
-	pr_chain(&f->r, &b, 1, 2);
+	struct gvq_rawbuf b = {0x8000, 48, VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE};
+	pr_chain(f, &b, 1, 2);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(f->c.id, 2);
 	CHECK_EQ(f->c.ndesc, 1);
@@ -298,8 +199,9 @@ static void t_indirect(void)
 
 	t2[0] = (struct vring_packed_desc){BUF, 8, 0, 0};
 	t2[1] = (struct vring_packed_desc){BUF + 8, 8, 0, VRING_DESC_F_WRITE};
-	b = (struct tb){cross, 32, VRING_DESC_F_INDIRECT};
-	pr_chain(&f->r, &b, 1, 0);
+	CHECK_EQ(gmem_write(f->m, cross, t2, sizeof(t2)), 0);
+	b = (struct gvq_rawbuf){cross, 32, VRING_DESC_F_INDIRECT};
+	pr_chain(f, &b, 1, 0);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(f->c.nout, 1);
 	CHECK_EQ(f->c.nin, 1);
@@ -310,12 +212,13 @@ static void t_indirect(void)
 /* A batch where one descriptor is unmapped with length 0: valid, nothing translated. */
 static void t_zero_len_unmapped(void)
 {
-	struct fx *f = fx_new(8, 0);
-	struct tb b[3] = {{BUF, 10, 0}, {0x7fff00000000ull, 0, 0}, {BUF + 64, 10, VRING_DESC_F_WRITE}};
+	struct uvq_fx *f = fx_new(8, 0);
+	struct gvq_rawbuf b[3] = {
+	    {BUF, 10, 0}, {0x7fff00000000ull, 0, 0}, {BUF + 64, 10, VRING_DESC_F_WRITE}};
 
-	pr_chain(&f->r, b, 1, 0);
-	pr_chain(&f->r, b, 3, 1);
-	pr_chain(&f->r, b + 1, 1, 2);
+	pr_chain(f, b, 1, 0);
+	pr_chain(f, b, 3, 1);
+	pr_chain(f, b + 1, 1, 2);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(f->c.nout, 1);
@@ -326,54 +229,54 @@ static void t_zero_len_unmapped(void)
 	CHECK(!f->vq.broken);
 	/* The same address with a length is a guest error. */
 	b[1].len = 1;
-	pr_chain(&f->r, b + 1, 1, 3);
+	pr_chain(f, b + 1, 1, 3);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), -EIO);
 	check_broken(f);
 }
 
 /* Post @b as a one-off chain and expect the ring to break. */
-static void expect_broken(uint64_t features, const struct tb *b, int n, uint16_t id)
+static void expect_broken(uint64_t features, const struct gvq_rawbuf *b, int n, uint16_t id)
 {
-	struct fx *f = fx_new(8, features);
+	struct uvq_fx *f = fx_new(8, features);
 
-	pr_chain(&f->r, b, n, id);
+	pr_chain(f, b, n, id);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), -EIO);
 	check_broken(f);
 }
 
 static void t_hostile_chains(void)
 {
-	struct tb one = {BUF, 10, 0};
-	struct tb ind = {0x8000, 32, VRING_DESC_F_INDIRECT};
-	struct tb rw[2] = {{BUF, 10, VRING_DESC_F_WRITE}, {BUF + 64, 10, 0}};
-	struct tb indnext[2] = {{BUF, 10, 0}, {0x8000, 32, VRING_DESC_F_INDIRECT}};
+	struct gvq_rawbuf one = {BUF, 10, 0};
+	struct gvq_rawbuf ind = {0x8000, 32, VRING_DESC_F_INDIRECT};
+	struct gvq_rawbuf rw[2] = {{BUF, 10, VRING_DESC_F_WRITE}, {BUF + 64, 10, 0}};
+	struct gvq_rawbuf indnext[2] = {{BUF, 10, 0}, {0x8000, 32, VRING_DESC_F_INDIRECT}};
 
 	expect_broken(0, &one, 1, 8);		   /* id == N */
 	expect_broken(0, &one, 1, 0xffff);	   /* id >> N */
 	expect_broken(0, &ind, 1, 0);		   /* indirect not negotiated */
 	expect_broken(0, rw, 2, 0);		   /* readable after writable */
-	expect_broken(GM_F_INDIRECT, indnext, 2, 0); /* indirect inside a NEXT list */
+	expect_broken(F_INDIRECT, indnext, 2, 0);  /* indirect inside a NEXT list */
 	ind.flags |= VRING_DESC_F_NEXT;
-	expect_broken(GM_F_INDIRECT, &ind, 1, 0); /* INDIRECT | NEXT (alone: the walker refuses) */
-	ind = (struct tb){0x8000, 0, VRING_DESC_F_INDIRECT};
-	expect_broken(GM_F_INDIRECT, &ind, 1, 0); /* len 0 */
+	expect_broken(F_INDIRECT, &ind, 1, 0); /* INDIRECT | NEXT (alone: the walker refuses) */
+	ind = (struct gvq_rawbuf){0x8000, 0, VRING_DESC_F_INDIRECT};
+	expect_broken(F_INDIRECT, &ind, 1, 0); /* len 0 */
 	ind.len = 17;
-	expect_broken(GM_F_INDIRECT, &ind, 1, 0); /* not a multiple of 16 */
+	expect_broken(F_INDIRECT, &ind, 1, 0); /* not a multiple of 16 */
 	ind.len = 16 * 32769;
-	expect_broken(GM_F_INDIRECT, &ind, 1, 0); /* too many entries */
-	ind = (struct tb){2 * MB - 16, 32, VRING_DESC_F_INDIRECT};
-	expect_broken(GM_F_INDIRECT, &ind, 1, 0); /* table runs past the end of memory */
+	expect_broken(F_INDIRECT, &ind, 1, 0); /* too many entries */
+	ind = (struct gvq_rawbuf){2 * MB - 16, 32, VRING_DESC_F_INDIRECT};
+	expect_broken(F_INDIRECT, &ind, 1, 0); /* table runs past the end of memory */
 }
 
 static void t_nested_indirect(void)
 {
-	struct fx *f = fx_new(8, GM_F_INDIRECT);
-	struct vring_packed_desc *t = gm_ptr(&f->g, 0x8000);
-	struct tb ind = {0x8000, 32, VRING_DESC_F_INDIRECT};
+	struct uvq_fx *f = fx_new(8, F_INDIRECT);
+	struct vring_packed_desc *t = uvq_ptr(f->m, 0x8000, 2 * 16);
+	struct gvq_rawbuf ind = {0x8000, 32, VRING_DESC_F_INDIRECT};
 
 	t[0] = (struct vring_packed_desc){BUF, 12, 0, 0};
 	t[1] = (struct vring_packed_desc){0x9000, 16, 0, VRING_DESC_F_INDIRECT};
-	pr_chain(&f->r, &ind, 1, 0);
+	pr_chain(f, &ind, 1, 0);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), -EIO);
 	check_broken(f);
 }
@@ -381,12 +284,12 @@ static void t_nested_indirect(void)
 /* Every slot available with NEXT: a chain as long as the ring never ends. */
 static void t_chain_longer_than_ring(void)
 {
-	struct fx *f = fx_new(8, 0);
-	struct tb b[8];
+	struct uvq_fx *f = fx_new(8, 0);
+	struct gvq_rawbuf b[8];
 
 	for (int i = 0; i < 8; i++)
-		b[i] = (struct tb){BUF, 1, 0};
-	pr_chain(&f->r, b, 8, 0);
+		b[i] = (struct gvq_rawbuf){BUF, 1, 0};
+	pr_chain(f, b, 8, 0);
 	/* The last one had no NEXT: a chain of exactly N is legal. */
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(f->c.ndesc, 8);
@@ -394,7 +297,7 @@ static void t_chain_longer_than_ring(void)
 	CHECK(!f->vq.avail_wrap);
 	/* Now every descriptor of the next lap says NEXT: loop-like, > N. */
 	for (int i = 0; i < 8; i++)
-		f->r.desc[i].flags = (uint16_t)(VRING_DESC_F_NEXT | avail_bits(false));
+		f->q->pdesc[i].flags = (uint16_t)(VRING_DESC_F_NEXT | gvq_avail_bits(false));
 	CHECK_EQ(vq_pop(&f->vq, &f->c), -EIO);
 	check_broken(f);
 }
@@ -407,31 +310,31 @@ static void t_chain_longer_than_ring(void)
  */
 static void t_chain_of_whole_max_ring(void)
 {
-	struct fx *f = fx_new(32768, 0);
-	static struct tb b[32768];
+	struct uvq_fx *f = fx_new(32768, 0);
+	static struct gvq_rawbuf b[32768];
 	uint16_t id;
 	uint32_t len;
 
 	for (uint32_t i = 0; i < 32768; i++)
-		b[i] = (struct tb){BUF, 0, 0};
-	pr_chain(&f->r, b, 32768, 5);
+		b[i] = (struct gvq_rawbuf){BUF, 0, 0};
+	pr_chain(f, b, 32768, 5);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(f->c.ndesc, 32768);
 	CHECK_EQ(f->vq.last_avail_idx, 0);
 	CHECK(!f->vq.avail_wrap);
 	vq_push(&f->vq, f->c.id, 0);
 	vq_flush(&f->vq);
-	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(pr_used(f, &id, &len), 1);
 	CHECK_EQ(id, 5);
 	CHECK_EQ(f->vq.last_used_idx, 0);
 	CHECK(!f->vq.used_wrap);
 	CHECK_EQ(vq_get_base(&f->vq), 0);
 	/* The next lap: one descriptor, completed in lap 0 at slot 0. */
-	pr_chain(&f->r, b, 1, 6);
+	pr_chain(f, b, 1, 6);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	vq_push(&f->vq, f->c.id, 0);
 	vq_flush(&f->vq);
-	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(pr_used(f, &id, &len), 1);
 	CHECK_EQ(id, 6);
 	CHECK(!f->vq.broken);
 }
@@ -439,22 +342,22 @@ static void t_chain_of_whole_max_ring(void)
 /* The head is published but a following descriptor is not: broken, not a stale read. */
 static void t_rest_not_available(void)
 {
-	struct fx *f = fx_new(8, 0);
-	struct tb b[2] = {{BUF, 1, 0}, {BUF, 1, 0}};
+	struct uvq_fx *f = fx_new(8, 0);
+	struct gvq_rawbuf b[2] = {{BUF, 1, 0}, {BUF, 1, 0}};
 
-	pr_chain(&f->r, b, 2, 0);
-	f->r.desc[1].flags = 0; /* not available in lap 1 */
+	pr_chain(f, b, 2, 0);
+	f->q->pdesc[1].flags = 0; /* not available in lap 1 */
 	CHECK_EQ(vq_pop(&f->vq, &f->c), -EIO);
 	check_broken(f);
 }
 
 static void t_id_in_flight_twice(void)
 {
-	struct fx *f = fx_new(8, 0);
-	struct tb b = {BUF, 1, 0};
+	struct uvq_fx *f = fx_new(8, 0);
+	struct gvq_rawbuf b = {BUF, 1, 0};
 
-	pr_chain(&f->r, &b, 1, 3);
-	pr_chain(&f->r, &b, 1, 3);
+	pr_chain(f, &b, 1, 3);
+	pr_chain(f, &b, 1, 3);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), -EIO);
 	check_broken(f);
@@ -463,49 +366,46 @@ static void t_id_in_flight_twice(void)
 /* Base: indices >= size refused at start; stop/restart resumes exactly. */
 static void t_base(void)
 {
-	struct fx *f = fx_alloc();
-	struct tb b = {BUF, 1, VRING_DESC_F_WRITE};
+	struct uvq_fx *f = fx_ring(6);
+	struct gvq_rawbuf b = {BUF, 1, VRING_DESC_F_WRITE};
 	uint16_t id;
 	uint32_t len;
 
-	gm_init(&f->g, 2 * MB, 2);
-	pr_init(&f->r, &f->g, 6, 0x1000);
-	vq_init(&f->vq, 0);
-	CHECK_EQ(pr_start(&f->r, &f->vq, 0, 6), -EINVAL);		/* avail idx == size */
-	CHECK_EQ(pr_start(&f->r, &f->vq, 0, 1u | 7u << 16), -EINVAL); /* used idx > size */
-	CHECK_EQ(pr_start(&f->r, &f->vq, 0, 0x7fffu), -EINVAL);
+	CHECK_EQ(pr_start(f, 0, 6), -EINVAL);		  /* avail idx == size */
+	CHECK_EQ(pr_start(f, 0, 1u | 7u << 16), -EINVAL); /* used idx > size */
+	CHECK_EQ(pr_start(f, 0, 0x7fffu), -EINVAL);
 	/* Split rejects the upper half, packed takes it. */
 	CHECK_EQ(vq_set_base(&f->vq, 0x80008000u), 0);
 	f->vq.features = 0;
 	CHECK_EQ(vq_set_base(&f->vq, 0x80008000u), -EINVAL);
 	CHECK_EQ(vq_set_num(&f->vq, 6), -EINVAL); /* split: power of two */
 
-	CHECK_EQ(pr_start(&f->r, &f->vq, 0, 0x80008000u), 0);
+	CHECK_EQ(pr_start(f, 0, 0x80008000u), 0);
 	for (int i = 0; i < 10; i++) { /* past one lap */
-		pr_chain(&f->r, &b, 1, (uint16_t)i % 6);
+		pr_chain(f, &b, 1, (uint16_t)i % 6);
 		CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 		vq_push(&f->vq, f->c.id, 1);
 		vq_flush(&f->vq);
-		CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+		CHECK_EQ(pr_used(f, &id, &len), 1);
 	}
-	pr_chain(&f->r, &b, 1, 1);
+	pr_chain(f, &b, 1, 1);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0); /* in flight: avail 5, used 4 (lap 2: wrap 0) */
 	CHECK_EQ(vq_get_base(&f->vq), 5u | 4u << 16);
 	vq_stop(&f->vq);
 	CHECK_EQ(vq_get_base(&f->vq), 5u | 4u << 16);
 	/* Restart from the reported base: the next chain lands at slot 5 of lap 2. */
-	CHECK_EQ(pr_start(&f->r, &f->vq, 0, vq_get_base(&f->vq)), 0);
-	pr_chain(&f->r, &b, 1, 2);
+	CHECK_EQ(pr_start(f, 0, vq_get_base(&f->vq)), 0);
+	pr_chain(f, &b, 1, 2);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(f->c.id, 2);
 	vq_push(&f->vq, 2, 9);
 	vq_flush(&f->vq);
-	CHECK_EQ(f->r.desc[4].id, 2); /* used slot continues at 4 */
-	CHECK_EQ(f->r.desc[4].len, 9);
+	CHECK_EQ(f->q->pdesc[4].id, 2); /* used slot continues at 4 */
+	CHECK_EQ(f->q->pdesc[4].len, 9);
 	CHECK_EQ(vq_get_base(&f->vq), 0x8000u | 5u << 16);
 	/* Low half only (DPDK virtio-user): used follows avail. */
 	vq_stop(&f->vq);
-	CHECK_EQ(pr_start(&f->r, &f->vq, 0, 0x8003u), 0);
+	CHECK_EQ(pr_start(f, 0, 0x8003u), 0);
 	CHECK_EQ(f->vq.last_used_idx, 3);
 	CHECK(f->vq.used_wrap);
 }
@@ -513,22 +413,17 @@ static void t_base(void)
 /* No SET_VRING_BASE at all: the ring starts fresh (positions 0, wrap counters 1). */
 static void t_base_default(void)
 {
-	struct fx *f = fx_alloc();
-	struct vq_addr a;
-	struct tb b = {BUF, 1, VRING_DESC_F_WRITE};
+	struct uvq_fx *f = fx_ring(3);
+	struct vq_addr a = uvq_addr(f->q);
+	struct gvq_rawbuf b = {BUF, 1, VRING_DESC_F_WRITE};
 
-	gm_init(&f->g, 2 * MB, 2);
-	pr_init(&f->r, &f->g, 3, 0x1000);
-	a = (struct vq_addr){0, f->r.desc_gpa + GM_QVA_OFF, f->r.drv_gpa + GM_QVA_OFF,
-			     f->r.dev_gpa + GM_QVA_OFF, 0};
-	vq_init(&f->vq, 0);
 	f->vq.features = F_PACKED;
 	CHECK_EQ(vq_set_num(&f->vq, 3), 0);
 	CHECK_EQ(vq_set_addr(&f->vq, &a), 0);
-	CHECK_EQ(vq_start(&f->vq, f->g.t, F_PACKED), 0);
+	CHECK_EQ(vq_start(&f->vq, f->t, F_PACKED), 0);
 	vq_set_enabled(&f->vq, true);
 	CHECK_EQ(vq_get_base(&f->vq), FRESH_BASE);
-	pr_chain(&f->r, &b, 1, 2);
+	pr_chain(f, &b, 1, 2);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	CHECK_EQ(f->c.id, 2);
 	vq_reset(&f->vq);
@@ -537,65 +432,65 @@ static void t_base_default(void)
 /* Notifications: driver flags, EVENT_IDX descriptor events, our device event structure. */
 static void t_notify(void)
 {
-	struct fx *f = fx_new(8, 0);
-	struct tb b = {BUF, 1, VRING_DESC_F_WRITE};
+	struct uvq_fx *f = fx_new(8, 0);
+	struct gvq_rawbuf b = {BUF, 1, VRING_DESC_F_WRITE};
 
-	f->r.drv->flags = VRING_PACKED_EVENT_FLAG_DISABLE;
-	pr_chain(&f->r, &b, 1, 0);
+	f->q->drv->flags = VRING_PACKED_EVENT_FLAG_DISABLE;
+	pr_chain(f, &b, 1, 0);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	vq_push(&f->vq, 0, 1);
 	vq_flush(&f->vq);
 	CHECK_EQ(efd_count(f->call_fd), 0);
-	f->r.drv->flags = VRING_PACKED_EVENT_FLAG_ENABLE;
-	pr_chain(&f->r, &b, 1, 0);
+	f->q->drv->flags = VRING_PACKED_EVENT_FLAG_ENABLE;
+	pr_chain(f, &b, 1, 0);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	vq_push(&f->vq, 0, 1);
 	vq_flush(&f->vq);
 	CHECK_EQ(efd_count(f->call_fd), 1);
 
 	CHECK(!vq_set_notification(&f->vq, false));
-	CHECK_EQ(f->r.dev->flags, VRING_PACKED_EVENT_FLAG_DISABLE);
+	CHECK_EQ(f->q->dev->flags, VRING_PACKED_EVENT_FLAG_DISABLE);
 	CHECK(!vq_set_notification(&f->vq, true));
-	CHECK_EQ(f->r.dev->flags, VRING_PACKED_EVENT_FLAG_ENABLE);
-	pr_chain(&f->r, &b, 1, 0);
+	CHECK_EQ(f->q->dev->flags, VRING_PACKED_EVENT_FLAG_ENABLE);
+	pr_chain(f, &b, 1, 0);
 	CHECK(vq_set_notification(&f->vq, true)); /* work already there */
 }
 
 static void t_notify_event_idx(void)
 {
-	struct fx *f = fx_new(4, GM_F_EVENT_IDX);
-	struct tb b = {BUF, 1, VRING_DESC_F_WRITE};
+	struct uvq_fx *f = fx_new(4, F_EVENT_IDX);
+	struct gvq_rawbuf b = {BUF, 1, VRING_DESC_F_WRITE};
 	uint16_t id;
 	uint32_t len;
 
 	/* Our device event: DESC at our next avail position (with its wrap bit). */
 	CHECK(!vq_set_notification(&f->vq, true));
-	CHECK_EQ(f->r.dev->flags, VRING_PACKED_EVENT_FLAG_DESC);
-	CHECK_EQ(f->r.dev->off_wrap, 0x8000);
+	CHECK_EQ(f->q->dev->flags, VRING_PACKED_EVENT_FLAG_DESC);
+	CHECK_EQ(f->q->dev->off_wrap, 0x8000);
 	/* First flush notifies; then only when the event slot is passed. */
-	f->r.drv->flags = VRING_PACKED_EVENT_FLAG_DESC;
-	f->r.drv->off_wrap = 0x8000 | 2; /* slot 2, lap 1 */
+	f->q->drv->flags = VRING_PACKED_EVENT_FLAG_DESC;
+	f->q->drv->off_wrap = 0x8000 | 2; /* slot 2, lap 1 */
 	uint64_t calls = 0;
 	for (int i = 0; i < 6; i++) {
-		pr_chain(&f->r, &b, 1, 0);
+		pr_chain(f, &b, 1, 0);
 		CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 		vq_push(&f->vq, 0, 1);
 		vq_flush(&f->vq);
-		CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+		CHECK_EQ(pr_used(f, &id, &len), 1);
 		uint64_t n = efd_count(f->call_fd);
 		/* used slots 0,1,2,3 (lap 1), 0,1 (lap 2): calls after slot 0 (first) and 2 */
 		CHECK_EQ(n, (uint64_t)(i == 0 || i == 2));
 		calls += n;
 	}
-	f->r.drv->off_wrap = 1; /* slot 1 of lap 2 (wrap 0) was just used: passed */
-	pr_chain(&f->r, &b, 1, 0);
+	f->q->drv->off_wrap = 1; /* slot 1 of lap 2 (wrap 0) was just used: passed */
+	pr_chain(f, &b, 1, 0);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	vq_push(&f->vq, 0, 1);
 	vq_flush(&f->vq);
 	CHECK_EQ(efd_count(f->call_fd), 0);
-	f->r.drv->off_wrap = 3; /* slot 3 of lap 2: the entry the next flush writes */
+	f->q->drv->off_wrap = 3; /* slot 3 of lap 2: the entry the next flush writes */
 	CHECK_EQ(calls, 2);
-	pr_chain(&f->r, &b, 1, 0);
+	pr_chain(f, &b, 1, 0);
 	CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 	vq_push(&f->vq, 0, 1);
 	vq_flush(&f->vq);
@@ -604,15 +499,15 @@ static void t_notify_event_idx(void)
 }
 
 /* ---- VIRTIO_F_IN_ORDER ---- */
-#define F_IO (1ull << 35)
 
 /* Post and pop chains of @nd[i] read-only descriptors with ids 0..n-1 (@wflag on all). */
-static void io_post_pop(struct fx *f, const int *nd, int n, uint16_t id0, uint16_t wflag)
+static void io_post_pop(struct uvq_fx *f, const int *nd, int n, uint16_t id0, uint16_t wflag)
 {
-	struct tb b[3] = {{BUF, 10, wflag}, {BUF + 0x100, 10, wflag}, {BUF + 0x200, 10, wflag}};
+	struct gvq_rawbuf b[3] = {
+	    {BUF, 10, wflag}, {BUF + 0x100, 10, wflag}, {BUF + 0x200, 10, wflag}};
 
 	for (int i = 0; i < n; i++)
-		pr_chain(&f->r, b, nd[i], (uint16_t)(id0 + i));
+		pr_chain(f, b, nd[i], (uint16_t)(id0 + i));
 	for (int i = 0; i < n; i++) {
 		CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
 		CHECK_EQ(f->c.id, id0 + i);
@@ -620,16 +515,16 @@ static void io_post_pop(struct fx *f, const int *nd, int n, uint16_t id0, uint16
 }
 
 /* Is the descriptor at @pos marked used in lap @wrap? */
-static bool io_is_used(struct fx *f, uint16_t pos, bool wrap)
+static bool io_is_used(struct uvq_fx *f, uint16_t pos, bool wrap)
 {
-	uint16_t fl = f->r.desc[pos].flags;
+	uint16_t fl = f->q->pdesc[pos].flags;
 	return !!(fl & PF_AVAIL) == wrap && !!(fl & PF_USED) == wrap;
 }
 
 /* Zero-length batch: one used descriptor (last id) at the first slot, skips all. */
 static void t_inorder_batch(void)
 {
-	struct fx *f = fx_new(8, F_IO);
+	struct uvq_fx *f = fx_new(8, F_IN_ORDER);
 	const int nd[3] = {2, 1, 2};
 
 	CHECK(f->vq.in_order);
@@ -638,8 +533,8 @@ static void t_inorder_batch(void)
 		vq_push(&f->vq, i, 0);
 	vq_flush(&f->vq);
 	CHECK(io_is_used(f, 0, true));
-	CHECK_EQ(f->r.desc[0].id, 2);
-	CHECK_EQ(f->r.desc[0].len, 0);
+	CHECK_EQ(f->q->pdesc[0].id, 2);
+	CHECK_EQ(f->q->pdesc[0].len, 0);
 	for (uint16_t p = 1; p < 5; p++)
 		CHECK(!io_is_used(f, p, true));
 	CHECK_EQ(f->vq.last_used_idx, 5);
@@ -651,7 +546,7 @@ static void t_inorder_batch(void)
 		vq_push(&f->vq, i, 0);
 	vq_flush(&f->vq);
 	CHECK(io_is_used(f, 5, true));
-	CHECK_EQ(f->r.desc[5].id, 5);
+	CHECK_EQ(f->q->pdesc[5].id, 5);
 	for (uint16_t p = 6; p < 8; p++)
 		CHECK(!io_is_used(f, p, true));
 	for (uint16_t p = 0; p < 3; p++)
@@ -664,7 +559,7 @@ static void t_inorder_batch(void)
 /* Non-zero lengths, writable chains and out-of-order pushes: every entry written. */
 static void t_inorder_no_batch(void)
 {
-	struct fx *f = fx_new(8, F_IO);
+	struct uvq_fx *f = fx_new(8, F_IN_ORDER);
 	const int nd[2] = {1, 2};
 	uint16_t id;
 	uint32_t len;
@@ -673,34 +568,34 @@ static void t_inorder_no_batch(void)
 	vq_push(&f->vq, 0, 0);
 	vq_push(&f->vq, 1, 7);
 	vq_flush(&f->vq);
-	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(pr_used(f, &id, &len), 1);
 	CHECK(id == 0 && len == 0);
-	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(pr_used(f, &id, &len), 1);
 	CHECK(id == 1 && len == 7);
 	io_post_pop(f, nd, 2, 2, VRING_DESC_F_WRITE);
 	vq_push(&f->vq, 2, 0);
 	vq_push(&f->vq, 3, 0);
 	vq_flush(&f->vq);
-	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(pr_used(f, &id, &len), 1);
 	CHECK_EQ(id, 2);
-	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(pr_used(f, &id, &len), 1);
 	CHECK_EQ(id, 3);
 	io_post_pop(f, nd, 2, 4, 0);
 	vq_push(&f->vq, 5, 0);
 	vq_push(&f->vq, 4, 0);
 	vq_flush(&f->vq);
-	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(pr_used(f, &id, &len), 1);
 	CHECK_EQ(id, 5);
-	CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+	CHECK_EQ(pr_used(f, &id, &len), 1);
 	CHECK_EQ(id, 4);
-	CHECK_EQ(pr_used(&f->r, &id, &len), 0);
+	CHECK_EQ(pr_used(f, &id, &len), 0);
 	CHECK(f->vq.ready);
 }
 
 /* Rewind in the middle of a burst keeps the order: both halves batch. */
 static void t_inorder_rewind(void)
 {
-	struct fx *f = fx_new(8, F_IO);
+	struct uvq_fx *f = fx_new(8, F_IN_ORDER);
 	const int nd[4] = {1, 2, 1, 2};
 	const uint16_t back[2] = {2, 3};
 
@@ -710,7 +605,7 @@ static void t_inorder_rewind(void)
 	vq_push(&f->vq, 1, 0);
 	vq_flush(&f->vq);
 	CHECK(io_is_used(f, 0, true));
-	CHECK_EQ(f->r.desc[0].id, 1);
+	CHECK_EQ(f->q->pdesc[0].id, 1);
 	CHECK(!io_is_used(f, 1, true));
 	for (uint16_t i = 2; i < 4; i++) {
 		CHECK_EQ(vq_pop(&f->vq, &f->c), 0);
@@ -719,7 +614,7 @@ static void t_inorder_rewind(void)
 	}
 	vq_flush(&f->vq);
 	CHECK(io_is_used(f, 3, true));
-	CHECK_EQ(f->r.desc[3].id, 3);
+	CHECK_EQ(f->q->pdesc[3].id, 3);
 	CHECK(!io_is_used(f, 4, true));
 	CHECK_EQ(f->vq.last_used_idx, 6);
 }
@@ -738,27 +633,29 @@ static void t_avail_count_exact(void)
 
 	for (unsigned si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
 		const uint16_t size = sizes[si];
-		struct fx *f = fx_new(size, 0);
+		struct uvq_fx *f = fx_new(size, 0);
 		for (uint32_t round = 0; round < 80; round++) {
-			struct tb b[2] = {{BUF, 10, 0}, {BUF + 64, 20, 0}};
+			struct gvq_rawbuf b[2] = {{BUF, 10, 0}, {BUF + 64, 20, 0}};
 			uint16_t hpos[16], used = 0, k = 0;
 			bool hwrap[16];
 			while (k < (round % 9) && used + 2 <= size) {
 				int n = (round & 1) ? 1 : 1 + ((round + k) % 4 == 0); /* odd: singles */
-				hpos[k] = f->r.pos;
-				hwrap[k] = f->r.wrap;
-				pr_chain(&f->r, b + (2 - n), n, k);
+				hpos[k] = f->q->raw.pos;
+				hwrap[k] = f->q->raw.wrap;
+				pr_chain(f, b + (2 - n), n, k);
 				used = (uint16_t)(used + n);
 				k++;
 			}
 			for (uint16_t max = 1; max <= k + 2; max++)
 				CHECK_EQ(vq_avail_count_max(&f->vq, max), MIN(k, max));
 			if (k) {
-				uint16_t h = (uint16_t)(round % k), saved = f->r.desc[hpos[h]].flags;
-				f->r.desc[hpos[h]].flags = avail_bits(!hwrap[h]); /* not in this lap */
+				uint16_t h = (uint16_t)(round % k),
+					 saved = f->q->pdesc[hpos[h]].flags;
+				f->q->pdesc[hpos[h]].flags =
+				    gvq_avail_bits(!hwrap[h]); /* not in this lap */
 				for (uint16_t max = 1; max <= k + 2; max++)
 					CHECK_EQ(vq_avail_count_max(&f->vq, max), MIN(h, max));
-				f->r.desc[hpos[h]].flags = saved;
+				f->q->pdesc[hpos[h]].flags = saved;
 				CHECK_EQ(vq_avail_count_max(&f->vq, UINT16_MAX), k);
 			}
 			for (uint16_t j = 0; j < k; j++) {
@@ -769,7 +666,7 @@ static void t_avail_count_exact(void)
 			uint16_t id;
 			uint32_t len;
 			for (uint16_t j = 0; j < k; j++)
-				CHECK_EQ(pr_used(&f->r, &id, &len), 1);
+				CHECK_EQ(pr_used(f, &id, &len), 1);
 			CHECK_EQ(vq_avail_count_max(&f->vq, UINT16_MAX), 0);
 		}
 	}

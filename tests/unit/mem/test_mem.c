@@ -1,9 +1,66 @@
 /* SPDX-License-Identifier: MIT */
 /* Guest memory regions: mapping validation, tables, translation. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include "test.h"
+#include "mem/mem.h"
 #include "util/fd.h"
-#include "memvq_util.h"
+
+#define QVA_OFF 0x100000000000ull /* qva = gpa + QVA_OFF */
+
+/*
+ * One memfd the test maps whole, regions of it mapped by the library at
+ * chosen file offsets (the layouts the mem layer must handle; the guest
+ * RAM of the test harness has one file per region).
+ */
+struct mfile {
+	int fd;
+	uint8_t *p;    /* the test's view of the whole file */
+	uint64_t size; /* file size */
+	struct mem_table *t;
+};
+
+/* Create a memfd of @size bytes mapped at f->p, no table yet. */
+static void mf_create(struct mfile *f, uint64_t size)
+{
+	f->fd = memfd_create("mf", MFD_CLOEXEC);
+	CHECK(f->fd >= 0);
+	CHECK(ftruncate(f->fd, (off_t)size) == 0);
+	f->p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, 0);
+	CHECK(f->p != MAP_FAILED);
+	f->size = size;
+	f->t = NULL;
+}
+
+/* Map one region of the file: gpa, size, file offset (qva = gpa + QVA_OFF). */
+static int mf_region(struct mfile *f, uint64_t gpa, uint64_t size, uint64_t off,
+		     struct mem_region *r)
+{
+	struct mem_region_desc d = {gpa, size, gpa + QVA_OFF, off};
+	int fd = fcntl(f->fd, F_DUPFD_CLOEXEC, 0);
+
+	CHECK(fd >= 0);
+	return mem_region_map(&d, fd, r);
+}
+
+static void mf_fini(struct mfile *f)
+{
+	mem_table_free(f->t);
+	munmap(f->p, f->size);
+	close(f->fd);
+}
+
+/* Is @hva the same memory as the test's view @view? (separate mappings of one file) */
+static bool same_mem(const uint8_t *hva, uint8_t *view)
+{
+	*view = (uint8_t)(*view + 0x5b);
+	return *(const volatile uint8_t *)hva == *view;
+}
 
 /* Try to map @d from a fresh memfd of @fsize bytes; return the result code. */
 static int try_map(uint64_t fsize, const struct mem_region_desc *d, struct mem_region *r)
@@ -42,50 +99,50 @@ static void t_map_rejects(void)
 
 static void t_map_unaligned_offset(void)
 {
-	struct gmem g;
+	struct mfile g;
 	struct mem_region r;
 
-	gm_create(&g, 3 * 4096);
+	mf_create(&g, 3 * 4096);
 	for (uint32_t i = 0; i < 3 * 4096; i++)
 		g.p[i] = (uint8_t)(i * 7);
-	CHECK_EQ(gm_region(&g, 0x10000, 5000, 4196, &r), 0);
+	CHECK_EQ(mf_region(&g, 0x10000, 5000, 4196, &r), 0);
 	CHECK_EQ(r.hva[0], (uint8_t)(4196 * 7));
 	CHECK_EQ(r.hva[4999], (uint8_t)((4196 + 4999) * 7));
 	r.hva[10] = 0xaa; /* MAP_SHARED: the guest sees it */
 	CHECK_EQ(g.p[4206], 0xaa);
 	/* Exactly to the end of the file is fine, one more byte is not. */
 	struct mem_region r2;
-	CHECK_EQ(gm_region(&g, 0x100000, 3 * 4096 - 4196, 4196, &r2), 0);
+	CHECK_EQ(mf_region(&g, 0x100000, 3 * 4096 - 4196, 4196, &r2), 0);
 	mem_region_put(&r2);
-	CHECK_EQ(gm_region(&g, 0x100000, 3 * 4096 - 4196 + 1, 4196, &r2), -EINVAL);
+	CHECK_EQ(mf_region(&g, 0x100000, 3 * 4096 - 4196 + 1, 4196, &r2), -EINVAL);
 	mem_region_put(&r);
 	CHECK(r.map == NULL);
 	mem_region_put(&r); /* idempotent */
-	gm_fini(&g);
+	mf_fini(&g);
 }
 
 static void t_table_overlaps(void)
 {
-	struct gmem g;
+	struct mfile g;
 	struct mem_region r[3];
 	struct mem_table *t = NULL;
 	struct mem_region_desc d;
 
-	gm_create(&g, 4 * 4096);
+	mf_create(&g, 4 * 4096);
 	/* GPA overlap: [0x1000, 0x3000) and [0x2fff, ...) */
-	CHECK_EQ(gm_region(&g, 0x1000, 0x2000, 0, &r[0]), 0);
-	CHECK_EQ(gm_region(&g, 0x2fff, 0x1000, 0x1000, &r[1]), 0);
+	CHECK_EQ(mf_region(&g, 0x1000, 0x2000, 0, &r[0]), 0);
+	CHECK_EQ(mf_region(&g, 0x2fff, 0x1000, 0x1000, &r[1]), 0);
 	CHECK_EQ(mem_table_new(r, 2, &t), -EINVAL);
 	CHECK(r[0].map && r[1].map); /* caller still owns them */
 	mem_region_put(&r[1]);
 	/* QVA overlap with disjoint GPAs. */
-	d = (struct mem_region_desc){0x100000, 0x1000, 0x1000 + GM_QVA_OFF + 0x1fff, 0};
+	d = (struct mem_region_desc){0x100000, 0x1000, 0x1000 + QVA_OFF + 0x1fff, 0};
 	CHECK_EQ(mem_region_map(&d, fcntl(g.fd, F_DUPFD_CLOEXEC, 0), &r[1]), 0);
 	CHECK_EQ(mem_table_new(r, 2, &t), -EINVAL);
 	mem_region_put(&r[1]);
 	/* Adjacent (touching) regions are fine, in any order. */
-	CHECK_EQ(gm_region(&g, 0x3000, 0x1000, 0x2000, &r[1]), 0);
-	CHECK_EQ(gm_region(&g, 0x0, 0x1000, 0x3000, &r[2]), 0);
+	CHECK_EQ(mf_region(&g, 0x3000, 0x1000, 0x2000, &r[1]), 0);
+	CHECK_EQ(mf_region(&g, 0x0, 0x1000, 0x3000, &r[2]), 0);
 	CHECK_EQ(mem_table_new(r, 3, &t), 0);
 	CHECK(r[0].map == NULL); /* moved */
 	CHECK_EQ(t->nregions, 3);
@@ -102,25 +159,25 @@ static void t_table_overlaps(void)
 	CHECK(mem_gpa_to_hva(t, 0, &len, NULL) == NULL);
 	CHECK_EQ(mem_table_gpa_end(t), 0);
 	mem_table_free(t);
-	gm_fini(&g);
+	mf_fini(&g);
 }
 
 static void t_table_add_remove(void)
 {
-	struct gmem g;
+	struct mfile g;
 	struct mem_region r[2], extra;
 	struct mem_table *t1, *t2, *t3;
 
-	gm_create(&g, 4 * 4096);
+	mf_create(&g, 4 * 4096);
 	memset(g.p, 0x5a, 4 * 4096);
-	CHECK_EQ(gm_region(&g, 0x0, 0x1000, 0, &r[0]), 0);
-	CHECK_EQ(gm_region(&g, 0x1000, 0x1000, 0x1000, &r[1]), 0);
+	CHECK_EQ(mf_region(&g, 0x0, 0x1000, 0, &r[0]), 0);
+	CHECK_EQ(mf_region(&g, 0x1000, 0x1000, 0x1000, &r[1]), 0);
 	CHECK_EQ(mem_table_new(r, 2, &t1), 0);
 	/* Add an overlapping region: rejected, region still ours. */
-	CHECK_EQ(gm_region(&g, 0x1800, 0x1000, 0x2000, &extra), 0);
+	CHECK_EQ(mf_region(&g, 0x1800, 0x1000, 0x2000, &extra), 0);
 	CHECK_EQ(mem_table_add(t1, &extra, &t2), -EINVAL);
 	mem_region_put(&extra);
-	CHECK_EQ(gm_region(&g, 0x8000, 0x1000, 0x2000, &extra), 0);
+	CHECK_EQ(mf_region(&g, 0x8000, 0x1000, 0x2000, &extra), 0);
 	CHECK_EQ(mem_table_add(t1, &extra, &t2), 0);
 	CHECK_EQ(t2->nregions, 3);
 	/* Free the old table: the shared mappings stay alive for t2. */
@@ -129,9 +186,9 @@ static void t_table_add_remove(void)
 	uint8_t *p = mem_gpa_to_hva(t2, 0x1000, &len, NULL);
 	CHECK(p && len == 0x1000 && p[0xfff] == 0x5a);
 	/* Remove: must match gpa, qva and size exactly. */
-	CHECK_EQ(mem_table_remove(t2, 0x1000, 0x1000 + GM_QVA_OFF, 0x800, &t3), -ENOENT);
+	CHECK_EQ(mem_table_remove(t2, 0x1000, 0x1000 + QVA_OFF, 0x800, &t3), -ENOENT);
 	CHECK_EQ(mem_table_remove(t2, 0x1000, 0x1000, 0x1000, &t3), -ENOENT);
-	CHECK_EQ(mem_table_remove(t2, 0x1000, 0x1000 + GM_QVA_OFF, 0x1000, &t3), 0);
+	CHECK_EQ(mem_table_remove(t2, 0x1000, 0x1000 + QVA_OFF, 0x1000, &t3), 0);
 	CHECK_EQ(t3->nregions, 2);
 	len = 1;
 	CHECK(mem_gpa_to_hva(t3, 0x1000, &len, NULL) == NULL);
@@ -140,21 +197,21 @@ static void t_table_add_remove(void)
 	p = mem_gpa_to_hva(t3, 0x8000, &len, NULL);
 	CHECK(p && len == 0x1000 && p[0] == 0x5a);
 	mem_table_free(t3);
-	gm_fini(&g);
+	mf_fini(&g);
 }
 
 static void t_translate_split(void)
 {
-	struct gmem g;
+	struct mfile g;
 	uint32_t hint = 0;
 	uint64_t len;
 	uint8_t *p;
 
 	/* Two adjacent regions [0, 8K) [8K, 16K) backed by different file offsets. */
-	gm_create(&g, 4 * 4096);
+	mf_create(&g, 4 * 4096);
 	struct mem_region r[2];
-	CHECK_EQ(gm_region(&g, 0, 0x2000, 0x2000, &r[0]), 0);
-	CHECK_EQ(gm_region(&g, 0x2000, 0x2000, 0, &r[1]), 0);
+	CHECK_EQ(mf_region(&g, 0, 0x2000, 0x2000, &r[0]), 0);
+	CHECK_EQ(mf_region(&g, 0x2000, 0x2000, 0, &r[1]), 0);
 	CHECK_EQ(mem_table_new(r, 2, &g.t), 0);
 	len = 0x1000;
 	p = mem_gpa_to_hva(g.t, 0x1800, &len, &hint);
@@ -178,34 +235,34 @@ static void t_translate_split(void)
 	CHECK(mem_gpa_to_hva(g.t, 0x10, &len, &hint) == NULL);
 	/* qva translation mirrors it. */
 	len = 0x1000;
-	p = mem_qva_to_hva(g.t, 0x1800 + GM_QVA_OFF, &len);
+	p = mem_qva_to_hva(g.t, 0x1800 + QVA_OFF, &len);
 	CHECK(same_mem(p, g.p + 0x3800) && len == 0x800);
 	/* Whole-range translation refuses to cross the boundary. */
-	CHECK(same_mem(mem_qva_range(g.t, 0x1800 + GM_QVA_OFF, 0x800), g.p + 0x3800));
-	CHECK(mem_qva_range(g.t, 0x1800 + GM_QVA_OFF, 0x801) == NULL);
+	CHECK(same_mem(mem_qva_range(g.t, 0x1800 + QVA_OFF, 0x800), g.p + 0x3800));
+	CHECK(mem_qva_range(g.t, 0x1800 + QVA_OFF, 0x801) == NULL);
 	CHECK(mem_gpa_range(g.t, 0x1800, 0x801) == NULL);
 	CHECK(same_mem(mem_gpa_range(g.t, 0x2000, 0x2000), g.p));
 	CHECK(mem_gpa_range(g.t, 0x2000, 0x2001) == NULL);
 	CHECK(mem_gpa_range(g.t, 0x2000, 0) == NULL);
 	CHECK(mem_gpa_range(g.t, 0x10, UINT64_MAX) == NULL);
 	CHECK(mem_qva_range(g.t, UINT64_MAX, 2) == NULL);
-	CHECK(mem_qva_range(NULL, GM_QVA_OFF, 1) == NULL);
-	gm_fini(&g);
+	CHECK(mem_qva_range(NULL, QVA_OFF, 1) == NULL);
+	mf_fini(&g);
 }
 
 static void t_many_regions(void)
 {
 	enum { N = 300 };
-	struct gmem g;
+	struct mfile g;
 	struct mem_region *r = calloc(N, sizeof(*r));
 	int fd;
 
 	CHECK(r);
-	gm_create(&g, N * 4096ull);
+	mf_create(&g, N * 4096ull);
 	for (uint32_t i = 0; i < N; i++) {
 		/* Gaps in gpa; qva in the reverse order of gpa. */
 		struct mem_region_desc d = {0x100000ull * (i + 1), 4096,
-					    GM_QVA_OFF + 0x10000ull * (N - i), 4096ull * i};
+					    QVA_OFF + 0x10000ull * (N - i), 4096ull * i};
 		fd = fcntl(g.fd, F_DUPFD_CLOEXEC, 0);
 		CHECK_EQ(mem_region_map(&d, fd, &r[(i * 7) % N]), 0);
 		*(uint32_t *)(g.p + 4096ull * i) = i;
@@ -218,51 +275,51 @@ static void t_many_regions(void)
 		len = 1;
 		CHECK(mem_gpa_to_hva(g.t, 0x100000ull * (i + 1) + 4096, &len, NULL) == NULL);
 		CHECK(mem_gpa_to_hva(g.t, 0x100000ull * (i + 1) - 1, &len, NULL) == NULL);
-		p = mem_qva_range(g.t, GM_QVA_OFF + 0x10000ull * (N - i), 4);
+		p = mem_qva_range(g.t, QVA_OFF + 0x10000ull * (N - i), 4);
 		CHECK(p && *p == i);
-		CHECK(mem_find_qva(g.t, GM_QVA_OFF + 0x10000ull * (N - i) + 4096) == NULL);
+		CHECK(mem_find_qva(g.t, QVA_OFF + 0x10000ull * (N - i) + 4096) == NULL);
 	}
 	CHECK_EQ(mem_table_gpa_end(g.t), 0x100000ull * N + 4096);
-	gm_fini(&g);
+	mf_fini(&g);
 	free(r);
 }
 
 static void t_full_table(void)
 {
-	struct gmem g;
+	struct mfile g;
 	struct mem_region *r = calloc(MEM_MAX_REGIONS, sizeof(*r));
 	struct mem_region extra;
 	struct mem_table *t2;
 
 	CHECK(r);
-	gm_create(&g, 4096);
+	mf_create(&g, 4096);
 	for (uint32_t i = 0; i < MEM_MAX_REGIONS; i++)
-		CHECK_EQ(gm_region(&g, 0x1000ull * i, 0x1000, 0, &r[i]), 0);
+		CHECK_EQ(mf_region(&g, 0x1000ull * i, 0x1000, 0, &r[i]), 0);
 	CHECK_EQ(mem_table_new(r, MEM_MAX_REGIONS, &g.t), 0);
-	CHECK_EQ(gm_region(&g, 0x1000ull * MEM_MAX_REGIONS, 0x1000, 0, &extra), 0);
+	CHECK_EQ(mf_region(&g, 0x1000ull * MEM_MAX_REGIONS, 0x1000, 0, &extra), 0);
 	CHECK_EQ(mem_table_add(g.t, &extra, &t2), -ENOSPC);
 	mem_region_put(&extra);
-	gm_fini(&g);
+	mf_fini(&g);
 	free(r);
 }
 
 static void t_no_fd_leak(void)
 {
-	struct gmem g;
+	struct mfile g;
 	int before;
 
-	gm_create(&g, 2 * 4096);
+	mf_create(&g, 2 * 4096);
 	before = fd_count_open();
 	for (int i = 0; i < 3000; i++) {
 		struct mem_region r[2], x;
 		struct mem_table *t, *t2;
-		CHECK_EQ(gm_region(&g, 0, 4096, 0, &r[0]), 0);
-		CHECK_EQ(gm_region(&g, 4096, 4096, 4096, &r[1]), 0);
+		CHECK_EQ(mf_region(&g, 0, 4096, 0, &r[0]), 0);
+		CHECK_EQ(mf_region(&g, 4096, 4096, 4096, &r[1]), 0);
 		CHECK_EQ(mem_table_new(r, 2, &t), 0);
-		CHECK_EQ(gm_region(&g, 0x10000, 4096, 0, &x), 0);
+		CHECK_EQ(mf_region(&g, 0x10000, 4096, 0, &x), 0);
 		CHECK_EQ(mem_table_add(t, &x, &t2), 0);
 		mem_table_free(t);
-		CHECK_EQ(mem_table_remove(t2, 0, GM_QVA_OFF, 4096, &t), 0);
+		CHECK_EQ(mem_table_remove(t2, 0, QVA_OFF, 4096, &t), 0);
 		mem_table_free(t2);
 		mem_table_free(t);
 		/* failing paths close too */
@@ -270,7 +327,7 @@ static void t_no_fd_leak(void)
 		CHECK_EQ(mem_region_map(&bad, fcntl(g.fd, F_DUPFD_CLOEXEC, 0), &x), -EINVAL);
 	}
 	CHECK_EQ(fd_count_open(), before);
-	gm_fini(&g);
+	mf_fini(&g);
 }
 
 TEST_MAIN(TEST(t_map_rejects), TEST(t_map_unaligned_offset), TEST(t_table_overlaps),

@@ -12,7 +12,7 @@
 
 #include <stdlib.h>
 
-#include "memvq_util.h"
+#include "unit_vq.h"
 #include "vq/vq_guest.h"
 #include "vq/vq_inflight.h"
 
@@ -98,6 +98,20 @@ static inline void crash(struct vq *vq)
 static inline int ipop(struct vq *vq, struct vq_chain *c)
 {
 	return vq_ifl_pop(vq, c, VQ_POP_RW);
+}
+
+/* Guest RAM of one region of @size bytes (frontend addresses gpa + UVQ_QVA_OFF) and its table. */
+static inline struct gmem *ifl_mem(uint64_t size, struct mem_table **t)
+{
+	return uvq_mem(1, size, t);
+}
+
+/* Drop the guest RAM, its table and the guest ring @q (NULL-safe). */
+static inline void ifl_mem_free(struct gmem *m, struct mem_table *t, struct gvq *q)
+{
+	gvq_free(q);
+	mem_table_free(t);
+	gmem_free(m);
 }
 
 #endif

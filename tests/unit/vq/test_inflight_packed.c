@@ -18,27 +18,16 @@
 #define MB 0x100000ull
 #define BUF 0x40000ull
 #define N 8
-#define F_PACKED (1ull << 34)
-#define PF_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
-#define PF_USED (1u << VRING_PACKED_DESC_F_USED)
-
-/* The guest's side of a packed ring (chains written head last, used entries read in order). */
-struct pr {
-	struct vring_packed_desc *desc;
-	uint64_t desc_gpa, drv_gpa, dev_gpa;
-	uint16_t pos, upos;
-	bool wrap, uwrap;
-	uint16_t clen[N]; /* slots of the chain with that id */
-};
 
 struct fx {
-	struct gmem g;
-	struct pr r;
+	struct gmem *g;
+	struct mem_table *t;
+	struct gvq *r; /* the raw guest posts and reads used entries */
 	struct rgn rg;
 	uint16_t qsize;
 	struct vq vq;
 	struct vq_chain c;
-	struct iovec iov[MEMVQ_IOV];
+	struct iovec iov[UVQ_IOV];
 	int err_fd;
 };
 
@@ -46,18 +35,12 @@ static struct fx *fx_new(void)
 {
 	static struct fx f;
 
-	memset(&f.r, 0, sizeof(f.r));
-	gm_init(&f.g, 2 * MB, 1);
-	f.r.desc_gpa = 0x1000;
-	f.r.drv_gpa = 0x1000 + 16 * N;
-	f.r.dev_gpa = f.r.drv_gpa + 4;
-	f.r.desc = gm_ptr(&f.g, f.r.desc_gpa);
-	memset(f.r.desc, 0, 16 * N + 8);
-	f.r.wrap = f.r.uwrap = true;
+	f.g = ifl_mem(2 * MB, &f.t);
+	CHECK_EQ(gvq_new_at(f.g, 0x1000, N, F_PACKED, &f.r), 0);
 	rgn_new(&f.rg, N, true);
 	f.qsize = N;
 	f.c.iov = f.iov;
-	f.c.iov_max = MEMVQ_IOV;
+	f.c.iov_max = UVQ_IOV;
 	f.err_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	CHECK(f.err_fd >= 0);
 	return &f;
@@ -68,7 +51,7 @@ static void fx_free(struct fx *f)
 	crash(&f->vq);
 	rgn_free(&f->rg);
 	close(f->err_fd);
-	gm_fini(&f->g);
+	ifl_mem_free(f->g, f->t, f->r);
 }
 
 /* Buffer k of the chain with id @id: its own address and length. */
@@ -85,57 +68,37 @@ static uint32_t buf_len(uint16_t id, int k)
 /* Post chain @id of @n descriptors (all readable but the last, writable); head flags last. */
 static void post(struct fx *f, uint16_t id, int n)
 {
-	struct pr *r = &f->r;
-	uint16_t head = r->pos, hflags = 0;
+	struct gvq_rawbuf b[N];
 
 	for (int k = 0; k < n; k++) {
-		uint16_t fl = (uint16_t)((k + 1 < n ? VRING_DESC_F_NEXT : VRING_DESC_F_WRITE) |
-					 (r->wrap ? PF_AVAIL : PF_USED));
-		struct vring_packed_desc *d = &r->desc[r->pos];
-		d->addr = buf_addr(id, k);
-		d->len = buf_len(id, k);
-		d->id = id;
-		if (k == 0)
-			hflags = fl;
-		else
-			__atomic_store_n(&d->flags, fl, __ATOMIC_RELEASE);
-		if (++r->pos == N) {
-			r->pos = 0;
-			r->wrap = !r->wrap;
-		}
+		b[k].addr = buf_addr(id, k);
+		b[k].len = buf_len(id, k);
+		b[k].flags = k + 1 < n ? 0 : VRING_DESC_F_WRITE;
 	}
-	r->clen[id] = (uint16_t)n;
-	__atomic_store_n(&r->desc[head].flags, hflags, __ATOMIC_RELEASE);
+	gvq_raw_post(f->r, b, n, id);
 }
 
 /* The next used entry the guest sees must be @id. */
 static void expect_used(struct fx *f, uint16_t id)
 {
-	struct pr *r = &f->r;
-	uint16_t fl = __atomic_load_n(&r->desc[r->upos].flags, __ATOMIC_ACQUIRE);
+	uint16_t got;
+	uint32_t len;
 
-	CHECK(!!(fl & PF_AVAIL) == r->uwrap && !!(fl & PF_USED) == r->uwrap);
-	CHECK_EQ(r->desc[r->upos].id, id);
-	uint32_t p = r->upos + r->clen[id];
-	if (p >= N) {
-		p -= N;
-		r->uwrap = !r->uwrap;
-	}
-	r->upos = (uint16_t)p;
+	CHECK_EQ(gvq_raw_used(f->r, &got, &len), 1);
+	CHECK_EQ(got, id);
 }
 
 static void expect_no_used(struct fx *f)
 {
-	struct pr *r = &f->r;
-	uint16_t fl = __atomic_load_n(&r->desc[r->upos].flags, __ATOMIC_ACQUIRE);
+	uint16_t got;
+	uint32_t len;
 
-	CHECK(!(!!(fl & PF_AVAIL) == r->uwrap && !!(fl & PF_USED) == r->uwrap));
+	CHECK_EQ(gvq_raw_used(f->r, &got, &len), 0);
 }
 
 static int start(struct fx *f, uint32_t base)
 {
-	struct vq_addr a = {0, f->r.desc_gpa + GM_QVA_OFF, f->r.drv_gpa + GM_QVA_OFF,
-			    f->r.dev_gpa + GM_QVA_OFF, 0};
+	struct vq_addr a = uvq_addr(f->r);
 
 	vq_init(&f->vq, 0);
 	f->vq.features = F_PACKED;
@@ -144,7 +107,7 @@ static int start(struct fx *f, uint32_t base)
 	CHECK_EQ(vq_set_base(&f->vq, base), 0);
 	vq_set_err_fd(&f->vq, dup(f->err_fd));
 	CHECK_EQ(vq_set_inflight(&f->vq, f->rg.p, f->rg.len, f->qsize), 0);
-	int rc = vq_start(&f->vq, f->g.t, F_PACKED);
+	int rc = vq_start(&f->vq, f->t, F_PACKED);
 	vq_set_enabled(&f->vq, true);
 	return rc;
 }
@@ -164,7 +127,7 @@ static void expect_pop(struct fx *f, uint16_t id, int n)
 	CHECK_EQ(f->c.nin, 1);
 	for (int k = 0; k < n; k++) {
 		CHECK_EQ(f->c.iov[k].iov_len, buf_len(id, k));
-		CHECK(f->c.iov[k].iov_base == mem_gpa_range(f->g.t, buf_addr(id, k), buf_len(id, k)));
+		CHECK(f->c.iov[k].iov_base == mem_gpa_range(f->t, buf_addr(id, k), buf_len(id, k)));
 	}
 }
 
@@ -226,7 +189,7 @@ static void t_restart_out_of_order(void)
 	vq_ifl_flush(&f->vq);
 	expect_used(f, 2);
 	expect_used(f, 0);
-	CHECK_EQ(f->r.desc[1].id, 0); /* chain 1's first slot is gone from the ring */
+	CHECK_EQ(f->r->pdesc[1].id, 0); /* chain 1's first slot is gone from the ring */
 	crash(&f->vq);
 
 	post(f, 4, 1);
@@ -312,14 +275,14 @@ static void crash_in_flush(int at, bool committed)
 	expect_pop(f, 2, 2);
 	vq_ifl_push(&f->vq, 2, 0);
 	vq_ifl_push(&f->vq, 1, 0);
-	memcpy(before, f->r.desc, sizeof(before));
+	memcpy(before, f->r->pdesc, sizeof(before));
 	crash_arm(&cp, &f->vq, &f->rg, VQ_WRITE_DESC, at);
 	vq_ifl_flush(&f->vq);
 	crash_apply(&cp, &f->vq);
 	if (!committed) /* the flags of the batch's first slot were never stored */
-		f->r.desc[0].flags = before[0].flags;
+		f->r->pdesc[0].flags = before[0].flags;
 	if (at == 1) /* nothing but id/len of the first slot was written */
-		memcpy(f->r.desc, before, sizeof(before));
+		memcpy(f->r->pdesc, before, sizeof(before));
 	crash(&f->vq);
 
 	CHECK_EQ(start(f, 0x80008000u), 0);

@@ -19,13 +19,14 @@
 #define N 8
 
 struct fx {
-	struct gmem g;
-	struct tring r;
+	struct gmem *g;
+	struct mem_table *t;
+	struct gvq *r;
 	struct rgn rg;
 	uint16_t qsize;
 	struct vq vq;
 	struct vq_chain c;
-	struct iovec iov[MEMVQ_IOV];
+	struct iovec iov[UVQ_IOV];
 	int err_fd;
 };
 
@@ -33,12 +34,12 @@ static struct fx *fx_new(void)
 {
 	static struct fx f;
 
-	gm_init(&f.g, 2 * MB, 1);
-	tr_init(&f.r, &f.g, N, 0x1000);
+	f.g = ifl_mem(2 * MB, &f.t);
+	CHECK_EQ(gvq_new_at(f.g, 0x1000, N, 0, &f.r), 0);
 	rgn_new(&f.rg, N, false);
 	f.qsize = N;
 	f.c.iov = f.iov;
-	f.c.iov_max = MEMVQ_IOV;
+	f.c.iov_max = UVQ_IOV;
 	f.err_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	CHECK(f.err_fd >= 0);
 	return &f;
@@ -48,14 +49,13 @@ static struct fx *fx_new(void)
 static void one_desc_chains(struct fx *f)
 {
 	for (uint16_t h = 0; h < N; h++)
-		tr_desc(&f->r, h, BUF + h * 0x100ull, 16u + h, 0, 0);
+		gvq_raw_desc(f->r, h, BUF + h * 0x100ull, 16u + h, 0, 0);
 }
 
 /* (Re)start the vq over the same ring and region, SET_VRING_BASE @base. */
 static int start(struct fx *f, uint16_t base)
 {
-	struct vq_addr a = {0, f->r.desc_gpa + GM_QVA_OFF, f->r.avail_gpa + GM_QVA_OFF,
-			    f->r.used_gpa + GM_QVA_OFF, 0};
+	struct vq_addr a = uvq_addr(f->r);
 
 	vq_init(&f->vq, 0);
 	CHECK_EQ(vq_set_num(&f->vq, N), 0);
@@ -63,7 +63,7 @@ static int start(struct fx *f, uint16_t base)
 	CHECK_EQ(vq_set_base(&f->vq, base), 0);
 	vq_set_err_fd(&f->vq, dup(f->err_fd));
 	CHECK_EQ(vq_set_inflight(&f->vq, f->rg.p, f->rg.len, f->qsize), 0);
-	int rc = vq_start(&f->vq, f->g.t, 0);
+	int rc = vq_start(&f->vq, f->t, 0);
 	vq_set_enabled(&f->vq, true);
 	return rc;
 }
@@ -80,14 +80,14 @@ static void expect_pop(struct fx *f, uint16_t h)
 	CHECK_EQ(f->c.id, h);
 	CHECK_EQ(f->c.nout, 1);
 	CHECK_EQ(f->c.out_len, 16u + h);
-	CHECK(f->c.iov[0].iov_base == mem_gpa_range(f->g.t, BUF + h * 0x100ull, 16u + h));
+	CHECK(f->c.iov[0].iov_base == mem_gpa_range(f->t, BUF + h * 0x100ull, 16u + h));
 }
 
 /* The next used entry the guest sees must be @h. */
 static void expect_used(struct fx *f, uint16_t *last, uint16_t h)
 {
-	CHECK(__atomic_load_n(&f->r.used->idx, __ATOMIC_ACQUIRE) != *last);
-	CHECK_EQ(f->r.used->ring[*last & (N - 1)].id, h);
+	CHECK(__atomic_load_n(&f->r->used->idx, __ATOMIC_ACQUIRE) != *last);
+	CHECK_EQ(f->r->used->ring[*last & (N - 1)].id, h);
 	(*last)++;
 }
 
@@ -101,8 +101,8 @@ static void t_fresh_region(void)
 	CHECK_EQ(rg(f)->desc_num, N);
 	CHECK_EQ(rg(f)->used_idx, 0);
 	CHECK_EQ(vq_ifl_pending(&f->vq), 0);
-	tr_avail(&f->r, 3);
-	tr_avail(&f->r, 5);
+	gvq_raw_push(f->r, 3);
+	gvq_raw_push(f->r, 5);
 	expect_pop(f, 3);
 	CHECK_EQ(rg(f)->desc[3].inflight, 1);
 	expect_pop(f, 5);
@@ -115,7 +115,7 @@ static void t_fresh_region(void)
 	CHECK_EQ(rg(f)->desc[3].inflight, 1);
 	CHECK_EQ(rg(f)->last_batch_head, 5);
 	CHECK_EQ(rg(f)->used_idx, 1);
-	CHECK_EQ(f->r.used->idx, 1);
+	CHECK_EQ(f->r->used->idx, 1);
 }
 
 /*
@@ -134,7 +134,7 @@ static void t_restart_out_of_order(void)
 
 	CHECK_EQ(start(f, 0), 0);
 	for (int i = 0; i < 5; i++)
-		tr_avail(&f->r, order[i]);
+		gvq_raw_push(f->r, order[i]);
 	for (int i = 0; i < 5; i++)
 		expect_pop(f, order[i]);
 	vq_ifl_push(&f->vq, 6, 0);
@@ -143,9 +143,9 @@ static void t_restart_out_of_order(void)
 	vq_ifl_push(&f->vq, 1, 0); /* completed, never published */
 	crash(&f->vq);
 
-	tr_avail(&f->r, 2);
-	tr_avail(&f->r, 7);
-	CHECK_EQ(start(f, f->r.used->idx), 0);
+	gvq_raw_push(f->r, 2);
+	gvq_raw_push(f->r, 7);
+	CHECK_EQ(start(f, f->r->used->idx), 0);
 	CHECK_EQ(vq_ifl_pending(&f->vq), 3);
 	CHECK_EQ(vq_avail_count(&f->vq), 2); /* the ring's own: positions derived from the region */
 	CHECK_EQ(f->vq.last_avail_idx, 5);
@@ -163,7 +163,7 @@ static void t_restart_out_of_order(void)
 	expect_used(f, &last, 0);
 	for (int i = 0; i < 5; i++)
 		expect_used(f, &last, done[i]);
-	CHECK_EQ(f->r.used->idx, 7);
+	CHECK_EQ(f->r->used->idx, 7);
 
 	crash(&f->vq);
 	CHECK_EQ(start(f, 7), 0);
@@ -178,13 +178,13 @@ static void t_resubmit_walks_chain(void)
 	struct fx *f = fx_new();
 
 	for (uint16_t h = 0; h < N / 2; h++) {
-		tr_desc(&f->r, h, BUF + h * 0x100ull, 16u + h, VRING_DESC_F_NEXT, (uint16_t)(h + 4));
-		tr_desc(&f->r, (uint16_t)(h + 4), BUF + 0x8000 + h * 0x100ull, 64,
+		gvq_raw_desc(f->r, h, BUF + h * 0x100ull, 16u + h, VRING_DESC_F_NEXT, (uint16_t)(h + 4));
+		gvq_raw_desc(f->r, (uint16_t)(h + 4), BUF + 0x8000 + h * 0x100ull, 64,
 			VRING_DESC_F_WRITE, 0);
 	}
 	CHECK_EQ(start(f, 0), 0);
-	tr_avail(&f->r, 2);
-	tr_avail(&f->r, 1);
+	gvq_raw_push(f->r, 2);
+	gvq_raw_push(f->r, 1);
 	CHECK_EQ(ipop(&f->vq, &f->c), 0);
 	CHECK_EQ(ipop(&f->vq, &f->c), 0);
 	crash(&f->vq);
@@ -196,7 +196,7 @@ static void t_resubmit_walks_chain(void)
 		CHECK_EQ(f->c.nout, 1);
 		CHECK_EQ(f->c.nin, 1);
 		CHECK_EQ(f->c.in_len, 64);
-		CHECK(f->c.iov[1].iov_base == mem_gpa_range(f->g.t, BUF + 0x8000 + h * 0x100ull, 64));
+		CHECK(f->c.iov[1].iov_base == mem_gpa_range(f->t, BUF + 0x8000 + h * 0x100ull, 64));
 	}
 	CHECK_EQ(ipop(&f->vq, &f->c), -ENOENT);
 }
@@ -213,7 +213,7 @@ static void t_crash_after_used_idx(void)
 
 	CHECK_EQ(start(f, 0), 0);
 	for (uint16_t h = 0; h < 3; h++)
-		tr_avail(&f->r, h);
+		gvq_raw_push(f->r, h);
 	for (uint16_t h = 0; h < 3; h++)
 		expect_pop(f, h);
 	vq_ifl_push(&f->vq, 2, 0);
@@ -245,7 +245,7 @@ static void t_crash_before_used_idx(void)
 
 	CHECK_EQ(start(f, 0), 0);
 	for (uint16_t h = 0; h < 3; h++)
-		tr_avail(&f->r, h);
+		gvq_raw_push(f->r, h);
 	for (uint16_t h = 0; h < 3; h++)
 		expect_pop(f, h);
 	vq_ifl_push(&f->vq, 2, 0);
@@ -253,7 +253,7 @@ static void t_crash_before_used_idx(void)
 	crash_arm(&cp, &f->vq, &f->rg, VQ_WRITE_USED, 1);
 	vq_ifl_flush(&f->vq);
 	crash_apply(&cp, &f->vq);
-	f->r.used->idx = 0; /* the store that never happened */
+	f->r->used->idx = 0; /* the store that never happened */
 	CHECK_EQ(rg(f)->last_batch_head, 0); /* the batch was linked */
 	crash(&f->vq);
 
@@ -280,14 +280,14 @@ static void t_counter_wraparound(void)
 	for (int i = 0; i < 5; i++) {
 		rg(f)->desc[live[i].head].inflight = 1;
 		rg(f)->desc[live[i].head].counter = live[i].counter;
-		tr_avail(&f->r, live[i].head);
+		gvq_raw_push(f->r, live[i].head);
 	}
 	CHECK_EQ(start(f, 0), 0);
 	CHECK_EQ(vq_ifl_pending(&f->vq), 5);
 	for (int i = 0; i < 5; i++)
 		expect_pop(f, want[i]);
 	/* New pops count on after the newest (by the wrapped order) counter. */
-	tr_avail(&f->r, 1);
+	gvq_raw_push(f->r, 1);
 	expect_pop(f, 1);
 	CHECK_EQ(rg(f)->desc[1].counter, 2);
 }
@@ -299,8 +299,8 @@ static void t_unpop(void)
 	one_desc_chains(f);
 
 	CHECK_EQ(start(f, 0), 0);
-	tr_avail(&f->r, 0);
-	tr_avail(&f->r, 1);
+	gvq_raw_push(f->r, 0);
+	gvq_raw_push(f->r, 1);
 	expect_pop(f, 0);
 	expect_pop(f, 1);
 	vq_ifl_unpop(&f->vq, 1);
@@ -324,10 +324,10 @@ static void t_reposted_head(void)
 	one_desc_chains(f);
 
 	CHECK_EQ(start(f, 0), 0);
-	tr_avail(&f->r, 4);
+	gvq_raw_push(f->r, 4);
 	expect_pop(f, 4);
 	vq_ifl_push(&f->vq, 4, 0);
-	tr_avail(&f->r, 4);
+	gvq_raw_push(f->r, 4);
 	CHECK_EQ(ipop(&f->vq, &f->c), -EIO);
 	CHECK(f->vq.broken);
 	CHECK_EQ(efd_count(f->err_fd), 1);
@@ -340,10 +340,10 @@ static void t_resubmit_revalidated(void)
 	one_desc_chains(f);
 
 	CHECK_EQ(start(f, 0), 0);
-	tr_avail(&f->r, 2);
+	gvq_raw_push(f->r, 2);
 	expect_pop(f, 2);
 	crash(&f->vq);
-	tr_desc(&f->r, 2, BUF, 16, VRING_DESC_F_NEXT, 2);
+	gvq_raw_desc(f->r, 2, BUF, 16, VRING_DESC_F_NEXT, 2);
 	CHECK_EQ(start(f, 0), 0);
 	CHECK_EQ(ipop(&f->vq, &f->c), -EIO);
 	CHECK(f->vq.broken);
@@ -443,7 +443,7 @@ static void t_hostile_regions(void)
 		free(before);
 		rgn_free(&f->rg);
 		close(f->err_fd);
-		gm_fini(&f->g);
+		ifl_mem_free(f->g, f->t, f->r);
 	}
 }
 
