@@ -137,7 +137,9 @@ static void sync_vq(struct vdev *d, uint32_t q)
 	} else if (r->kicked && !r->vq_started && !r->failed && d->mem) {
 		vq_quiesce(vq);
 		vq_set_enabled(vq, r->enabled);
-		int rc = vq_start(vq, d->mem, d->features);
+		int rc = core_inflight_attach(d, q, vq);
+		if (rc == 0)
+			rc = vq_start(vq, d->mem, d->features);
 		vq_unquiesce(vq);
 		if (rc == 0) {
 			r->vq_started = true;

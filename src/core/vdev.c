@@ -47,6 +47,7 @@ static void vdev_clear(struct vdev *d)
 	d->ops_err = 0;
 	d->op_start_ring = -1;
 	memset(d->rings, 0, sizeof(d->rings));
+	memset(&d->inflight, 0, sizeof(d->inflight));
 }
 
 /* Find a free slot (allocating its struct on first use); lock held. */
@@ -114,6 +115,7 @@ void vdev_release(struct vdev *d)
 		vq_unquiesce(vq);
 	}
 	mem_table_free(d->mem);
+	vdev_inflight_unmap(&d->inflight); /* after the vqs that used it were reset */
 	vdev_clear(d);
 	/* The slot is free again (it may be reused under a new generation). */
 	atomic_store_explicit(&d->vid, -1, memory_order_release);

@@ -43,6 +43,20 @@ struct vdev_ring {
 struct core_sock;
 struct core_owner_ops;
 
+/*
+ * The inflight region of a device (INFLIGHT_SHMFD, core/inflight.c): one
+ * shared mapping of the frontend's memfd, one slice per queue. Frontend
+ * memory, not guest memory; the frontend keeps it across our restarts.
+ */
+struct vdev_inflight {
+	void *map;           /* mapping (page-aligned), NULL when the device has none */
+	size_t map_len;
+	uint8_t *base;       /* queue 0's region inside it */
+	uint64_t len;        /* bytes usable from base */
+	uint16_t num_queues; /* as the frontend gave them */
+	uint16_t queue_size;
+};
+
 struct vdev {
 	_Atomic int vid;        /* current handle; -1 when the slot is free */
 	uint32_t slot;
@@ -77,6 +91,7 @@ struct vdev {
 	int ops_err;                      /* first error of a completed op */
 	int op_start_ring;                /* queue whose queue_start is pending, or -1 */
 	struct vdev_ring rings[VHK_MAX_QUEUES];
+	struct vdev_inflight inflight;    /* GET/SET_INFLIGHT_FD; unmapped at release */
 	/*
 	 * Element API bookkeeping per queue (vq_api.c): allocated on a queue's
 	 * first vhk_vq_pop(), used only by the thread inside that vq
@@ -84,6 +99,9 @@ struct vdev {
 	 */
 	struct vq_api *vq_api[VHK_MAX_QUEUES];
 };
+
+/* Unmap an inflight region (no vq may use it any more); NULL-safe. */
+void vdev_inflight_unmap(struct vdev_inflight *r);
 
 /* Take a free slot, give it a new vid. Returns 0, -ENOSPC, -ENOMEM. */
 int vdev_alloc(struct vdev **ret);

@@ -16,6 +16,7 @@
 #include "vhostkit/vhk_vq.h"
 #include "core/core.h"
 #include "core/vdev.h"
+#include "vq/vq_inflight.h"
 
 /* Resolve (vid, qid) to an allocated vq; -ENODEV / -EINVAL / -EAGAIN (never set up). */
 static int lookup_vq(int vid, uint16_t qid, struct vq **ret)
@@ -209,6 +210,8 @@ VHK_EXPORT int vhk_vq_avail_count(int vid, uint16_t qid)
 	if (rc)
 		return rc;
 	rc = vq_avail_count(vq);
+	if (unlikely(vq->ifl) && !vq->broken)
+		rc += vq_ifl_pending(vq); /* requests to resubmit come first */
 	vq_leave(vq);
 	return rc;
 }

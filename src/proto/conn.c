@@ -123,6 +123,7 @@ int conn_new(struct psock *ps, int fd)
 		return -ENOMEM;
 	}
 	c->fd = fd;
+	c->reply_fd = -1;
 	c->ps = ps;
 	outq_init(&c->out, CONN_OUT_MSGS, CONN_OUT_BYTES);
 	c->offered_pf = core_sock_offered_pf(ps->cs);
@@ -178,6 +179,7 @@ void conn_close(struct conn *c, const char *why)
 	fd_close(&c->fd);
 	fd_close_all(c->rx_fds, c->rx_nfds);
 	c->rx_nfds = 0;
+	fd_close(&c->reply_fd);
 	outq_clear(&c->out);
 	conn_backend_close(c);
 	conn_inband_free(c);

@@ -74,6 +74,7 @@ struct conn {
 
 	/* Message being answered, and its reply. */
 	struct vhost_user_msg reply;
+	int reply_fd;           /* sent with a successful reply (GET_INFLIGHT_FD), else closed */
 	const struct msg_desc *cur;
 	uint32_t cur_flags;
 	int cur_rc;
@@ -189,6 +190,8 @@ MSG_HANDLER(h_rem_mem_reg)
 MSG_HANDLER(h_set_status)
 MSG_HANDLER(h_get_status)
 MSG_HANDLER(h_vring_kick)
+MSG_HANDLER(h_get_inflight_fd)
+MSG_HANDLER(h_set_inflight_fd)
 #undef MSG_HANDLER
 
 /* Size checkers for variable payloads (0 or -EINVAL). */

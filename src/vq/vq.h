@@ -145,6 +145,11 @@ struct vq {
 	 * accessor are in vq_rules.h.
 	 */
 	uint32_t *pk_state;
+	/*
+	 * Inflight tracking (vq_inflight.h): set while a started ring records
+	 * its requests in the frontend's region; only the element API looks.
+	 */
+	struct vq_ifl *ifl;
 
 	/* ---- control-owned ---- */
 	uint32_t index;
@@ -159,6 +164,7 @@ struct vq {
 	struct vq_addr addr;
 	uint64_t features;     /* negotiated virtio features */
 	bool broken_logged;     /* one log line per breakage */
+	struct vq_ifl *ifl_cfg; /* inflight region slice and state (vq_set_inflight), or NULL */
 };
 
 /* ---- control side (control thread only) ---- */
