@@ -276,7 +276,11 @@ int vhk_socket_disable_features(const char *path, uint64_t features);
 int vhk_socket_get_features(const char *path, uint64_t *ret_features);
 /**
  * Replace the offered protocol feature set. Bits the library does not
- * implement are refused. @return 0; -ENOENT; -ENOTSUP unknown bit; -EBUSY.
+ * implement are refused. Bits it implements but offers only on request:
+ * STATUS, INBAND_NOTIFICATIONS, INFLIGHT_SHMFD (inflight tracking for a
+ * device on the element API of vhk_vq.h: the frontend keeps a region that
+ * lets a restarted backend resubmit the requests left in flight).
+ * @return 0; -ENOENT; -ENOTSUP unknown bit; -EBUSY.
  */
 int vhk_socket_set_protocol_features(const char *path, uint64_t protocol_features);
 /** Read the offered protocol feature set. @return 0; -ENOENT; -EINVAL. */
@@ -354,7 +358,11 @@ int vhk_loop_dispatch(int timeout_ms);
  */
 int vhk_dev_config_changed(int vid);
 
-/* ---- per-device queries (any thread; -ENODEV for a stale or bad vid) ---- */
+/*
+ * ---- per-device queries (any thread; -ENODEV for a stale or bad vid) ----
+ * They never wait for the control thread: a device's worker may call them
+ * while a callback (queue_stop, destroy_device) waits for that worker.
+ */
 
 /** Context pointer given to vhk_socket_set_callbacks() for @p vid's socket. */
 void *vhk_dev_get_ctx(int vid);

@@ -63,6 +63,9 @@ extern "C" {
  * device: installs the net device operations, offers
  * VHK_NET_DEFAULT_FEATURES and the MQ, RARP, NET_MTU and STATUS protocol features.
  * Adjust the offer afterwards with vhk_socket_disable_features() and friends.
+ * INFLIGHT_SHMFD is taken out of the offer: inflight tracking is done by the
+ * element API of vhk_vq.h, which the net bursts do not use (and a network
+ * device does not resubmit packets after a restart); do not add it back.
  * @return 0; -ENOENT unknown path; -EBUSY started.
  */
 int vhk_net_attach(const char *path);

@@ -25,6 +25,16 @@
  * addresses of their pieces must not be touched after queue_stop or
  * destroy_device returns (a memory-table change runs destroy_device
  * before the old memory goes away).
+ *
+ * Inflight tracking: when the socket offers INFLIGHT_SHMFD
+ * (vhk_socket_set_protocol_features()) and the frontend negotiates it and
+ * hands over a region, every pop, push and flush below is also recorded
+ * in that region (frontend memory that survives a restart of this
+ * process). When a queue starts on a region that holds requests a
+ * previous process (or this one, before the queue stopped) popped and did
+ * not complete, vhk_vq_pop() returns those first, in the order they were
+ * popped, walked and checked again like new ones; then new requests. A
+ * device only has to process what it pops, as always.
  */
 #ifndef VHOSTKIT_VHK_VQ_H
 #define VHOSTKIT_VHK_VQ_H
@@ -56,7 +66,12 @@ struct vhk_vq_info {
 	uint64_t reserved[6]; /**< zero */
 };
 
-/** Fill @p info for queue @p qid. @return 0; -ENODEV; -EINVAL bad qid/NULL. */
+/**
+ * Fill @p info for queue @p qid: a consistent snapshot. Any thread,
+ * including a device's worker while the control thread waits for it in a
+ * callback (it never takes the control lock; it waits at most for a burst
+ * on the queue to end). @return 0; -ENODEV; -EINVAL bad qid/NULL.
+ */
 int vhk_vq_get_info(int vid, uint16_t qid, struct vhk_vq_info *info);
 
 /**
@@ -92,7 +107,8 @@ int vhk_vq_notify(int vid, uint16_t qid);
 
 /**
  * Number of descriptor chains the guest has made available in vring @p qid
- * and the device has not consumed (rte_vhost_avail_entries).
+ * and the device has not consumed (rte_vhost_avail_entries), plus, with
+ * inflight tracking, the requests still to be resubmitted.
  * @return count; -ENODEV; -EINVAL bad qid; -EAGAIN ring not ready, or
  *         another thread is running a burst on this queue right now.
  */
@@ -149,7 +165,9 @@ void *vhk_vq_translate(int vid, uint16_t qid, uint64_t addr, uint64_t *len);
  * chain was walked and checked by the library (bounds, loops, indirect
  * tables, every byte mapped); its pieces go to @p elem->iov in order,
  * device-readable first. Each popped request must be completed with
- * vhk_vq_push() (or given back with vhk_vq_unpop()).
+ * vhk_vq_push() (or given back with vhk_vq_unpop()). With inflight
+ * tracking, requests to resubmit after a restart come first (file
+ * comment).
  *
  * @param elem  iov and iov_max set by the caller; the rest is written.
  * @return 0;
@@ -168,7 +186,10 @@ void *vhk_vq_translate(int vid, uint16_t qid, uint64_t addr, uint64_t *len);
  *         qid; -ENOMEM the per-queue bookkeeping could not be allocated
  *         (first pop on a queue of a new size, or, on a device that offers
  *         VHK_F_LOG_ALL, room for the request's writable pieces): nothing
- *         was consumed, the request is popped again next time.
+ *         was consumed, the request is popped again next time. With
+ *         inflight tracking, -EIO also when the guest re-posts a request
+ *         whose completion was not yet flushed, or makes more descriptors
+ *         outstanding than a packed ring holds (the queue is broken).
  * Thread-safety: the queue's datapath rule (file comment).
  */
 int vhk_vq_pop(int vid, uint16_t qid, struct vhk_vq_elem *elem);
@@ -258,7 +279,8 @@ int vhk_vq_get_base(int vid, uint16_t qid, uint16_t *ret_last_avail, uint16_t *r
  * distance (last_avail - last_used, modulo 2^16) is at most the ring size.
  * @return 0; -EINVAL out of range, bad qid; -EBUSY requests popped through
  *         vhk_vq_pop() are in flight or completions are not flushed;
- *         -EAGAIN; -ENODEV.
+ *         -ENOTSUP the queue does inflight tracking (its positions come
+ *         from the region at the next start); -EAGAIN; -ENODEV.
  * Thread-safety: the queue's datapath rule.
  */
 int vhk_vq_set_base(int vid, uint16_t qid, uint16_t last_avail, uint16_t last_used);

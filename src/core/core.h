@@ -205,6 +205,28 @@ int core_dev_set_config(struct vdev *d, const uint8_t *buf, uint32_t offset, uin
  */
 int core_dev_msg(struct vdev *d, struct vhk_msg *msg);
 
+/*
+ * GET_INFLIGHT_FD (core/inflight.c): a new zeroed, sealed region for
+ * @num_queues (1..the device's queues) queues of @queue_size (1..32768)
+ * entries in the negotiated ring layout; it becomes the device's region.
+ * Returns 0 with its fd in *@ret_fd (the caller sends and closes it) and
+ * its size in *@ret_size; -EINVAL, -EBUSY a queue is started, -errno.
+ */
+int core_dev_get_inflight(struct vdev *d, uint16_t num_queues, uint16_t queue_size,
+			  int *ret_fd, uint64_t *ret_size);
+/*
+ * SET_INFLIGHT_FD: the frontend's region in @fd (taken in all cases) becomes
+ * the device's. 0; -EINVAL (counts, sizes, offset, file size, not sealed
+ * against shrinking), -EBUSY a queue is started, -errno (mmap).
+ */
+int core_dev_set_inflight(struct vdev *d, int fd, uint64_t mmap_size, uint64_t mmap_offset,
+			  uint16_t num_queues, uint16_t queue_size);
+/*
+ * Give queue @q's vq its slice of the device's inflight region (or none)
+ * before its ring starts; vq quiesced. 0 or -ENOMEM.
+ */
+int core_inflight_attach(struct vdev *d, uint32_t q, struct vq *vq);
+
 /* Queue configuration; @q < the device's queue count (checked by the caller). */
 int core_ring_set_num(struct vdev *d, uint32_t q, uint32_t num);
 int core_ring_set_addr(struct vdev *d, uint32_t q, const struct vq_addr *a);

@@ -137,7 +137,9 @@ static void sync_vq(struct vdev *d, uint32_t q)
 	} else if (r->kicked && !r->vq_started && !r->failed && d->mem) {
 		vq_quiesce(vq);
 		vq_set_enabled(vq, r->enabled);
-		int rc = vq_start(vq, d->mem, d->features);
+		int rc = core_inflight_attach(d, q, vq);
+		if (rc == 0)
+			rc = vq_start(vq, d->mem, d->features);
 		vq_unquiesce(vq);
 		if (rc == 0) {
 			r->vq_started = true;
@@ -285,7 +287,7 @@ int core_dev_new(struct core_sock *s, const struct core_owner_ops *oo, void *own
 	if (rc < 0)
 		return rc;
 	d->max_vrings = s->max_queues;
-	memcpy(d->path, s->path, sizeof(d->path));
+	vdev_set_path(d, s->path);
 	d->app_ctx = s->cb_ctx;
 	d->ops = s->ops;
 	d->cb = s->cb;

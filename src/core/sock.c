@@ -32,7 +32,7 @@
 	((1ull << VHK_PF_MQ) | (1ull << VHK_PF_REPLY_ACK) | (1ull << VHK_PF_BACKEND_REQ) |     \
 	 (1ull << VHK_PF_CONFIGURE_MEM_SLOTS) | (1ull << VHK_PF_STATUS) | (1ull << VHK_PF_CONFIG) | \
 	 (1ull << VHK_PF_INBAND_NOTIFICATIONS) | (1ull << VHK_PF_LOG_SHMFD) |                    \
-	 (1ull << VHK_PF_PAGEFAULT))
+	 (1ull << VHK_PF_PAGEFAULT) | (1ull << VHK_PF_INFLIGHT_SHMFD))
 #define PF_DEVICE ((1ull << VHK_PF_RARP) | (1ull << VHK_PF_NET_MTU))
 
 /*

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,7 @@ static void vdev_clear(struct vdev *d)
 	d->ops_err = 0;
 	d->op_start_ring = -1;
 	memset(d->rings, 0, sizeof(d->rings));
+	memset(&d->inflight, 0, sizeof(d->inflight));
 }
 
 /* Find a free slot (allocating its struct on first use); lock held. */
@@ -117,6 +119,7 @@ void vdev_release(struct vdev *d)
 	mem_table_free(d->mem);
 	mem_log_free(d->log); /* after the vqs: they published their last bits into it */
 	fd_close(&d->log_fd);
+	vdev_inflight_unmap(&d->inflight); /* after the vqs that used it were reset */
 	vdev_clear(d);
 	/* The slot is free again (it may be reused under a new generation). */
 	atomic_store_explicit(&d->vid, -1, memory_order_release);
@@ -156,8 +159,11 @@ struct vq *vdev_vq_get_or_alloc(struct vdev *d, uint32_t qid)
 		/* Release: a datapath lookup sees an initialised vq. */
 		atomic_store_explicit(&d->vqs[qid], vq, memory_order_release);
 	}
-	if (d->nr_vrings < qid + 1)
+	if (d->nr_vrings < qid + 1) {
+		pthread_mutex_lock(&g_lock);
 		d->nr_vrings = qid + 1;
+		pthread_mutex_unlock(&g_lock);
+	}
 	return vq;
 }
 
@@ -211,7 +217,9 @@ void vdev_set_features(struct vdev *d, uint64_t features)
 {
 	const uint64_t log_all = 1ull << VHK_F_LOG_ALL;
 
+	pthread_mutex_lock(&g_lock);
 	d->features = features;
+	pthread_mutex_unlock(&g_lock);
 	for (uint32_t i = 0; i < VHK_MAX_QUEUES; i++) {
 		struct vq *vq = atomic_load_explicit(&d->vqs[i], memory_order_relaxed);
 		if (!vq)
@@ -224,6 +232,36 @@ void vdev_set_features(struct vdev *d, uint64_t features)
 			vq->features = features;
 		}
 	}
+}
+
+void vdev_set_protocol_features(struct vdev *d, uint64_t pf)
+{
+	pthread_mutex_lock(&g_lock);
+	d->protocol_features = pf;
+	pthread_mutex_unlock(&g_lock);
+}
+
+void vdev_set_path(struct vdev *d, const char *path)
+{
+	pthread_mutex_lock(&g_lock);
+	snprintf(d->path, sizeof(d->path), "%s", path);
+	pthread_mutex_unlock(&g_lock);
+}
+
+struct vdev *vdev_query_begin(int vid)
+{
+	struct vdev *d;
+
+	pthread_mutex_lock(&g_lock);
+	d = vdev_get(vid);
+	if (!d)
+		pthread_mutex_unlock(&g_lock);
+	return d;
+}
+
+void vdev_query_end(void)
+{
+	pthread_mutex_unlock(&g_lock);
 }
 
 VHK_EXPORT int vhk_dev_get_mem_table(int vid, struct vhk_mem_region *regions, uint32_t max)

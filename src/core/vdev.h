@@ -44,6 +44,20 @@ struct vdev_ring {
 struct core_sock;
 struct core_owner_ops;
 
+/*
+ * The inflight region of a device (INFLIGHT_SHMFD, core/inflight.c): one
+ * shared mapping of the frontend's memfd, one slice per queue. Frontend
+ * memory, not guest memory; the frontend keeps it across our restarts.
+ */
+struct vdev_inflight {
+	void *map;           /* mapping (page-aligned), NULL when the device has none */
+	size_t map_len;
+	uint8_t *base;       /* queue 0's region inside it */
+	uint64_t len;        /* bytes usable from base */
+	uint16_t num_queues; /* as the frontend gave them */
+	uint16_t queue_size;
+};
+
 struct vdev {
 	_Atomic int vid;        /* current handle; -1 when the slot is free */
 	uint32_t slot;
@@ -80,6 +94,7 @@ struct vdev {
 	int ops_err;                      /* first error of a completed op */
 	int op_start_ring;                /* queue whose queue_start is pending, or -1 */
 	struct vdev_ring rings[VHK_MAX_QUEUES];
+	struct vdev_inflight inflight;    /* GET/SET_INFLIGHT_FD; unmapped at release */
 	/*
 	 * Element API bookkeeping per queue (vq_api.c): allocated on a queue's
 	 * first vhk_vq_pop(), used only by the thread inside that vq
@@ -87,6 +102,9 @@ struct vdev {
 	 */
 	struct vq_api *vq_api[VHK_MAX_QUEUES];
 };
+
+/* Unmap an inflight region (no vq may use it any more); NULL-safe. */
+void vdev_inflight_unmap(struct vdev_inflight *r);
 
 /* Take a free slot, give it a new vid. Returns 0, -ENOSPC, -ENOMEM. */
 int vdev_alloc(struct vdev **ret);
@@ -130,6 +148,22 @@ void vdev_set_log(struct vdev *d, struct mem_log *log);
  * the logging of buffer writes).
  */
 void vdev_set_features(struct vdev *d, uint64_t features);
+/* Set the negotiated protocol features. */
+void vdev_set_protocol_features(struct vdev *d, uint64_t pf);
+/* Name the device after its socket path (truncated to the field). */
+void vdev_set_path(struct vdev *d, const char *path);
+
+/*
+ * The fields the public queries read (features, protocol features, path,
+ * queue count) change under the registry lock, a leaf lock: held for field
+ * copies only, never across a device callback or a wait for a thread. A
+ * query taken from a device's own thread therefore never waits for the
+ * control thread, which may itself be waiting for that thread inside a
+ * callback (a queue_stop joining its worker). Returns the device with the
+ * lock held, or NULL (lock released) for a stale vid.
+ */
+struct vdev *vdev_query_begin(int vid);
+void vdev_query_end(void);
 
 /*
  * After vq_enter() on a vq of @d found through @vid: is @d still that

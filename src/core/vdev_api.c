@@ -16,6 +16,7 @@
 #include "vhostkit/vhk_vq.h"
 #include "core/core.h"
 #include "core/vdev.h"
+#include "vq/vq_inflight.h"
 
 /* Resolve (vid, qid) to an allocated vq; -ENODEV / -EINVAL / -EAGAIN (never set up). */
 static int lookup_vq(int vid, uint16_t qid, struct vq **ret)
@@ -38,20 +39,10 @@ VHK_EXPORT void *vhk_dev_get_ctx(int vid)
 }
 
 /*
- * The queries read what the control thread changes: under the control
- * lock (recursive, so callbacks may call them), and re-checking the vid
- * under it.
+ * The queries read what the control thread changes under the registry's
+ * leaf lock (vdev_query_begin): never the control lock, which a callback
+ * may hold while it waits for the very thread asking.
  */
-static struct vdev *query_begin(int vid)
-{
-	struct vdev *d;
-
-	core_lock();
-	d = vdev_get(vid);
-	if (!d)
-		core_unlock();
-	return d;
-}
 
 /* Read one 64-bit field of the device (features or protocol features). */
 static int query_u64(int vid, size_t off, uint64_t *ret)
@@ -60,11 +51,11 @@ static int query_u64(int vid, size_t off, uint64_t *ret)
 
 	if (!ret)
 		return vdev_get(vid) ? -EINVAL : -ENODEV;
-	d = query_begin(vid);
+	d = vdev_query_begin(vid);
 	if (!d)
 		return -ENODEV;
 	memcpy(ret, (const char *)d + off, sizeof(*ret));
-	core_unlock();
+	vdev_query_end();
 	return 0;
 }
 
@@ -86,7 +77,7 @@ VHK_EXPORT int vhk_dev_get_path(int vid, char *buf, size_t len)
 
 	if (!buf)
 		return vdev_get(vid) ? -EINVAL : -ENODEV;
-	d = query_begin(vid);
+	d = vdev_query_begin(vid);
 	if (!d)
 		return -ENODEV;
 	n = strnlen(d->path, sizeof(d->path) - 1);
@@ -96,19 +87,19 @@ VHK_EXPORT int vhk_dev_get_path(int vid, char *buf, size_t len)
 		memcpy(buf, d->path, n);
 		buf[n] = '\0';
 	}
-	core_unlock();
+	vdev_query_end();
 	return rc;
 }
 
 VHK_EXPORT int vhk_dev_get_vq_count(int vid)
 {
-	struct vdev *d = query_begin(vid);
+	struct vdev *d = vdev_query_begin(vid);
 	int n;
 
 	if (!d)
 		return -ENODEV;
 	n = (int)d->nr_vrings;
-	core_unlock();
+	vdev_query_end();
 	return n;
 }
 
@@ -146,10 +137,11 @@ VHK_EXPORT int vhk_vq_get_info(int vid, uint16_t qid, struct vhk_vq_info *info)
 	if (rc)
 		return rc;
 	/*
-	 * A consistent snapshot: the control thread changes the ring under
-	 * the control lock, the datapath owner only while it holds the vq.
+	 * A consistent snapshot: the control thread changes the ring only
+	 * while it holds the vq quiesced, the datapath owner only inside a
+	 * burst. Not the control lock: a device's worker asks this while the
+	 * control thread may be waiting for it in queue_stop.
 	 */
-	core_lock();
 	vq_quiesce(vq);
 	memset(info, 0, sizeof(*info));
 	info->size = vq->num_set ? vq->size : 0;
@@ -165,7 +157,6 @@ VHK_EXPORT int vhk_vq_get_info(int vid, uint16_t qid, struct vhk_vq_info *info)
 	info->last_avail_idx = vq->last_avail_idx;
 	info->last_used_idx = vq->last_used_idx;
 	vq_unquiesce(vq);
-	core_unlock();
 	return 0;
 }
 
@@ -219,6 +210,8 @@ VHK_EXPORT int vhk_vq_avail_count(int vid, uint16_t qid)
 	if (rc)
 		return rc;
 	rc = vq_avail_count(vq);
+	if (unlikely(vq->ifl) && !vq->broken)
+		rc += vq_ifl_pending(vq); /* requests to resubmit come first */
 	vq_leave(vq);
 	return rc;
 }

@@ -24,6 +24,11 @@
  * Whether an id is in flight is the vq's own in-flight bitmap (set by
  * vq_pop, cleared by vq_push and vq_rewind, reset by vq_start): a push of
  * an id that is not in flight is refused before it reaches the ring.
+ *
+ * With inflight tracking (INFLIGHT_SHMFD and a region from the frontend,
+ * vq->ifl set while the ring runs) pops, pushes, unpops and flushes go
+ * through vq/vq_inflight.h instead, which records them in the region and
+ * returns the requests a previous process left unfinished first.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -31,6 +36,7 @@
 #include "vhostkit/vhk_vq.h"
 #include "core/vdev.h"
 #include "vq/vq_guest.h"
+#include "vq/vq_inflight.h"
 
 #define API_NONE UINT32_MAX
 
@@ -215,6 +221,15 @@ VHK_EXPORT void *vhk_vq_translate(int vid, uint16_t qid, uint64_t addr, uint64_t
 	return p;
 }
 
+/* vq_flush(), through the inflight region when the queue tracks. */
+static void api_flush(struct vq *vq)
+{
+	if (unlikely(vq->ifl))
+		vq_ifl_flush(vq);
+	else
+		vq_flush(vq);
+}
+
 VHK_EXPORT int vhk_vq_pop(int vid, uint16_t qid, struct vhk_vq_elem *elem)
 {
 	struct vq_chain c;
@@ -235,7 +250,7 @@ VHK_EXPORT int vhk_vq_pop(int vid, uint16_t qid, struct vhk_vq_elem *elem)
 	}
 	c.iov = elem->iov;
 	c.iov_max = elem->iov_max;
-	rc = vq_pop(vq, &c);
+	rc = unlikely(vq->ifl) ? vq_ifl_pop(vq, &c, VQ_POP_RW) : vq_pop(vq, &c);
 	if (rc == 0 || rc == -E2BIG) {
 		/* Consumed either way: the caller owns c.id (< size, checked by the walker). */
 		uint16_t id = (uint16_t)index_nospec(c.id, vq->size);
@@ -282,7 +297,10 @@ VHK_EXPORT int vhk_vq_unpop(int vid, uint16_t qid, const struct vhk_vq_elem *ele
 		rc = -EINVAL;
 		goto out_leave;
 	}
-	vq_rewind(vq, &id, 1);
+	if (unlikely(vq->ifl))
+		vq_ifl_unpop(vq, id);
+	else
+		vq_rewind(vq, &id, 1);
 	pieces_release(a, id, NULL, 0);
 	a->last_valid = false;
 out_leave:
@@ -312,8 +330,11 @@ VHK_EXPORT int vhk_vq_push(int vid, uint16_t qid, uint16_t id, uint32_t len)
 	pieces_release(a, id, vq->wobs, len);
 	/* A guest that re-posts heads can make a device hold more than size completions. */
 	if (unlikely(vq->shadow_count >= vq->size))
-		vq_flush(vq);
-	vq_push(vq, id, len);
+		api_flush(vq);
+	if (unlikely(vq->ifl))
+		vq_ifl_push(vq, id, len);
+	else
+		vq_push(vq, id, len);
 out_leave:
 	vq_leave(vq);
 	return rc;
@@ -329,7 +350,7 @@ VHK_EXPORT int vhk_vq_flush(int vid, uint16_t qid)
 	if (rc)
 		return rc;
 	rc = vq->shadow_count;
-	vq_flush(vq); /* publishes, then notifies if the guest asked */
+	api_flush(vq); /* publishes, then notifies if the guest asked */
 	vq_leave(vq);
 	return rc;
 }
@@ -400,6 +421,10 @@ VHK_EXPORT int vhk_vq_set_base(int vid, uint16_t qid, uint16_t last_avail, uint1
 	}
 	if (!vq_idle(vq)) {
 		rc = -EBUSY;
+		goto out_leave;
+	}
+	if (vq->ifl) {
+		rc = -ENOTSUP; /* the inflight region decides the positions at the next start */
 		goto out_leave;
 	}
 	/*

@@ -143,7 +143,9 @@ VHK_EXPORT int vhk_net_attach(const char *path)
 	ret = vhk_socket_get_protocol_features(path, &cur);
 	if (ret < 0)
 		return ret;
-	return vhk_socket_set_protocol_features(path, cur | pf);
+	/* Inflight tracking belongs to the element API, which net does not use. */
+	return vhk_socket_set_protocol_features(path,
+						(cur | pf) & ~(1ull << VHK_PF_INFLIGHT_SHMFD));
 }
 
 VHK_EXPORT int vhk_net_get_mtu(int vid, uint16_t *ret_mtu)

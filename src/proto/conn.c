@@ -180,10 +180,10 @@ void conn_close(struct conn *c, const char *why)
 	fd_close(&c->fd);
 	fd_close_all(c->rx_fds, c->rx_nfds);
 	c->rx_nfds = 0;
+	fd_close(&c->reply_fd);
 	outq_clear(&c->out);
 	conn_backend_close(c);
 	conn_inband_free(c);
-	fd_close(&c->reply_fd);
 	pc_free(c);
 	c->dev = NULL;
 	core_dev_close(d); /* may finish later, on its own, if a queue_stop is pending */

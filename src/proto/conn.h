@@ -74,13 +74,13 @@ struct conn {
 
 	/* Message being answered, and its reply. */
 	struct vhost_user_msg reply;
+	int reply_fd;           /* sent with a successful reply (GET_INFLIGHT_FD, POSTCOPY_ADVISE), else closed */
 	const struct msg_desc *cur;
 	uint32_t cur_flags;
 	int cur_rc;
 	msg_finish_fn finish;
 	uint32_t finish_q;
 
-	int reply_fd;		 /* an fd the current reply carries (POSTCOPY_ADVISE), or -1 */
 
 	/* Postcopy (h_postcopy.c). */
 	int pc_ufd;		      /* our userfaultfd after POSTCOPY_ADVISE, or -1 */
@@ -202,6 +202,8 @@ MSG_HANDLER(h_vring_kick)
 MSG_HANDLER(h_postcopy_advise)
 MSG_HANDLER(h_postcopy_listen)
 MSG_HANDLER(h_postcopy_end)
+MSG_HANDLER(h_get_inflight_fd)
+MSG_HANDLER(h_set_inflight_fd)
 #undef MSG_HANDLER
 
 /* ---- h_postcopy.c ---- */

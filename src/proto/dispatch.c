@@ -196,8 +196,10 @@ static void send_reply(struct conn *c, int rc)
 	if (rc < 0 && rc != -ENOSYS) /* ENOSYS was logged with the request */
 		log_err_rl("vhost-user %s on vid %d failed: %s (%d)", d->name ? d->name : "?",
 			   c->vid, strerror(-rc), rc);
-	if (d->reply == R_NONE && !ack && !(rc >= 0 && r->hdr.size))
+	if (d->reply == R_NONE && !ack && !(rc >= 0 && r->hdr.size)) {
+		fd_close(&c->reply_fd);
 		return;
+	}
 	r->hdr.flags = VHOST_USER_VERSION | VHOST_USER_REPLY_MASK;
 	if (d->reply == R_EMPTY) {
 		/* QEMU waits for this reply and looks only at its request code. */
@@ -214,13 +216,10 @@ static void send_reply(struct conn *c, int rc)
 	if (r->hdr.size > VHOST_USER_MAX_PAYLOAD)
 		r->hdr.size = 0;
 	/* Queued, never waited for: input stops until the frontend took it. */
-	if (c->reply_fd >= 0 && rc >= 0 && r->hdr.size == 0) {
-		int fd = c->reply_fd; /* the queue owns it from here (POSTCOPY_ADVISE) */
-		c->reply_fd = -1;
-		rc = outq_push(&c->out, r, HDR_SIZE, &fd, 1);
-	} else {
+	if (rc >= 0 && c->reply_fd >= 0)
+		rc = outq_push(&c->out, r, HDR_SIZE + r->hdr.size, &c->reply_fd, 1); /* takes it */
+	else
 		rc = outq_push(&c->out, r, HDR_SIZE + r->hdr.size, NULL, 0);
-	}
 	if (rc == 0)
 		rc = outq_flush(&c->out, c->fd);
 	if (rc < 0 && rc != -EAGAIN)
@@ -250,7 +249,7 @@ static void msg_complete(struct conn *c)
 	c->finish = NULL;
 	if (c->cur)
 		send_reply(c, rc);
-	fd_close(&c->reply_fd); /* a reply that carried no fd (an error) */
+	fd_close(&c->reply_fd); /* not sent (error, or no reply): ours to close */
 	c->cur = NULL;
 	c->suspended = false;
 	conn_watch_update(c);
@@ -273,6 +272,7 @@ static void dispatch_one(struct conn *c)
 	c->cur = d;
 	c->cur_flags = c->rx.hdr.flags;
 	c->finish = NULL;
+	fd_close(&c->reply_fd);
 	(void)core_op_take_error(c->dev);
 	if (pc_ack_pending(c)) {
 		/* Postcopy: the frontend's ack of our addresses, answered as its SET_MEM_TABLE. */

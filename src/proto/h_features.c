@@ -40,7 +40,7 @@ int h_set_protocol_features(struct conn *c, struct msg_ctx *m)
 		conn_close(c, "INBAND_NOTIFICATIONS without BACKEND_REQ and REPLY_ACK");
 		return -EPROTO;
 	}
-	c->dev->protocol_features = pf;
+	vdev_set_protocol_features(c->dev, pf);
 	/*
 	 * QEMU (7.2 at least) runs the protocol-feature handshake but does not
 	 * echo VHOST_USER_F_PROTOCOL_FEATURES in SET_FEATURES; the handshake

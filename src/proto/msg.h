@@ -146,13 +146,18 @@ static_assert(sizeof(struct vhost_user_config) == 12 + VHOST_USER_MAX_CONFIG_SIZ
 #define VHOST_SET_CONFIG_TYPE_FRONTEND 0u
 #define VHOST_SET_CONFIG_TYPE_MIGRATION 1u
 
+/*
+ * GET/SET_INFLIGHT_FD. QEMU, DPDK and libvhost-user declare it without
+ * packing, so its size on the wire is 24 (4 bytes of tail padding).
+ */
 struct vhost_user_inflight {
 	uint64_t mmap_size;
 	uint64_t mmap_offset;
 	uint16_t num_queues;
 	uint16_t queue_size;
+	uint8_t padding[4];
 } __attribute__((packed));
-static_assert(sizeof(struct vhost_user_inflight) == 20, "inflight");
+static_assert(sizeof(struct vhost_user_inflight) == 24, "inflight");
 
 struct vhost_user_iotlb {
 	uint64_t iova;

@@ -18,6 +18,7 @@
 
 #include "util/fd.h"
 #include "vq/vq.h"
+#include "vq/vq_inflight.h"
 #include "vq/vq_rules.h"
 
 #define VQ_ADDR_F_LOG (1u << VHOST_VRING_F_LOG)
@@ -99,6 +100,7 @@ static void vq_clear_state(struct vq *vq)
 	vq->log.pend_mask = 0;
 	vq->log.pend_byte = 0;
 	vq->log.ors = 0;
+	vq->ifl = NULL;
 }
 
 void vq_init(struct vq *vq, uint32_t index)
@@ -122,6 +124,7 @@ void vq_reset(struct vq *vq)
 	free(vq->shadow_used);
 	free(vq->inflight);
 	free(vq->pk_state);
+	vq_ifl_free(vq);
 	/* busy is held by the caller; dev_priv belongs to the device. */
 	vq_clear_state(vq);
 	vq->index = index;
@@ -440,6 +443,17 @@ int vq_start(struct vq *vq, const struct mem_table *mem, uint64_t features)
 	vq->io_batch_ok = true;
 	for (uint32_t i = 0; i < (vq->size + 63u) / 64; i++)
 		vq->inflight[i] = 0;
+	if (vq->ifl_cfg) {
+		/* Inflight tracking: the region may move the positions (a restart). */
+		const char *why = "inflight region refused";
+		rc = vq_ifl_start(vq, &why);
+		if (rc) {
+			vq_mark_broken(vq, why);
+			return rc;
+		}
+		vq->io_next = vq->last_avail_idx;
+		vq->io_wrap = vq->avail_wrap;
+	}
 	vq->broken = false;
 	vq->broken_logged = false;
 	vq->started = true;
@@ -458,6 +472,7 @@ void vq_stop(struct vq *vq)
 	vq->started = false;
 	vq->shadow_count = 0;
 	vq_log_refresh(vq); /* nothing pending once the ring stops */
+	vq_ifl_stop(vq);
 }
 
 void vq_set_enabled(struct vq *vq, bool enabled)

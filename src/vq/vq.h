@@ -144,6 +144,11 @@ struct vq {
 	 * accessor are in vq_rules.h.
 	 */
 	uint32_t *pk_state;
+	/*
+	 * Inflight tracking (vq_inflight.h): set while a started ring records
+	 * its requests in the frontend's region; only the element API looks.
+	 */
+	struct vq_ifl *ifl;
 
 	/* ---- control-owned ---- */
 	uint32_t index;
@@ -161,6 +166,7 @@ struct vq {
 
 	/* ---- dirty logging (vq_log.h): vq->wobs points at log.obs while it logs ---- */
 	struct vq_log log;
+	struct vq_ifl *ifl_cfg; /* inflight region slice and state (vq_set_inflight), or NULL */
 };
 
 /* ---- control side (control thread only) ---- */

@@ -210,7 +210,6 @@ static void t_endian_inband_refused(void)
 
 	/* The app cannot turn them on either. */
 	static const int bits[] = {VHK_PF_RESET_DEVICE,
-				   VHK_PF_INFLIGHT_SHMFD,
 				   VHK_PF_HOST_NOTIFIER, VHK_PF_CROSS_ENDIAN, 40};
 	char dir[] = "/tmp/vhk-inv-XXXXXX", path[64];
 	CHECK(mkdtemp(dir) != NULL);
