@@ -13,6 +13,11 @@
  *   --dir tx    backend dequeues (guest transmit ring, vring 1) and frees
  *   --dir loop  backend dequeues, enqueues the same packets, frees them
  *
+ * --log 1 turns dirty logging on as a frontend does for a live migration
+ * (SET_LOG_BASE, LOG_ALL, VHOST_VRING_F_LOG on both rings): every guest
+ * write is also marked in the log (nobody clears it: the bits stay set,
+ * which is the cheaper case for the atomic ORs' cache lines).
+ *
  * --lockstep 1 runs guest and backend alternately in one thread. The work
  * done per packet is the same, but no burst ever polls an empty ring
  * because the other thread was descheduled, which makes instruction counts
@@ -26,6 +31,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +78,7 @@ static inline void spin_pause(void)
 
 /* Command line. */
 struct opts {
-	bool packed, mrg, in_order, lockstep;
+	bool packed, mrg, in_order, lockstep, log;
 	uint32_t pkt_len;
 	uint64_t packets;
 	uint16_t burst, ring_size;
@@ -286,6 +292,43 @@ static void lib_start(struct bench *b)
 		die("vhk_socket_start", rc);
 }
 
+/* SET_VRING_ADDR of ring @idx again, with VHOST_VRING_F_LOG and its log address. */
+static void ring_log_on(struct bench *b, uint32_t idx)
+{
+	const struct gvq *q = b->q[idx].vq;
+	/* Split: the used ring; packed: the device event area (gvq names it "used"). */
+	struct vhost_user_vring_addr a = {.index = idx,
+					  .flags = 1,
+					  .desc_user_addr = gmem_qva(b->m, q->desc_gpa),
+					  .used_user_addr = gmem_qva(b->m, q->used_gpa),
+					  .avail_user_addr = gmem_qva(b->m, q->avail_gpa),
+					  .log_guest_addr = q->used_gpa};
+	int rc;
+
+	if ((rc = vuf_request(b->v, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0, NULL)) < 0)
+		die("SET_VRING_ADDR (log)", rc);
+}
+
+/* Start dirty logging like QEMU at the start of a migration. */
+static void log_start(struct bench *b)
+{
+	const struct gmem_region *r = &b->m->r[b->m->nregions - 1];
+	struct vhost_user_log lg = {.mmap_size = (r->gpa + r->size) / 4096 / 8 + 8};
+	struct vhost_user_msg m;
+	int fd = memfd_create("micro-log", MFD_CLOEXEC), rc;
+
+	if (fd < 0 || ftruncate(fd, (off_t)lg.mmap_size) < 0)
+		die("log memfd", -errno);
+	if ((rc = vuf_request(b->v, VHOST_USER_SET_LOG_BASE, &lg, sizeof(lg), &fd, 1, &m)) < 0)
+		die("SET_LOG_BASE", rc);
+	close(fd);
+	if ((rc = vuf_set_u64(b->v, VHOST_USER_SET_FEATURES,
+			      b->v->features | F(VHK_F_LOG_ALL))) < 0)
+		die("SET_FEATURES (LOG_ALL)", rc);
+	ring_log_on(b, RXQ);
+	ring_log_on(b, TXQ);
+}
+
 /* Frontend side: negotiate like virtio-user (no EVENT_IDX), one region, two rings. */
 static void front_start(struct bench *b)
 {
@@ -300,7 +343,8 @@ static void front_start(struct bench *b)
 		want |= F(VHK_F_RING_PACKED);
 	if ((rc = vuf_connect(b->path, 5000, &b->v)) < 0)
 		die("vuf_connect", rc);
-	if ((rc = vuf_negotiate(b->v, want, F(VHK_PF_REPLY_ACK))) < 0)
+	if ((rc = vuf_negotiate(b->v, want,
+				F(VHK_PF_REPLY_ACK) | (b->o.log ? F(VHK_PF_LOG_SHMFD) : 0))) < 0)
 		die("vuf_negotiate", rc);
 	if (b->v->features != want) {
 		fprintf(stderr, "vhk-micro: negotiated %#llx, wanted %#llx\n",
@@ -318,6 +362,8 @@ static void front_start(struct bench *b)
 		usleep(1000);
 	if (atomic_load(&b->vid) < 0)
 		die("waiting for new_device", -ETIMEDOUT);
+	if (b->o.log)
+		log_start(b);
 	/* Like the DPDK vhost PMD: no kicks wanted, we poll. */
 	vhk_vq_set_notification(b->vid, RXQ, false);
 	vhk_vq_set_notification(b->vid, TXQ, false);
@@ -358,7 +404,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: vhk-micro [--ring split|packed] [--mrg 0|1] [--in-order 0|1]\n"
 			"                 [--pkt-len N] [--packets N] [--dir rx|tx|loop]\n"
-			"                 [--burst N] [--ring-size N] [--lockstep 0|1]\n");
+			"                 [--burst N] [--ring-size N] [--lockstep 0|1] [--log 0|1]\n");
 	exit(2);
 }
 
@@ -368,7 +414,7 @@ static void parse(int argc, char **argv, struct opts *o)
 	    {"ring", 1, 0, 'r'},      {"mrg", 1, 0, 'm'},	{"in-order", 1, 0, 'i'},
 	    {"pkt-len", 1, 0, 'l'},   {"packets", 1, 0, 'n'},	{"dir", 1, 0, 'd'},
 	    {"burst", 1, 0, 'b'},     {"ring-size", 1, 0, 's'}, {"lockstep", 1, 0, 'k'},
-	    {0, 0, 0, 0}};
+	    {"log", 1, 0, 'g'},       {0, 0, 0, 0}};
 	int c;
 
 	*o = (struct opts){.pkt_len = 64, .packets = 2000000, .burst = 32, .ring_size = 256,
@@ -383,6 +429,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'b': o->burst = (uint16_t)strtoul(optarg, NULL, 0); break;
 		case 's': o->ring_size = (uint16_t)strtoul(optarg, NULL, 0); break;
 		case 'k': o->lockstep = flag01(optarg); break;
+		case 'g': o->log = flag01(optarg); break;
 		case 'd':
 			if (!strcmp(optarg, "rx"))
 				o->dir = DIR_RX;
@@ -438,10 +485,11 @@ int main(int argc, char **argv)
 		pthread_join(gt, NULL);
 
 	static const char *dirs[] = {"rx", "tx", "loop"};
-	printf("{\"ring\":\"%s\",\"mrg\":%d,\"in_order\":%d,\"pkt_len\":%u,\"dir\":\"%s\","
+	printf("{\"ring\":\"%s\",\"mrg\":%d,\"in_order\":%d,\"log\":%d,\"pkt_len\":%u,\"dir\":\"%s\","
 	       "\"burst\":%u,\"lockstep\":%d,\"packets\":%llu,\"seconds\":%.6f,\"Mpps\":%.3f,"
 	       "\"busy_cycles_per_packet\":%.1f,\"tsc\":%d}\n",
-	       b.o.packed ? "packed" : "split", b.o.mrg, b.o.in_order, b.o.pkt_len, dirs[b.o.dir],
+	       b.o.packed ? "packed" : "split", b.o.mrg, b.o.in_order, b.o.log, b.o.pkt_len,
+	       dirs[b.o.dir],
 	       b.o.burst, b.o.lockstep, (unsigned long long)done, secs, done / secs / 1e6,
 	       HAVE_TSC && done ? (double)busy / (double)done : 0.0, HAVE_TSC);
 

@@ -21,6 +21,8 @@ SET_FEATURES = 2
 SET_OWNER = 3
 RESET_OWNER = 4
 SET_MEM_TABLE = 5
+SET_LOG_BASE = 6
+SET_LOG_FD = 7
 SET_VRING_NUM = 8
 SET_VRING_ADDR = 9
 SET_VRING_BASE = 10
@@ -57,6 +59,8 @@ NET_F_MRG_RXBUF = 15
 NET_F_MQ = 22
 PF_MQ, PF_RARP, PF_REPLY_ACK, PF_NET_MTU, PF_BACKEND_REQ = 0, 2, 3, 4, 5
 PF_CONFIG, PF_MEM_SLOTS, PF_STATUS = 9, 15, 16
+PF_LOG_SHMFD = 1
+F_LOG_ALL = 26
 
 MEMFD_SIZE = 4 * 4096
 QVA = 0x7F0000000000
@@ -98,10 +102,11 @@ def mem_table(regions):
     return struct.pack("<II", len(regions), 0) + b"".join(regions)
 
 
-def vring_addr(q, num=8):
+def vring_addr(q, num=8, log=False):
     base = QVA + q * 0x400
-    # index, flags, desc, used, avail, log
-    return struct.pack("<IIQQQQ", q, 0, base, base + 0x200, base + 0x100, 0)
+    # index, flags, desc, used, avail, log (the used ring's GPA)
+    return struct.pack("<IIQQQQ", q, 1 if log else 0, base, base + 0x200, base + 0x100,
+                       GPA + q * 0x400 + 0x200 if log else 0)
 
 
 def config(offset, size, flags=0, data=None):
@@ -270,6 +275,28 @@ def net_two_regions():
     return recs
 
 
+def net_log():
+    """Dirty logging as QEMU starts it for a migration, then traffic; a log too small."""
+    recs = [bytes([MODE_NET])] + negotiate(NET_PF | bits(PF_LOG_SHMFD), NET_FEATURES)
+    recs += [record(msg(SET_MEM_TABLE, mem_table([region()]), VERSION | NEED_REPLY), [MEM])]
+    for q in range(2):
+        recs += ring_setup(q)
+    log = struct.pack("<QQ", 64, 0)  # covers GPA 0 .. 2 MiB
+    recs += [
+        record(msg(SET_STATUS, u64(0xF), VERSION | NEED_REPLY)),
+        record(msg(SET_LOG_BASE, log), [MEM]),
+        record(msg(SET_FEATURES, u64(NET_FEATURES | bits(F_LOG_ALL)), VERSION | NEED_REPLY)),
+        record(msg(SET_VRING_ADDR, vring_addr(0, log=True), VERSION | NEED_REPLY)),
+        record(msg(SET_VRING_ADDR, vring_addr(1, log=True), VERSION | NEED_REPLY)),
+        record(msg(SET_LOG_FD), [EVT]),
+    ]
+    recs += guest_tx_rx(0, 1)
+    recs += [record(msg(SET_LOG_BASE, struct.pack("<QQ", 8, 0)), [MEM]),
+             record(msg(GET_VRING_BASE, state(0, 0))),
+             record(msg(SET_FEATURES, u64(NET_FEATURES), VERSION | NEED_REPLY))]
+    return recs
+
+
 def cfg_device(mode, features=None):
     recs = [bytes([mode])] + negotiate(CFG_PF, features or CFG_FEATURES)
     recs += [
@@ -318,6 +345,7 @@ SEEDS = {
     "net_indirect": net_indirect,
     "net_dp_always": lambda: [bytes([MODE_DP_ALWAYS])] + net_traffic()[1:],
     "net_two_regions": net_two_regions,
+    "net_log": net_log,
     "cfg_sync": lambda: cfg_device(MODE_CFG),
     "cfg_async": lambda: cfg_device(MODE_CFG | MODE_ASYNC),
     "cfg_async_fail": lambda: cfg_device(MODE_CFG | MODE_ASYNC | MODE_FAIL),

@@ -235,6 +235,8 @@ static uint16_t rx_burst(struct fwd_ctx *c, int vid, uint16_t q)
 				out[k++] = pkts[i];
 			} else {
 				count(&c->st->dropped, 1);
+				if (pkt_is_rarp(pkts[i]))
+					count(&c->st->rx_rarp, 1);
 				vhk_pkt_free(pkts[i]);
 			}
 		}

@@ -67,6 +67,7 @@ struct fwd_stats {
 	_Atomic uint64_t eq_cycles;  /* TSC cycles in enqueue calls + freeing their bursts */
 	_Atomic uint64_t devices;    /* new_device callbacks accepted */
 	_Atomic uint64_t rx_unexpected; /* frames received that differ from --expect-frame */
+	_Atomic uint64_t rx_rarp;    /* echo: RARP announcements (a guest migrated here) */
 };
 
 /* ---- options (main.c) ---- */
@@ -101,6 +102,8 @@ int pkt_mac_rewrite(struct vhk_pkt *p, const uint8_t mac[6]);
  * Returns 0 when @p now holds the answer, -1 when it must be dropped.
  */
 int pkt_echo_answer(struct vhk_pkt *p, const uint8_t mac[6]);
+/* Is @p a RARP frame (ethertype 0x8035, what a migrated guest's MAC is announced with)? */
+bool pkt_is_rarp(const struct vhk_pkt *p);
 /* Internet checksum of @len bytes, folded, not inverted, added to @sum. */
 uint32_t pkt_csum_add(uint32_t sum, const void *data, uint32_t len);
 /* Fold and invert a running sum into a 16-bit checksum (network order bytes). */

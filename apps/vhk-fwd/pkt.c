@@ -12,6 +12,7 @@
 #define ETH_HLEN 14
 #define ETHERTYPE_IPV4 0x0800
 #define ETHERTYPE_ARP 0x0806
+#define ETHERTYPE_RARP 0x8035
 #define IP_HLEN 20
 #define IPPROTO_ICMP_ 1
 #define IPPROTO_UDP_ 17
@@ -169,6 +170,11 @@ static int icmp_answer(uint8_t *eth, uint32_t len, uint32_t pkt_len, const uint8
 	sum += get16(icmp);
 	put16(icmp + 2, pkt_csum_fold(sum));
 	return 0;
+}
+
+bool pkt_is_rarp(const struct vhk_pkt *p)
+{
+	return p->data_len >= ETH_HLEN && get16(vhk_pkt_data(p) + 12) == ETHERTYPE_RARP;
 }
 
 int pkt_echo_answer(struct vhk_pkt *p, const uint8_t mac[6])

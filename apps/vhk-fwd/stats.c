@@ -79,6 +79,8 @@ void stats_final(const struct fwd_stats *st, const struct fwd_opts *o, double se
 	if (o->nexpect)
 		printf("  rx frames not given by --expect-frame: %" PRIu64 "\n",
 		       rd(&st->rx_unexpected));
+	if (o->mode == FWD_ECHO)
+		printf("  RARP announcements received: %" PRIu64 "\n", rd(&st->rx_rarp));
 	if (o->json)
 		printf("{\"mode\":\"%s\",\"rx_packets\":%" PRIu64 ",\"tx_packets\":%" PRIu64
 		       ",\"rx_bytes\":%" PRIu64 ",\"tx_bytes\":%" PRIu64 ",\"dropped\":%" PRIu64
@@ -86,9 +88,9 @@ void stats_final(const struct fwd_stats *st, const struct fwd_opts *o, double se
 		       ",\"busy_cycles_per_packet\":%.3f,\"rx_bursts\":%" PRIu64
 		       ",\"tx_bursts\":%" PRIu64 ",\"dequeue_cycles\":%" PRIu64
 		       ",\"enqueue_cycles\":%" PRIu64 ",\"devices\":%" PRIu64
-		       ",\"rx_unexpected\":%" PRIu64 "}\n",
+		       ",\"rx_unexpected\":%" PRIu64 ",\"rx_rarp\":%" PRIu64 "}\n",
 		       fwd_mode_name(o->mode), rxp, txp, rxb, txb, drop, seconds, busy, cpp, rxn,
 		       txn, rd(&st->dq_cycles), rd(&st->eq_cycles), rd(&st->devices),
-		       rd(&st->rx_unexpected));
+		       rd(&st->rx_unexpected), rd(&st->rx_rarp));
 	fflush(stdout);
 }

@@ -52,10 +52,11 @@ extern "C" {
 	 (1ull << VHK_NET_F_GUEST_UFO) | (1ull << VHK_NET_F_HOST_TSO4) |                       \
 	 (1ull << VHK_NET_F_HOST_TSO6) | (1ull << VHK_NET_F_HOST_UFO) |                        \
 	 (1ull << VHK_NET_F_MRG_RXBUF) | (1ull << VHK_NET_F_MQ) |                              \
-	 (1ull << 27 /* ANY_LAYOUT */) |                  \
+	 (1ull << 27 /* ANY_LAYOUT */) |                                                      \
 	 (1ull << 28 /* INDIRECT_DESC */) | (1ull << 29 /* EVENT_IDX */) |                     \
 	 (1ull << 30 /* PROTOCOL_FEATURES */) | (1ull << 32 /* VERSION_1 */) |                 \
-	 (1ull << 34 /* RING_PACKED */) | (1ull << 35 /* IN_ORDER */))
+	 (1ull << 34 /* RING_PACKED */) | (1ull << 35 /* IN_ORDER */) |                      \
+	 (1ull << 26 /* LOG_ALL: live migration, every guest write logged */))
 
 /**
  * Make @p path (already vhk_socket_register()ed, not started) serve a virtio-net

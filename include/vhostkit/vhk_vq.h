@@ -40,6 +40,7 @@
 #define VHOSTKIT_VHK_VQ_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 #include <vhostkit/vhk_dev.h>
@@ -183,10 +184,12 @@ void *vhk_vq_translate(int vid, uint16_t qid, uint64_t addr, uint64_t *len);
  *                vhk_vq_push(len 0);
  *         -ENODEV stale vid; -EINVAL NULL @p elem or iov, iov_max 0, bad
  *         qid; -ENOMEM the per-queue bookkeeping could not be allocated
- *         (first pop on a queue of a new size). With inflight tracking,
- *         -EIO also when the guest re-posts a request whose completion was
- *         not yet flushed, or makes more descriptors outstanding than a
- *         packed ring holds (the queue is broken).
+ *         (first pop on a queue of a new size, or, on a device that offers
+ *         VHK_F_LOG_ALL, room for the request's writable pieces): nothing
+ *         was consumed, the request is popped again next time. With
+ *         inflight tracking, -EIO also when the guest re-posts a request
+ *         whose completion was not yet flushed, or makes more descriptors
+ *         outstanding than a packed ring holds (the queue is broken).
  * Thread-safety: the queue's datapath rule (file comment).
  */
 int vhk_vq_pop(int vid, uint16_t qid, struct vhk_vq_elem *elem);
@@ -209,6 +212,13 @@ int vhk_vq_unpop(int vid, uint16_t qid, const struct vhk_vq_elem *elem);
  * guest made the device hold more completions than the ring has entries,
  * the shadowed ones are published first). @p len is clamped to the
  * request's writable length (0 for a request popped with -E2BIG).
+ *
+ * Live migration: on a device that offers VHK_F_LOG_ALL the library
+ * remembers each request's writable pieces from its pop, and while the
+ * frontend logs dirty pages this call marks the pages of the first
+ * @p len writable bytes as written. So write the response before pushing
+ * (as the used entry requires anyway), write only those first @p len
+ * bytes, and report guest writes outside requests with vhk_vq_log_write().
  * @return 0; -EINVAL @p id is not in flight (never popped, pushed already,
  *         or given back) -- the ring is left untouched; -EAGAIN; -ENODEV.
  * Thread-safety: the queue's datapath rule.
@@ -224,6 +234,24 @@ int vhk_vq_push(int vid, uint16_t qid, uint16_t id, uint32_t len);
  * Thread-safety: the queue's datapath rule.
  */
 int vhk_vq_flush(int vid, uint16_t qid);
+
+/**
+ * Tell the library that the application wrote @p len bytes of guest memory
+ * at @p addr for queue @p qid outside the element API (rte_vhost_log_write
+ * and rte_vhost_log_used_vring in one): while the frontend logs dirty
+ * pages (live migration), their pages are marked, now. Requests completed
+ * with vhk_vq_push() need no call: their writes are logged by the push.
+ * An app that writes rings itself (vhk_vq_get_info) reports its used-ring
+ * writes here too (an address inside the ring is logged as the ring's).
+ * Call it after the write.
+ * @param addr  our address of the first byte written: inside guest memory
+ *              (a piece of a popped request, vhk_dev_translate(), the ring)
+ * @return 0 (also when nothing is logged at the moment); -EFAULT a byte of
+ *         the range is not guest memory; -EINVAL NULL @p addr, @p len 0,
+ *         bad qid; -EAGAIN; -ENODEV.
+ * Thread-safety: the queue's datapath rule.
+ */
+int vhk_vq_log_write(int vid, uint16_t qid, const void *addr, size_t len);
 
 /**
  * Number of requests of queue @p qid popped and not yet pushed (nor given

@@ -65,6 +65,12 @@ int core_ring_set_addr(struct vdev *d, uint32_t q, const struct vq_addr *a)
 		return -ENOMEM;
 	if (a->flags & ~(1u << VHOST_VRING_F_LOG))
 		return -EINVAL;
+	/* The spec: the last byte of the used ring must fall inside the log. */
+	if (!vq_log_ring_fits(vq, a, d->features, d->log)) {
+		log_warn("vid %d: vring %u log address 0x%llx outside the dirty log",
+			 atomic_load(&d->vid), q, (unsigned long long)a->log);
+		return -EINVAL;
+	}
 	r->failed = false;
 	if (r->up || r->addr_pending) {
 		/* The device is told queue_stop / queue_start around the change (settle). */
@@ -219,8 +225,13 @@ int core_dev_set_features(struct vdev *d, uint64_t f)
 		log_warn("SET_FEATURES: ring format change with started rings refused");
 		return -EBUSY;
 	}
-	/* A running device must be re-announced with its new features. */
-	if (d->running && f != d->features)
+	/*
+	 * A running device must be re-announced with its new features, except
+	 * for VHOST_F_LOG_ALL: the frontend toggles it around a migration, on
+	 * a device that keeps running (the queues log from now on, and the
+	 * app hears of it through features_changed).
+	 */
+	if (d->running && ((f ^ d->features) & ~(1ull << VHK_F_LOG_ALL)))
 		core_dev_destroy(d);
 	if (d->closing)
 		return -ENOTCONN;
@@ -246,12 +257,57 @@ int core_dev_set_status(struct vdev *d, uint8_t status)
 	return 0;
 }
 
-void core_dev_set_mem(struct vdev *d, struct mem_table *t)
+int core_dev_set_mem(struct vdev *d, struct mem_table *t)
 {
+	/*
+	 * The log must cover every region: a frontend grows it (SET_LOG_BASE)
+	 * before it grows the memory.
+	 */
+	if (d->log && !mem_log_covers(d->log, mem_table_gpa_end(t))) {
+		log_warn("vid %d: memory table ends at 0x%llx, past the dirty log",
+			 atomic_load(&d->vid), (unsigned long long)mem_table_gpa_end(t));
+		mem_table_free(t);
+		return -EINVAL;
+	}
 	/* destroy_device before the swap; new_device again once the queues are back. */
 	core_dev_destroy(d);
 	mem_table_free(d->pending_mem); /* a newer table replaces one still waiting */
 	d->pending_mem = t;
+	return 0;
+}
+
+/* Does @log cover the memory and every ring that logs at its log address? */
+static bool log_fits(struct vdev *d, const struct mem_log *log)
+{
+	if (!mem_log_covers(log, mem_table_gpa_end(d->mem)) ||
+	    !mem_log_covers(log, mem_table_gpa_end(d->pending_mem)))
+		return false;
+	for (uint32_t q = 0; q < d->max_vrings && q < VHK_MAX_QUEUES; q++) {
+		const struct vq *vq = vdev_vq(d, q);
+		const struct vdev_ring *r = &d->rings[q];
+		if (vq && !vq_log_ring_fits(vq, r->addr_pending ? &r->pending_addr : &vq->addr,
+					    d->features, log))
+			return false;
+	}
+	return true;
+}
+
+int core_dev_set_log(struct vdev *d, struct mem_log *log)
+{
+	if (!log_fits(d, log)) {
+		log_warn("vid %d: dirty log of %llu bytes does not cover the guest's memory and rings",
+			 atomic_load(&d->vid), (unsigned long long)log->size);
+		mem_log_free(log);
+		return -EINVAL;
+	}
+	vdev_set_log(d, log);
+	return 0;
+}
+
+void core_dev_set_log_fd(struct vdev *d, int fd)
+{
+	fd_close(&d->log_fd);
+	d->log_fd = fd;
 }
 
 /* Offset, size and flags of a config access against the device's space. */

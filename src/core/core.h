@@ -180,10 +180,20 @@ int core_dev_set_status(struct vdev *d, uint8_t status);
 /* Stop every queue (and disable them with @disable): RESET_OWNER, reset. */
 void core_dev_stop_all(struct vdev *d, bool disable);
 /*
- * Install @t (ownership moves in): taken effect once every queue that is
- * up has been stopped (queue_stop awaited), then the queues come back.
+ * Install @t (ownership moves in, also on failure): taken effect once every
+ * queue that is up has been stopped (queue_stop awaited), then the queues
+ * come back. -EINVAL: a dirty log is mapped and does not cover @t.
  */
-void core_dev_set_mem(struct vdev *d, struct mem_table *t);
+int core_dev_set_mem(struct vdev *d, struct mem_table *t);
+/*
+ * Install the dirty log @log (ownership moves in, also on failure) in
+ * place of the current one, which is unmapped. -EINVAL: it does not cover
+ * the memory table (current or waiting) or the used side of a ring that
+ * logs at its log address.
+ */
+int core_dev_set_log(struct vdev *d, struct mem_log *log);
+/* SET_LOG_FD: keep @fd (taken; -1 none), closing the previous one. */
+void core_dev_set_log_fd(struct vdev *d, int fd);
 /* Device config space through the device ops (may go asynchronous). */
 int core_dev_get_config(struct vdev *d, uint8_t *buf, uint32_t offset, uint32_t len,
 			uint32_t flags);

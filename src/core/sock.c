@@ -31,20 +31,24 @@
 #define PF_CORE                                                                                \
 	((1ull << VHK_PF_MQ) | (1ull << VHK_PF_REPLY_ACK) | (1ull << VHK_PF_BACKEND_REQ) |     \
 	 (1ull << VHK_PF_CONFIGURE_MEM_SLOTS) | (1ull << VHK_PF_STATUS) | (1ull << VHK_PF_CONFIG) | \
-	 (1ull << VHK_PF_INBAND_NOTIFICATIONS) | (1ull << VHK_PF_INFLIGHT_SHMFD))
+	 (1ull << VHK_PF_INBAND_NOTIFICATIONS) | (1ull << VHK_PF_LOG_SHMFD) |                    \
+	 (1ull << VHK_PF_PAGEFAULT) | (1ull << VHK_PF_INFLIGHT_SHMFD))
 #define PF_DEVICE ((1ull << VHK_PF_RARP) | (1ull << VHK_PF_NET_MTU))
 
 /*
  * Transport feature bits (24..41) the core implements. Offering any other bit
  * of that range would promise the guest something the library does not do
- * (LOG_ALL without a dirty log, IOMMU_PLATFORM without an IOTLB, ...), so it
- * is refused. Device bits (0..23, 42..63) are the device's business.
+ * (IOMMU_PLATFORM without an IOTLB, ...), so it is refused. Device bits
+ * (0..23, 42..63) are the device's business. LOG_ALL is implemented: every
+ * guest write the library makes is logged, and so are those of element-API
+ * devices (at vhk_vq_push); an app that writes rings of its own
+ * (vhk_vq_get_info) must log them itself (vhk_vq_log_write) or not offer it.
  */
 #define TRANSPORT_BITS (((1ull << 42) - 1) & ~((1ull << 24) - 1))
 #define TRANSPORT_SUPPORTED                                                                    \
 	((1ull << VHK_F_ANY_LAYOUT) | (1ull << VHK_F_INDIRECT_DESC) | (1ull << VHK_F_EVENT_IDX) | \
 	 (1ull << VHK_F_PROTOCOL_FEATURES) | (1ull << VHK_F_VERSION_1) |                        \
-	 (1ull << VHK_F_RING_PACKED) | (1ull << VHK_F_IN_ORDER))
+	 (1ull << VHK_F_RING_PACKED) | (1ull << VHK_F_IN_ORDER) | (1ull << VHK_F_LOG_ALL))
 
 static struct core_sock *g_socks;
 
@@ -70,16 +74,25 @@ struct core_sock *core_sock_find(const char *path)
  * it set, which its non-net vhost-user devices (rng, crypto, ...) never
  * do: they negotiate STATUS and never start. A device that knows its
  * frontends send DRIVER_OK opts in (net does).
+ *
+ * LOG_SHMFD (the dirty log's fd) goes with the LOG_ALL virtio feature: it
+ * is offered, by default, exactly when LOG_ALL is, and never without it
+ * (a frontend needs both to migrate); so is PAGEFAULT (postcopy: QEMU
+ * copies the rest of memory with the dirty log before it switches).
  */
 uint64_t core_sock_offered_pf(const struct core_sock *s)
 {
+	const uint64_t log_shmfd = (1ull << VHK_PF_LOG_SHMFD) | (1ull << VHK_PF_PAGEFAULT);
+	bool log_all = s->features & (1ull << VHK_F_LOG_ALL);
 	uint64_t pf = (1ull << VHK_PF_MQ) | (1ull << VHK_PF_REPLY_ACK) |
 		      (1ull << VHK_PF_BACKEND_REQ) | (1ull << VHK_PF_CONFIGURE_MEM_SLOTS);
 
 	if (s->pf_set)
-		return s->pfeatures;
+		return log_all ? s->pfeatures : s->pfeatures & ~log_shmfd;
 	if (s->ops.config_size && s->ops.get_config)
 		pf |= 1ull << VHK_PF_CONFIG;
+	if (log_all)
+		pf |= log_shmfd;
 	return pf;
 }
 

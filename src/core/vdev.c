@@ -29,6 +29,8 @@ static void vdev_clear(struct vdev *d)
 	d->max_vrings = 0;
 	d->nr_vrings = 0;
 	d->mem = NULL;
+	d->log = NULL;
+	d->log_fd = -1;
 	d->status = 0;
 	d->running = false;
 	memset(d->path, 0, sizeof(d->path));
@@ -115,6 +117,8 @@ void vdev_release(struct vdev *d)
 		vq_unquiesce(vq);
 	}
 	mem_table_free(d->mem);
+	mem_log_free(d->log); /* after the vqs: they published their last bits into it */
+	fd_close(&d->log_fd);
 	vdev_inflight_unmap(&d->inflight); /* after the vqs that used it were reset */
 	vdev_clear(d);
 	/* The slot is free again (it may be reused under a new generation). */
@@ -151,6 +155,7 @@ struct vq *vdev_vq_get_or_alloc(struct vdev *d, uint32_t qid)
 			return NULL;
 		vq_init(vq, qid);
 		vq->features = d->features; /* SET_VRING_NUM needs the layout */
+		vq_set_log(vq, d->log);     /* not started: logs buffers only with LOG_ALL */
 		/* Release: a datapath lookup sees an initialised vq. */
 		atomic_store_explicit(&d->vqs[qid], vq, memory_order_release);
 	}
@@ -187,15 +192,45 @@ void vdev_set_mem(struct vdev *d, struct mem_table *t)
 		mem_table_free(old);
 }
 
+void vdev_set_log(struct vdev *d, struct mem_log *log)
+{
+	struct mem_log *old;
+
+	pthread_mutex_lock(&g_lock);
+	old = d->log;
+	d->log = log;
+	for (uint32_t i = 0; i < VHK_MAX_QUEUES; i++) {
+		struct vq *vq = atomic_load_explicit(&d->vqs[i], memory_order_relaxed);
+		if (!vq)
+			continue;
+		vq_quiesce(vq);
+		vq_set_log(vq, log);
+		vq_unquiesce(vq);
+	}
+	pthread_mutex_unlock(&g_lock);
+	/* No vq can reach the old log any more. */
+	if (old != log)
+		mem_log_free(old);
+}
+
 void vdev_set_features(struct vdev *d, uint64_t features)
 {
+	const uint64_t log_all = 1ull << VHK_F_LOG_ALL;
+
 	pthread_mutex_lock(&g_lock);
 	d->features = features;
 	pthread_mutex_unlock(&g_lock);
 	for (uint32_t i = 0; i < VHK_MAX_QUEUES; i++) {
 		struct vq *vq = atomic_load_explicit(&d->vqs[i], memory_order_relaxed);
-		if (vq)
+		if (!vq)
+			continue;
+		if ((vq->features ^ features) & log_all) {
+			vq_quiesce(vq);
+			vq_set_features(vq, features);
+			vq_unquiesce(vq);
+		} else {
 			vq->features = features;
+		}
 	}
 }
 

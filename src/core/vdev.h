@@ -21,6 +21,7 @@
 #include "vhostkit/vhk_dev.h"
 #include "vhostkit/vhk_vq.h"
 #include "mem/mem.h"
+#include "mem/mem_log.h"
 #include "vq/vq.h"
 
 struct vq_api;
@@ -67,6 +68,8 @@ struct vdev {
 	uint32_t nr_vrings;     /* highest configured vring index + 1 */
 	struct vq *_Atomic vqs[VHK_MAX_QUEUES]; /* allocated on first use, kept */
 	struct mem_table *mem;  /* current table (swapped while quiesced) */
+	struct mem_log *log;    /* dirty log (SET_LOG_BASE), NULL when none; swapped while quiesced */
+	int log_fd;             /* SET_LOG_FD eventfd, -1 when none */
 	uint8_t status;         /* SET_STATUS value */
 	bool running;           /* new_device delivered, destroy_device not yet */
 	char path[108];
@@ -132,7 +135,18 @@ static inline struct vq *vdev_vq(struct vdev *d, uint32_t qid)
  */
 void vdev_set_mem(struct vdev *d, struct mem_table *t);
 
-/* Set negotiated features and propagate the ring-relevant bits to the vqs. */
+/*
+ * Install a new dirty log (NULL: none): quiesce all vqs, point them at it
+ * (bits still pending go to the old one first), unquiesce, then unmap the
+ * old log.
+ */
+void vdev_set_log(struct vdev *d, struct mem_log *log);
+
+/*
+ * Set negotiated features and propagate the ring-relevant bits to the vqs
+ * (a change of VHOST_F_LOG_ALL is applied to each vq quiesced: it switches
+ * the logging of buffer writes).
+ */
 void vdev_set_features(struct vdev *d, uint64_t features);
 /* Set the negotiated protocol features. */
 void vdev_set_protocol_features(struct vdev *d, uint64_t pf);

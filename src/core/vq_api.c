@@ -13,7 +13,14 @@
  *    report more bytes than the guest gave (device bugs must not reach the
  *    guest as a lie in the used ring);
  *  - which request was popped last and where the ring stood after it, for
- *    vhk_vq_unpop().
+ *    vhk_vq_unpop();
+ *  - for a device that offers VHOST_F_LOG_ALL (live migration), the
+ *    writable pieces of every request in flight: the application writes
+ *    them, the library cannot see it, so vhk_vq_push() reports the first
+ *    len bytes of them to the guest-write seam (vq_guest.h), whose dirty
+ *    log marks their pages. An application that pushes cannot forget to
+ *    log. They are kept from the pop on, whether or not the frontend logs
+ *    yet: logging may start while the request is in flight.
  * Whether an id is in flight is the vq's own in-flight bitmap (set by
  * vq_pop, cleared by vq_push and vq_rewind, reset by vq_start): a push of
  * an id that is not in flight is refused before it reaches the ring.
@@ -28,14 +35,38 @@
 
 #include "vhostkit/vhk_vq.h"
 #include "core/vdev.h"
+#include "vq/vq_guest.h"
 #include "vq/vq_inflight.h"
 
+#define API_NONE UINT32_MAX
+
+/* One writable piece of a request in flight, kept for the dirty log. */
+struct api_piece {
+	uint8_t *base;
+	uint32_t len;
+	uint32_t next; /* the request's next piece, or the next free one; API_NONE ends */
+};
+
+/* Per id in flight. */
+struct api_req {
+	uint32_t in_len; /* writable bytes (push clamps to it) */
+	uint32_t pieces; /* its first kept piece (index into pc), API_NONE if none */
+};
+
 struct vq_api {
-	uint32_t cap;      /* entries of in_len (ring size when allocated) */
+	uint32_t cap;      /* entries of req (ring size when allocated) */
 	uint16_t last_id;  /* id of the last successful pop */
 	uint16_t last_pos; /* avail position right after it (see avail_pos()) */
 	bool last_valid;   /* last_id may be given back with vhk_vq_unpop() */
-	uint32_t in_len[]; /* per id in flight: writable bytes (push clamps to it) */
+	/*
+	 * Pieces of the requests in flight: grown on demand (doubling), never
+	 * shrunk; at most the pieces the application itself holds in its
+	 * iovec arrays for the requests it has in flight.
+	 */
+	struct api_piece *pc;
+	uint32_t pc_cap;
+	uint32_t pc_free;   /* free list */
+	struct api_req req[];
 };
 
 int vdev_enter_vq(int vid, uint16_t qid, struct vdev **ret_d, struct vq **ret_vq)
@@ -79,13 +110,83 @@ static struct vq_api *api_get(struct vdev *d, uint16_t qid, const struct vq *vq)
 	if (likely(a && a->cap >= vq->size))
 		return a;
 	/* A new, larger ring: nothing can be in flight in the old array's terms. */
-	n = calloc(1, sizeof(*n) + (size_t)vq->size * sizeof(n->in_len[0]));
+	n = calloc(1, sizeof(*n) + (size_t)vq->size * sizeof(n->req[0]));
 	if (!n)
 		return NULL;
 	n->cap = vq->size;
+	n->pc_free = API_NONE;
+	for (uint32_t i = 0; i < n->cap; i++)
+		n->req[i].pieces = API_NONE;
+	if (a)
+		free(a->pc);
 	free(a);
 	d->vq_api[qid] = n;
 	return n;
+}
+
+/* Double the piece store, the new entries free. 0 or -ENOMEM. */
+static int pieces_grow(struct vq_api *a)
+{
+	uint32_t cap = a->pc_cap ? a->pc_cap * 2 : 64;
+	struct api_piece *pc;
+
+	if (cap <= a->pc_cap)
+		return -ENOMEM;
+	pc = realloc(a->pc, (size_t)cap * sizeof(*pc));
+	if (!pc)
+		return -ENOMEM;
+	for (uint32_t i = a->pc_cap; i < cap; i++)
+		pc[i].next = i + 1 < cap ? i + 1 : a->pc_free;
+	a->pc_free = a->pc_cap;
+	a->pc = pc;
+	a->pc_cap = cap;
+	return 0;
+}
+
+/*
+ * Drop the pieces kept for @id; with @wo, first report the first @len
+ * bytes of them as written by the application (the dirty log marks them).
+ */
+static void pieces_release(struct vq_api *a, uint16_t id, const struct vq_write_observer *wo,
+			   uint32_t len)
+{
+	uint32_t p = a->req[id].pieces;
+
+	a->req[id].pieces = API_NONE;
+	while (p != API_NONE) {
+		struct api_piece *pc = &a->pc[p];
+		uint32_t next = pc->next, n = MIN(len, pc->len);
+		if (wo)
+			vqg_buf_app_wrote(wo, pc->base, n);
+		len -= n;
+		pc->next = a->pc_free;
+		a->pc_free = p;
+		p = next;
+	}
+}
+
+/* Keep the writable pieces of the chain @c popped as @id. 0 or -ENOMEM (none kept). */
+static int pieces_keep(struct vq_api *a, uint16_t id, const struct vq_chain *c)
+{
+	uint32_t last = API_NONE; /* an index: growing moves the array */
+
+	for (uint32_t i = c->nout; i < c->nout + c->nin; i++) {
+		if (a->pc_free == API_NONE && pieces_grow(a) < 0) {
+			pieces_release(a, id, NULL, 0);
+			return -ENOMEM;
+		}
+		uint32_t p = a->pc_free;
+		a->pc_free = a->pc[p].next;
+		a->pc[p].base = c->iov[i].iov_base;
+		a->pc[p].len = (uint32_t)c->iov[i].iov_len; /* a piece is < 2^32 bytes */
+		a->pc[p].next = API_NONE;
+		if (last == API_NONE)
+			a->req[id].pieces = p;
+		else
+			a->pc[last].next = p;
+		last = p;
+	}
+	return 0;
 }
 
 /*
@@ -152,9 +253,16 @@ VHK_EXPORT int vhk_vq_pop(int vid, uint16_t qid, struct vhk_vq_elem *elem)
 	rc = unlikely(vq->ifl) ? vq_ifl_pop(vq, &c, VQ_POP_RW) : vq_pop(vq, &c);
 	if (rc == 0 || rc == -E2BIG) {
 		/* Consumed either way: the caller owns c.id (< size, checked by the walker). */
-		elem_fill(elem, &c, rc);
 		uint16_t id = (uint16_t)index_nospec(c.id, vq->size);
-		a->in_len[id] = rc ? 0 : (uint32_t)MIN(c.in_len, (uint64_t)UINT32_MAX);
+		pieces_release(a, id, NULL, 0); /* of a request a ring restart dropped */
+		if (rc == 0 && c.nin && (d->offered & (1ull << VHK_F_LOG_ALL)) &&
+		    pieces_keep(a, id, &c) < 0) {
+			vq_rewind(vq, &id, 1); /* not lost: the next pop returns it again */
+			rc = -ENOMEM;
+			goto out_leave;
+		}
+		elem_fill(elem, &c, rc);
+		a->req[id].in_len = rc ? 0 : (uint32_t)MIN(c.in_len, (uint64_t)UINT32_MAX);
 		a->last_id = id;
 		a->last_pos = avail_pos(vq);
 		a->last_valid = true;
@@ -193,6 +301,7 @@ VHK_EXPORT int vhk_vq_unpop(int vid, uint16_t qid, const struct vhk_vq_elem *ele
 		vq_ifl_unpop(vq, id);
 	else
 		vq_rewind(vq, &id, 1);
+	pieces_release(a, id, NULL, 0);
 	a->last_valid = false;
 out_leave:
 	vq_leave(vq);
@@ -215,8 +324,10 @@ VHK_EXPORT int vhk_vq_push(int vid, uint16_t qid, uint16_t id, uint32_t len)
 		goto out_leave;
 	}
 	id = (uint16_t)index_nospec(id, vq->size);
-	if (len > a->in_len[id])
-		len = a->in_len[id];
+	if (len > a->req[id].in_len)
+		len = a->req[id].in_len;
+	/* The application wrote the first len bytes: the dirty log marks them (vq_log.h). */
+	pieces_release(a, id, vq->wobs, len);
 	/* A guest that re-posts heads can make a device hold more than size completions. */
 	if (unlikely(vq->shadow_count >= vq->size))
 		api_flush(vq);
@@ -337,6 +448,54 @@ VHK_EXPORT int vhk_vq_set_base(int vid, uint16_t qid, uint16_t last_avail, uint1
 	vq->io_batch_ok = true;
 	if (d->vq_api[qid])
 		d->vq_api[qid]->last_valid = false;
+out_leave:
+	vq_leave(vq);
+	return rc;
+}
+
+/* What part of the ring @p .. @p + @len lies in (a write of the ring's used side), or BUF. */
+static enum vq_write_kind ring_kind(const struct vq *vq, uintptr_t p, size_t len)
+{
+	uintptr_t used = (uintptr_t)vq->used, desc = (uintptr_t)vq->desc;
+	uint64_t n = vq->size;
+
+	if (vq->packed) {
+		if (p - desc < 16 * n && len <= 16 * n - (p - desc))
+			return VQ_WRITE_DESC;
+		if (p - used < 4 && len <= 4 - (p - used))
+			return VQ_WRITE_EVENT;
+	} else if (p - used < 6 + 8 * n + 2 && len <= 6 + 8 * n + 2 - (p - used)) {
+		return VQ_WRITE_USED;
+	}
+	return VQ_WRITE_BUF;
+}
+
+VHK_EXPORT int vhk_vq_log_write(int vid, uint16_t qid, const void *addr, size_t len)
+{
+	const uint8_t *p = addr;
+	size_t left = len;
+	uint32_t hint = 0;
+	struct vdev *d;
+	struct vq *vq;
+	int rc;
+
+	if (!addr || !len)
+		return -EINVAL;
+	rc = vdev_enter_vq(vid, qid, &d, &vq);
+	if (rc)
+		return rc;
+	/* Guest memory only, every byte of it. */
+	while (left) {
+		uint64_t gpa, n = left;
+		if (!mem_hva_to_gpa(vq->mem, p, &gpa, &n, &hint)) {
+			rc = -EFAULT;
+			goto out_leave;
+		}
+		p += n;
+		left -= n;
+	}
+	vqg_note(vq->wobs, addr, len, ring_kind(vq, (uintptr_t)addr, len));
+	vqg_commit(vq->wobs);
 out_leave:
 	vq_leave(vq);
 	return rc;

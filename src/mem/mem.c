@@ -151,6 +151,14 @@ static int cmp_qva_idx(const void *a, const void *b, void *ctx)
 	return x < y ? -1 : x > y;
 }
 
+static int cmp_hva_idx(const void *a, const void *b, void *ctx)
+{
+	const struct mem_region *r = ctx;
+	uintptr_t x = (uintptr_t)r[*(const uint32_t *)a].hva, y = (uintptr_t)r[*(const uint32_t *)b].hva;
+
+	return x < y ? -1 : x > y;
+}
+
 /* Do the ranges [a, a+as) and [b, b+bs) with a <= b overlap? (no overflow: validated) */
 static bool overlaps(uint64_t a, uint64_t as, uint64_t b)
 {
@@ -184,15 +192,17 @@ static int table_build(const struct mem_region *src, uint32_t n, struct mem_tabl
 		return -ENOMEM;
 	t->regions = calloc(n ? n : 1, sizeof(*t->regions));
 	t->by_qva = calloc(n ? n : 1, sizeof(*t->by_qva));
-	if (!t->regions || !t->by_qva)
+	t->by_hva = calloc(n ? n : 1, sizeof(*t->by_hva));
+	if (!t->regions || !t->by_qva || !t->by_hva)
 		goto err_free;
 	if (n)
 		memcpy(t->regions, src, n * sizeof(*src));
 	t->nregions = n;
 	qsort(t->regions, n, sizeof(*t->regions), cmp_gpa);
 	for (uint32_t i = 0; i < n; i++)
-		t->by_qva[i] = i;
+		t->by_qva[i] = t->by_hva[i] = i;
 	qsort_r(t->by_qva, n, sizeof(*t->by_qva), cmp_qva_idx, t->regions);
+	qsort_r(t->by_hva, n, sizeof(*t->by_hva), cmp_hva_idx, t->regions);
 	for (uint32_t i = 1; i < n; i++) {
 		const struct mem_region *pg = &t->regions[i - 1], *cg = &t->regions[i];
 		const struct mem_region *pq = &t->regions[t->by_qva[i - 1]];
@@ -208,6 +218,7 @@ static int table_build(const struct mem_region *src, uint32_t n, struct mem_tabl
 err_free:
 	free(t->regions);
 	free(t->by_qva);
+	free(t->by_hva);
 	free(t);
 	return rc;
 }
@@ -282,6 +293,7 @@ void mem_table_free(struct mem_table *t)
 		mem_region_put(&t->regions[i]);
 	free(t->regions);
 	free(t->by_qva);
+	free(t->by_hva);
 	free(t);
 }
 
@@ -326,6 +338,24 @@ const struct mem_region *mem_find_qva(const struct mem_table *t, uint64_t qva)
 		return NULL;
 	const struct mem_region *r = &t->regions[t->by_qva[lo - 1]];
 	return qva - r->qva < r->size ? r : NULL;
+}
+
+const struct mem_region *mem_find_hva(const struct mem_table *t, const void *hva)
+{
+	uint32_t lo = 0, hi = t ? t->nregions : 0;
+	uintptr_t a = (uintptr_t)hva;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if ((uintptr_t)t->regions[t->by_hva[mid]].hva <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	const struct mem_region *r = &t->regions[t->by_hva[lo - 1]];
+	return a - (uintptr_t)r->hva < r->size ? r : NULL;
 }
 
 void *mem_qva_to_hva(const struct mem_table *t, uint64_t qva, uint64_t *len)

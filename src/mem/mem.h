@@ -42,6 +42,8 @@ struct mem_table {
 	struct mem_region *regions;
 	/* Indices of regions sorted by qva. */
 	uint32_t *by_qva;
+	/* Indices of regions sorted by hva (our mappings never overlap). */
+	uint32_t *by_hva;
 };
 
 /* Frontend-supplied description of one region (SET_MEM_TABLE / ADD_MEM_REG). */
@@ -98,6 +100,8 @@ uint64_t mem_table_gpa_end(const struct mem_table *t);
  */
 const struct mem_region *mem_find_gpa(const struct mem_table *t, uint64_t gpa);
 const struct mem_region *mem_find_qva(const struct mem_table *t, uint64_t qva);
+/* The region whose mapping holds our address @hva, or NULL. */
+const struct mem_region *mem_find_hva(const struct mem_table *t, const void *hva);
 
 /* Pointer to @off bytes into region @r, *len clipped to the region's end. */
 static inline void *mem_region_at(const struct mem_region *r, uint64_t off, uint64_t *len)
@@ -132,6 +136,40 @@ static inline void *mem_gpa_to_hva(const struct mem_table *t, uint64_t gpa, uint
 	if (hint)
 		*hint = (uint32_t)(r - t->regions);
 	return mem_region_at(r, gpa - r->gpa, len);
+}
+
+/*
+ * The reverse of mem_gpa_to_hva(): the guest physical address of our
+ * address @hva, which a translation through @t returned. On success
+ * returns true, *gpa and *len clipped to the bytes left in the region
+ * (1 <= *len <= requested). False if @hva is not in a region of @t or *len
+ * is 0. @hint: caller-owned cache of the last region index used (the dirty
+ * log keeps one per vq: with one region, or locality, the lookup is one
+ * compare).
+ */
+static inline bool mem_hva_to_gpa(const struct mem_table *t, const void *hva, uint64_t *gpa,
+				  uint64_t *len, uint32_t *hint)
+{
+	const struct mem_region *r = NULL;
+
+	if (unlikely(!t || *len == 0))
+		return false;
+	if (likely(*hint < t->nregions)) {
+		const struct mem_region *h = &t->regions[*hint];
+		if (likely((uintptr_t)hva - (uintptr_t)h->hva < h->size))
+			r = h;
+	}
+	if (unlikely(!r)) {
+		r = mem_find_hva(t, hva);
+		if (!r)
+			return false;
+		*hint = (uint32_t)(r - t->regions);
+	}
+	uint64_t off = (uintptr_t)hva - (uintptr_t)r->hva;
+	if (*len > r->size - off)
+		*len = r->size - off;
+	*gpa = r->gpa + off;
+	return true;
 }
 
 /*

@@ -449,6 +449,8 @@ VHK_EXPORT uint16_t vhk_net_enqueue_burst(int vid, uint16_t qid, struct vhk_pkt 
 	uint16_t n = rx_burst(&b, pkts, count);
 	if (b.pushed)
 		vq_flush(vq);
+	else if (unlikely(b.wo))
+		vqg_commit(b.wo); /* a packet that did not fit wrote some bytes: no flush ends them */
 	vq_leave(vq);
 	return n;
 }

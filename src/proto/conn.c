@@ -124,6 +124,7 @@ int conn_new(struct psock *ps, int fd)
 	}
 	c->fd = fd;
 	c->reply_fd = -1;
+	c->pc_ufd = -1;
 	c->ps = ps;
 	outq_init(&c->out, CONN_OUT_MSGS, CONN_OUT_BYTES);
 	c->offered_pf = core_sock_offered_pf(ps->cs);
@@ -183,6 +184,7 @@ void conn_close(struct conn *c, const char *why)
 	outq_clear(&c->out);
 	conn_backend_close(c);
 	conn_inband_free(c);
+	pc_free(c);
 	c->dev = NULL;
 	core_dev_close(d); /* may finish later, on its own, if a queue_stop is pending */
 	if (ps && !ps->dead && (ps->cs->flags & VHK_CLIENT) && !(ps->cs->flags & VHK_NO_RECONNECT))

@@ -74,12 +74,19 @@ struct conn {
 
 	/* Message being answered, and its reply. */
 	struct vhost_user_msg reply;
-	int reply_fd;           /* sent with a successful reply (GET_INFLIGHT_FD), else closed */
+	int reply_fd;           /* sent with a successful reply (GET_INFLIGHT_FD, POSTCOPY_ADVISE), else closed */
 	const struct msg_desc *cur;
 	uint32_t cur_flags;
 	int cur_rc;
 	msg_finish_fn finish;
 	uint32_t finish_q;
+
+
+	/* Postcopy (h_postcopy.c). */
+	int pc_ufd;		      /* our userfaultfd after POSTCOPY_ADVISE, or -1 */
+	bool pc_listening;	      /* POSTCOPY_LISTEN seen, POSTCOPY_END not yet */
+	struct mem_table *pc_table;   /* mapped, addresses sent, the frontend's ack awaited */
+	uint32_t pc_flags;	      /* flags of the SET_MEM_TABLE that table came with */
 
 	struct outq out;	 /* replies waiting for the socket to take them */
 	struct bchan *backend;	 /* SET_BACKEND_REQ_FD channel, or NULL */
@@ -169,6 +176,8 @@ MSG_HANDLER(h_set_features)
 MSG_HANDLER(h_set_owner)
 MSG_HANDLER(h_reset_owner)
 MSG_HANDLER(h_set_mem_table)
+MSG_HANDLER(h_set_log_base)
+MSG_HANDLER(h_set_log_fd)
 MSG_HANDLER(h_set_vring_num)
 MSG_HANDLER(h_set_vring_addr)
 MSG_HANDLER(h_set_vring_base)
@@ -190,9 +199,40 @@ MSG_HANDLER(h_rem_mem_reg)
 MSG_HANDLER(h_set_status)
 MSG_HANDLER(h_get_status)
 MSG_HANDLER(h_vring_kick)
+MSG_HANDLER(h_postcopy_advise)
+MSG_HANDLER(h_postcopy_listen)
+MSG_HANDLER(h_postcopy_end)
 MSG_HANDLER(h_get_inflight_fd)
 MSG_HANDLER(h_set_inflight_fd)
 #undef MSG_HANDLER
+
+/* ---- h_postcopy.c ---- */
+/*
+ * SET_MEM_TABLE while postcopy listens: @t (mapped, not installed) is
+ * kept, the reply carries our address of each region, and the table waits
+ * for the frontend's ack. Takes @t. Returns 0 or -errno.
+ */
+int pc_mem_table(struct conn *c, struct msg_ctx *m, struct mem_table *t);
+/* A table waits for the frontend's ack: the next message must be it. */
+static inline bool pc_ack_pending(const struct conn *c)
+{
+	return c->pc_table != NULL;
+}
+/*
+ * The message after the address reply: the ack (SET_MEM_TABLE, a u64,
+ * no fd) registers the table with the userfaultfd and installs it.
+ * Returns 0, -errno for the REPLY_ACK, or -EPROTO for anything else
+ * (the caller closes the connection).
+ */
+int pc_mem_ack(struct conn *c, const struct msg_ctx *m);
+/*
+ * While postcopy listens, QEMU ends a series of ADD_MEM_REG with one whose
+ * payload is a u64 0 and no fd: its ack of the addresses. True for exactly
+ * that message (nothing to do: each region was registered before its reply).
+ */
+bool pc_add_reg_ack(const struct conn *c, const struct msg_ctx *m);
+/* Drop the postcopy state of a closing connection (table, userfaultfd). */
+void pc_free(struct conn *c);
 
 /* Size checkers for variable payloads (0 or -EINVAL). */
 int msg_size_mem_table(const struct vhost_user_msg *msg);

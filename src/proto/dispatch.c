@@ -26,7 +26,7 @@
 #define MSGS_PER_WAKEUP	 32
 
 enum fd_rule { FD_NONE, FD_ONE, FD_VRING, FD_NREGIONS, FD_OPT };
-enum reply_kind { R_NONE, R_U64, R_PAYLOAD };
+enum reply_kind { R_NONE, R_U64, R_PAYLOAD, R_EMPTY };
 enum gate_kind { G_NONE, G_OFFERED, G_NEGOTIATED, G_PF };
 enum vring_kind { V_NONE, V_STATE, V_ADDR, V_FDIDX };
 enum state_need { S_ANY, S_MEM };
@@ -201,7 +201,11 @@ static void send_reply(struct conn *c, int rc)
 		return;
 	}
 	r->hdr.flags = VHOST_USER_VERSION | VHOST_USER_REPLY_MASK;
-	if (d->reply == R_NONE && !(rc >= 0 && r->hdr.size)) {
+	if (d->reply == R_EMPTY) {
+		/* QEMU waits for this reply and looks only at its request code. */
+		r->hdr.size = rc < 0 ? sizeof(uint64_t) : 0;
+		r->payload.u64 = rc < 0 ? (uint64_t)-rc : 0;
+	} else if (d->reply == R_NONE && !(rc >= 0 && r->hdr.size)) {
 		r->hdr.size = sizeof(uint64_t);
 		r->payload.u64 = rc < 0 ? (uint64_t)-rc : 0;
 	} else if (rc < 0) {
@@ -270,8 +274,17 @@ static void dispatch_one(struct conn *c)
 	c->finish = NULL;
 	fd_close(&c->reply_fd);
 	(void)core_op_take_error(c->dev);
-	rc = validate(c, d, &m);
-	if (rc == 0) {
+	if (pc_ack_pending(c)) {
+		/* Postcopy: the frontend's ack of our addresses, answered as its SET_MEM_TABLE. */
+		c->cur = &msg_table[VHOST_USER_SET_MEM_TABLE];
+		c->cur_flags = c->pc_flags;
+		c->reply.hdr.request = VHOST_USER_SET_MEM_TABLE;
+		rc = pc_mem_ack(c, &m);
+		if (rc == -EPROTO)
+			conn_close(c, "postcopy: the memory table was not acked");
+	} else if (pc_add_reg_ack(c, &m)) {
+		rc = 0; /* postcopy: the frontend has every region's address (h_postcopy.c) */
+	} else if ((rc = validate(c, d, &m)) == 0) {
 		/* The messages a frontend sends right after connecting end its handshake window. */
 		if (req == VHOST_USER_SET_OWNER || req == VHOST_USER_SET_FEATURES ||
 		    req == VHOST_USER_SET_MEM_TABLE)

@@ -1,14 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Memory table messages: SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG,
- * GET_MAX_MEM_SLOTS. Region validation and mapping live in mem/; here the
- * fds change hands (each is taken out of the message before
- * mem_region_map(), which always consumes it) and a new table is built;
- * the core installs it once the device's queues are down (queue_stop
- * awaited, destroy_device first) and brings them up again.
+ * GET_MAX_MEM_SLOTS, and the dirty log's: SET_LOG_BASE, SET_LOG_FD.
+ * Region and log validation and mapping live in mem/; here the fds change
+ * hands (each is taken out of the message before mem_region_map() or
+ * mem_log_map(), which always consume it) and a new table or log is
+ * built; the core installs a table once the device's queues are down
+ * (queue_stop awaited, destroy_device first) and brings them up again,
+ * and a log at once (core_dev_set_log: it must cover the memory and the
+ * rings; a table a mapped log does not cover is refused).
  */
 #include <errno.h>
 
+#include "mem/mem_log.h"
+#include "mem/mem_uffd.h"
 #include "proto/conn.h"
 #include "util/fd.h"
 #include "util/log.h"
@@ -61,8 +66,9 @@ int h_set_mem_table(struct conn *c, struct msg_ctx *m)
 	rc = mem_table_new(regs, n, &t);
 	if (rc < 0)
 		goto err_put;
-	core_dev_set_mem(c->dev, t);
-	return 0;
+	if (c->pc_listening)
+		return pc_mem_table(c, m, t); /* installed once the frontend acks (h_postcopy.c) */
+	return core_dev_set_mem(c->dev, t);
 
 err_put:
 	while (mapped > 0)
@@ -91,6 +97,14 @@ static bool region_present(const struct mem_table *t, const struct mem_region_de
 	       o->mmap_offset == d->mmap_offset;
 }
 
+/* Postcopy: ADD_MEM_REG is answered with the region, userspace_addr our address of it. */
+static void pc_reg_reply(struct msg_ctx *m, const struct mem_region *r)
+{
+	m->reply->payload.mem_reg = m->msg->payload.mem_reg;
+	m->reply->payload.mem_reg.region.userspace_addr = (uint64_t)(uintptr_t)r->hva;
+	m->reply->hdr.size = sizeof(m->reply->payload.mem_reg);
+}
+
 int h_add_mem_reg(struct conn *c, struct msg_ctx *m)
 {
 	struct mem_region_desc d = region_desc(&m->msg->payload.mem_reg.region);
@@ -107,11 +121,22 @@ int h_add_mem_reg(struct conn *c, struct msg_ctx *m)
 	 */
 	if (region_present(cur_mem(c), &d)) {
 		fd_close(&fd);
+		if (c->pc_listening)
+			pc_reg_reply(m, mem_find_gpa(cur_mem(c), d.gpa));
 		return 0;
 	}
 	rc = mem_region_map(&d, fd, &r);
 	if (rc < 0)
 		return rc;
+	if (c->pc_listening) {
+		/* Postcopy: registered before the reply gives the frontend its address. */
+		rc = mem_region_uffd_register(&r, c->pc_ufd);
+		if (rc < 0) {
+			mem_region_put(&r);
+			return rc;
+		}
+		pc_reg_reply(m, &r);
+	}
 	if (cur_mem(c))
 		rc = mem_table_add(cur_mem(c), &r, &t);
 	else
@@ -120,8 +145,7 @@ int h_add_mem_reg(struct conn *c, struct msg_ctx *m)
 		mem_region_put(&r);
 		return rc;
 	}
-	core_dev_set_mem(c->dev, t);
-	return 0;
+	return core_dev_set_mem(c->dev, t);
 }
 
 int h_rem_mem_reg(struct conn *c, struct msg_ctx *m)
@@ -135,6 +159,28 @@ int h_rem_mem_reg(struct conn *c, struct msg_ctx *m)
 			      &t);
 	if (rc < 0)
 		return rc;
-	core_dev_set_mem(c->dev, t);
+	return core_dev_set_mem(c->dev, t);
+}
+
+int h_set_log_base(struct conn *c, struct msg_ctx *m)
+{
+	const struct vhost_user_log *lg = &m->msg->payload.log;
+	struct mem_log *log;
+	int fd = m->fds[0];
+	int rc;
+
+	m->fds[0] = -1; /* consumed by mem_log_map() either way */
+	rc = mem_log_map(fd, lg->mmap_size, lg->mmap_offset, &log);
+	if (rc < 0)
+		return rc;
+	return core_dev_set_log(c->dev, log); /* takes the log, also on failure */
+}
+
+int h_set_log_fd(struct conn *c, struct msg_ctx *m)
+{
+	int fd = m->fds[0];
+
+	m->fds[0] = -1;
+	core_dev_set_log_fd(c->dev, fd);
 	return 0;
 }

@@ -86,6 +86,20 @@ static void vq_clear_state(struct vq *vq)
 	vq->drv_event = vq->dev_event = NULL;
 	vq->avail_wrap = vq->used_wrap = vq->signalled_used_wrap = true;
 	vq->pk_state = NULL;
+	/* Logging off; the observer itself (log.obs) is set once by vq_log_init(). */
+	vq->log.log = NULL;
+	vq->log.ext = NULL;
+	vq->log.all = vq->log.ring = false;
+	vq->log.ring_hva = NULL;
+	vq->log.ring_len = vq->log.ring_gpa = 0;
+	vq->log.hint = 0;
+	vq->log.span_hva = 0;
+	vq->log.span_size = vq->log.span_gpa = 0;
+	vq->log.desc_hva = NULL;
+	vq->log.desc_len = vq->log.desc_gpa = 0;
+	vq->log.pend_mask = 0;
+	vq->log.pend_byte = 0;
+	vq->log.ors = 0;
 	vq->ifl = NULL;
 }
 
@@ -95,6 +109,7 @@ void vq_init(struct vq *vq, uint32_t index)
 	atomic_init(&vq->dp_owner, 0);
 	vq->dev_priv = NULL;
 	vq_clear_state(vq);
+	vq_log_init(vq);
 	vq->index = index;
 }
 
@@ -102,6 +117,7 @@ void vq_reset(struct vq *vq)
 {
 	uint32_t index = vq->index;
 
+	vq_log_commit(vq); /* the log is still mapped: the device releases it after its vqs */
 	fd_close(&vq->kick_fd);
 	fd_close(&vq->call_fd);
 	fd_close(&vq->err_fd);
@@ -318,6 +334,7 @@ int vq_set_addr(struct vq *vq, const struct vq_addr *a)
 		vq_mark_broken(vq, "new ring address not mapped");
 		return -EFAULT;
 	}
+	vq_log_refresh(vq); /* VHOST_VRING_F_LOG and log_guest_addr */
 	return 0;
 }
 
@@ -441,6 +458,7 @@ int vq_start(struct vq *vq, const struct mem_table *mem, uint64_t features)
 	vq->broken_logged = false;
 	vq->started = true;
 	update_ready(vq);
+	vq_log_refresh(vq);
 	return 0;
 }
 
@@ -453,6 +471,7 @@ void vq_stop(struct vq *vq)
 	vq->base_set = true;
 	vq->started = false;
 	vq->shadow_count = 0;
+	vq_log_refresh(vq); /* nothing pending once the ring stops */
 	vq_ifl_stop(vq);
 }
 
@@ -466,13 +485,16 @@ int vq_remap(struct vq *vq, const struct mem_table *mem)
 {
 	vq->mem = mem;
 	vq->mem_hint = 0;
-	if (!vq->started)
+	if (!vq->started) {
+		vq_log_refresh(vq); /* drops what the log cached of the old table */
 		return 0;
+	}
 	if (!mem || ring_translate(vq) < 0) {
 		vq_stop(vq);
 		vq_mark_broken(vq, "ring not mapped by the new memory table");
 		return -EFAULT;
 	}
+	vq_log_refresh(vq); /* the ring's host addresses moved */
 	return 0;
 }
 
@@ -555,7 +577,8 @@ bool vq_set_notification(struct vq *vq, bool enable)
 
 void vq_set_write_observer(struct vq *vq, const struct vq_write_observer *wo)
 {
-	vq->wobs = wo;
+	vq->log.ext = wo;
+	vq_log_refresh(vq); /* the log forwards to it while it logs */
 }
 
 void vq_mark_broken(struct vq *vq, const char *why)

@@ -55,10 +55,9 @@
 #include "util/compiler.h"
 #include "util/log.h"
 #include "mem/mem.h"
+#include "vq/vq_log.h"
 
 #define VQ_MAX_SIZE 32768u
-
-struct vq_write_observer; /* vq_guest.h */
 
 /*
  * A descriptor chain, validated and translated. The caller provides the
@@ -164,6 +163,9 @@ struct vq {
 	struct vq_addr addr;
 	uint64_t features;     /* negotiated virtio features */
 	bool broken_logged;     /* one log line per breakage */
+
+	/* ---- dirty logging (vq_log.h): vq->wobs points at log.obs while it logs ---- */
+	struct vq_log log;
 	struct vq_ifl *ifl_cfg; /* inflight region slice and state (vq_set_inflight), or NULL */
 };
 
@@ -344,6 +346,35 @@ bool vq_set_notification(struct vq *vq, bool enable);
  * until it is removed or the vq is reset (vq_reset drops it).
  */
 void vq_set_write_observer(struct vq *vq, const struct vq_write_observer *wo);
+
+/* ---- dirty logging (vq_log.c); control side, vq quiesced or not started ---- */
+
+/* Set up vq->log (at vq_init). */
+void vq_log_init(struct vq *vq);
+/*
+ * Log into @log (the device's; NULL: none). Bits still pending go to the
+ * previous log first. @log must stay mapped until it is replaced here or
+ * the vq is reset.
+ */
+void vq_set_log(struct vq *vq, const struct mem_log *log);
+/* New negotiated features (VHOST_F_LOG_ALL switches the logging of buffer writes). */
+void vq_set_features(struct vq *vq, uint64_t features);
+/*
+ * Recompute what the log records (after a change of log, features, ring
+ * addresses, ring state or memory table) and install or remove the log
+ * observer. Publishes pending bits first.
+ */
+void vq_log_refresh(struct vq *vq);
+/* Publish the pending log bits (the observer's commit; @vq is a struct vq). */
+void vq_log_commit(void *vq);
+/*
+ * Can @log hold the ring's used-side writes at the log address of @a (the
+ * last byte of the used ring, or of the packed device event area, for the
+ * ring's size and the layout @features ask for)? True when @a has no
+ * VHOST_VRING_F_LOG, there is no log, or the size is not known yet.
+ */
+bool vq_log_ring_fits(const struct vq *vq, const struct vq_addr *a, uint64_t features,
+		      const struct mem_log *log);
 
 /* Mark the ring broken: not ready, err fd signalled, one log line. */
 void vq_mark_broken(struct vq *vq, const char *why) cold_path;

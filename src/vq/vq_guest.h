@@ -17,12 +17,17 @@
  *     (VQ_WRITE_EVENT)                            device event offset
  *                             vqg_event16_release the device event flags
  *
- * Dirty logging (live migration) and asynchronous copies plug in here
- * later. Today the seam is observable: a vq may carry a write observer
- * (vq->wobs, NULL normally, installed by vq_set_write_observer()), which
- * the seam calls after each write with the host address and length written
- * and its kind. A write that is skipped (vqg_buf_put_unless_equal finding
- * the bytes already equal) is not reported: nothing changed.
+ * The seam is observable: a vq may carry a write observer (vq->wobs, NULL
+ * normally), which the seam calls after each write with the host address
+ * and length written and its kind. A write that is skipped
+ * (vqg_buf_put_unless_equal finding the bytes already equal) is not
+ * reported: nothing changed. Dirty logging for live migration is such an
+ * observer (vq_log.h, installed by the vq while logging is on); tests
+ * install theirs with vq_set_write_observer(). Bytes a device outside the
+ * library wrote into a writable piece (the element API) are reported when
+ * it completes the request (vqg_buf_app_wrote). An observer may batch:
+ * vqg_commit() marks the end of a group of writes (every flush of used
+ * entries ends with one).
  *
  * Every function takes the observer as its first argument, so a burst
  * loads vq->wobs once and hot loops can be instantiated with a constant
@@ -61,6 +66,8 @@ enum vq_write_kind {
 struct vq_write_observer {
 	void (*write)(void *ctx, const void *hva, size_t len, enum vq_write_kind kind);
 	void *ctx;
+	/* May be NULL: the writes reported so far are complete (batching observers publish). */
+	void (*commit)(void *ctx);
 };
 
 /* Report a write of @len bytes at @p (nothing when @wo is NULL). */
@@ -69,6 +76,25 @@ static inline void vqg_note(const struct vq_write_observer *wo, const void *p, s
 {
 	if (unlikely(wo != NULL))
 		wo->write(wo->ctx, p, len, kind);
+}
+
+/* The writes reported so far are complete (nothing when @wo is NULL). */
+static inline void vqg_commit(const struct vq_write_observer *wo)
+{
+	if (unlikely(wo != NULL) && wo->commit)
+		wo->commit(wo->ctx);
+}
+
+/*
+ * @n bytes at @p, inside a writable piece of a request, were written by
+ * the device outside the library (element API: the application), reported
+ * when the request is completed. The seam does not write them itself.
+ */
+static inline void vqg_buf_app_wrote(const struct vq_write_observer *wo, const void *p,
+				     size_t n)
+{
+	if (n)
+		vqg_note(wo, p, n, VQ_WRITE_BUF);
 }
 
 /* ---- buffers ---- */

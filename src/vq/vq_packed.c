@@ -184,6 +184,7 @@ void vq_packed_push(struct vq *vq, uint16_t id, uint32_t len)
  */
 static void vq_packed_flush_in_order(struct vq *vq)
 {
+	const struct vq_write_observer *wo = vq->wobs;
 	uint16_t n = vq->shadow_count, pos = vq->last_used_idx;
 	bool wrap = vq->used_wrap;
 	struct vring_packed_desc *d = &vq->pdesc[pos];
@@ -192,8 +193,14 @@ static void vq_packed_flush_in_order(struct vq *vq)
 		vqr_packed_advance(vq->size, &pos, &wrap,
 				   vqr_packed_shadow_slots(vq->shadow_used[i].id));
 	/* Release pairs with the driver's acquire of the flags: id and len first. */
-	vqg_desc_used(vq->wobs, d, vqr_packed_shadow_buf(vq->shadow_used[n - 1].id), 0,
-		      vqr_packed_used_flags(vq->used_wrap, false));
+	uint16_t id = vqr_packed_shadow_buf(vq->shadow_used[n - 1].id);
+	uint16_t flags = vqr_packed_used_flags(vq->used_wrap, false);
+	if (unlikely(wo)) {
+		vqg_desc_used(wo, d, id, 0, flags);
+		vqg_commit(wo); /* the burst's writes are complete */
+	} else {
+		vqg_desc_used(NULL, d, id, 0, flags);
+	}
 	vq->last_used_idx = pos;
 	vq->used_wrap = wrap;
 	vq->shadow_count = 0;
@@ -243,10 +250,12 @@ void vq_packed_flush(struct vq *vq)
 		vq_packed_flush_in_order(vq);
 		return;
 	}
-	if (unlikely(vq->wobs))
+	if (unlikely(vq->wobs)) {
 		packed_flush(vq, vq->wobs);
-	else
+		vqg_commit(vq->wobs); /* the burst's writes are complete */
+	} else {
 		packed_flush(vq, NULL);
+	}
 }
 
 /* Slots from (@from_pos, @from_wrap) forward to (@pos, @wrap); > size if behind. */

@@ -11,6 +11,13 @@
 #   vhk.reboot=1                reboot instead of powering off at the end
 #   vhk.rng=N                   instead of the network test: read N bytes from
 #                               /dev/hwrng (virtio-rng) and print them in hex
+#   vhk.mig=1                   instead of ping rounds: ping forever, one echo
+#                               request at a time (size: the first of vhk.sizes,
+#                               on each CPU of vhk.cpus in turn), one line each:
+#                               VHK-MIG pong|lost seq=N cpu=C (live migration);
+#                               meanwhile one more ping per CPU sends its next
+#                               request as soon as the reply is in (ping -A), so
+#                               traffic is in flight whenever the guest stops
 # Prints marker lines on the serial console for the test runner:
 #   VHK-BOOT n=N, VHK-NET ..., VHK-PING size=S cpu=C sent=N received=M, VHK-DONE
 #   VHK-RNG-DEV current=NAME features=BITS, VHK-RNG bytes=N hex=HEX (rng mode)
@@ -20,7 +27,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 
-ip=10.0.0.2; peer=10.0.0.1; sizes=56; count=5; mtu=""; cpus=""; reboot=0; rng=""
+ip=10.0.0.2; peer=10.0.0.1; sizes=56; count=5; mtu=""; cpus=""; reboot=0; rng=""; mig=0
 read -r cmdline </proc/cmdline
 for arg in $cmdline; do
     case "$arg" in
@@ -32,6 +39,7 @@ for arg in $cmdline; do
     vhk.cpus=*) cpus=$(echo "${arg#vhk.cpus=}" | tr , ' ') ;;
     vhk.reboot=*) reboot=${arg#vhk.reboot=} ;;
     vhk.rng=*) rng=${arg#vhk.rng=} ;;
+    vhk.mig=*) mig=${arg#vhk.mig=} ;;
     esac
 done
 
@@ -79,6 +87,25 @@ txq=$(find /sys/class/net/eth0/queues/ -name "tx-*" | wc -l)
 echo "VHK-NET mac=$(cat /sys/class/net/eth0/address) mtu=$(cat /sys/class/net/eth0/mtu) rxq=$rxq txq=$txq features=$(cat /sys/class/net/eth0/device/features)"
 
 [ -n "$cpus" ] || cpus=any
+if [ "$mig" = 1 ]; then
+    # Until QEMU is stopped: the sequence goes on across migrations.
+    size=${sizes%% *}; seq=0
+    for cpu in $cpus; do
+        if [ "$cpu" = any ]; then run=""; else run="taskset -c $cpu"; fi
+        $run ping -A -q -s "$size" "$peer" >/dev/null 2>&1 &
+    done
+    while true; do
+        for cpu in $cpus; do
+            seq=$((seq + 1))
+            if [ "$cpu" = any ]; then run=""; else run="taskset -c $cpu"; fi
+            if $run ping -c 1 -W 1 -s "$size" "$peer" >/dev/null 2>&1; then
+                echo "VHK-MIG pong seq=$seq cpu=$cpu"
+            else
+                echo "VHK-MIG lost seq=$seq cpu=$cpu"
+            fi
+        done
+    done
+fi
 for cpu in $cpus; do
     for size in $sizes; do
         if [ "$cpu" = any ]; then run=""; else run="taskset -c $cpu"; fi

@@ -29,6 +29,7 @@ import guest  # noqa: E402
 import report  # noqa: E402
 from common import SRC_DIR, CaseFailed, Ctx, tool_versions, write_result  # noqa: E402
 from dpdk_cases import dpdk_cases  # noqa: E402
+from migration_cases import migration_cases  # noqa: E402
 from qemu_cases import qemu_cases  # noqa: E402
 
 SKIP = 77
@@ -39,6 +40,8 @@ def all_cases():
     cases = {}
     for name, (cfg, fn) in qemu_cases().items():
         cases[name] = ("QEMU + Linux guest", cfg, fn)
+    for name, (cfg, fn) in migration_cases().items():
+        cases[name] = ("QEMU + Linux guest, live migration", cfg, fn)
     for name, (cfg, fn) in dpdk_cases().items():
         cases[name] = ("DPDK testpmd virtio-user", cfg, fn)
     return cases

@@ -209,7 +209,7 @@ static void t_endian_inband_refused(void)
 	be_stop();
 
 	/* The app cannot turn them on either. */
-	static const int bits[] = {VHK_PF_RESET_DEVICE, VHK_PF_LOG_SHMFD, VHK_PF_PAGEFAULT,
+	static const int bits[] = {VHK_PF_RESET_DEVICE,
 				   VHK_PF_HOST_NOTIFIER, VHK_PF_CROSS_ENDIAN, 40};
 	char dir[] = "/tmp/vhk-inv-XXXXXX", path[64];
 	CHECK(mkdtemp(dir) != NULL);
@@ -226,12 +226,12 @@ static void t_endian_inband_refused(void)
 
 /*
  * Transport feature bits the library does not implement cannot be offered:
- * offering LOG_ALL without a dirty log would let a migration silently copy
- * stale guest memory. Device bits pass through untouched.
+ * offering IOMMU_PLATFORM without an IOTLB would let the guest believe its
+ * device is confined. Device bits pass through untouched.
  */
 static void t_unimplemented_features_refused(void)
 {
-	static const int bits[] = {VHK_F_NOTIFY_ON_EMPTY, VHK_F_LOG_ALL, VHK_F_IOMMU_PLATFORM,
+	static const int bits[] = {VHK_F_NOTIFY_ON_EMPTY, VHK_F_IOMMU_PLATFORM,
 				   38 /* NOTIFICATION_DATA */, 40 /* RING_RESET */};
 	char dir[] = "/tmp/vhk-inv-XXXXXX", path[64];
 	uint64_t f = 0;

@@ -164,12 +164,11 @@ static void t_unknown_and_ack(void)
 
 	/* Before REPLY_ACK is negotiated NEED_REPLY is ignored. */
 	send_msg(v, VHOST_USER_SET_OWNER, 1 | NEED_REPLY, NULL, 0, NULL, 0);
-	send_msg(v, VHOST_USER_SET_LOG_BASE, 1 | NEED_REPLY, zeros, 16, NULL, 0);
+	send_msg(v, VHOST_USER_SET_VRING_ENDIAN, 1 | NEED_REPLY, zeros, 8, NULL, 0);
 	expect_silence(v);
 	negotiate(v, PF_ACK);
 	CHECK_EQ(acked(v, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), 0);
 	static const uint32_t unimpl[] = {
-	    VHOST_USER_SET_LOG_BASE,
 	    VHOST_USER_IOTLB_MSG,
 	    VHOST_USER_SET_VRING_ENDIAN,
 	    VHOST_USER_POSTCOPY_ADVISE,
@@ -228,7 +227,7 @@ static void t_gating(void)
 
 	CHECK_EQ(vhk_socket_register(g_path, 0), 0);
 	CHECK_EQ(vhk_socket_set_max_queues(g_path, 4), 0);
-	CHECK_EQ(vhk_socket_set_protocol_features(g_path, 1ull << VHK_PF_LOG_SHMFD), -ENOTSUP);
+	CHECK_EQ(vhk_socket_set_protocol_features(g_path, 1ull << VHK_PF_CROSS_ENDIAN), -ENOTSUP);
 	CHECK_EQ(vhk_socket_start(g_path), 0);
 	CHECK_EQ(vhk_socket_start(g_path), -EALREADY);
 	CHECK_EQ(vhk_socket_set_features(g_path, 0), -EBUSY);
