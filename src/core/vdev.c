@@ -36,7 +36,7 @@ static void vdev_clear(struct vdev *d)
 	memset(d->path, 0, sizeof(d->path));
 	d->app_ctx = NULL;
 	memset(&d->ops, 0, sizeof(d->ops));
-	d->dev_priv = NULL;
+	store_relaxed(&d->dev_priv, NULL); /* vhk_dev_set_priv() may race with release */
 	d->sock = NULL;
 	d->oo = NULL;
 	d->owner = NULL;

@@ -197,7 +197,7 @@ VHK_EXPORT int vhk_vq_wait_kick(int vid, uint16_t qid, int timeout_ms)
 	rc = fd_eventfd_drain(pfd.fd);
 	if (rc < 0)
 		return rc;
-	vq->stats.kicks++;
+	store_relaxed(&vq->stats.kicks, load_relaxed(&vq->stats.kicks) + 1); /* read by any thread */
 	return 1;
 }
 

@@ -35,8 +35,8 @@ static int net_dev_init(int vid)
 	struct net_priv *np = net_priv_of_slot(d->slot);
 	atomic_store_explicit(&np->rarp_pending, false, memory_order_relaxed);
 	memset(np->mac, 0, sizeof(np->mac));
-	np->mtu = 0;
-	d->dev_priv = np;
+	store_relaxed(&np->mtu, 0);
+	store_release(&d->dev_priv, np);
 	return 0;
 }
 
@@ -49,7 +49,7 @@ static void net_dev_fini(int vid)
 		return;
 	atomic_store_explicit(&net_priv_of_slot(d->slot)->rarp_pending, false,
 			      memory_order_relaxed);
-	d->dev_priv = NULL;
+	store_relaxed(&d->dev_priv, NULL); /* vhk_net_get_mtu() reads it from any thread */
 }
 
 /* vhost-user requests of the net device (spec numbering): SEND_RARP, NET_SET_MTU. */
@@ -77,7 +77,7 @@ static int net_set_mtu(struct net_priv *np, const struct vhk_msg *msg)
 	memcpy(&mtu, msg->payload, sizeof(mtu));
 	if (mtu < NET_MTU_MIN || mtu > NET_MTU_MAX)
 		return -EINVAL;
-	np->mtu = (uint16_t)mtu;
+	store_relaxed(&np->mtu, (uint16_t)mtu);
 	return 0;
 }
 
@@ -158,9 +158,9 @@ VHK_EXPORT int vhk_net_get_mtu(int vid, uint16_t *ret_mtu)
 	if (!ret_mtu)
 		return -EINVAL;
 	const struct net_priv *np = net_priv_of_slot(d->slot);
-	if (d->dev_priv != np)
+	if (load_acquire(&d->dev_priv) != np)
 		return -ENODEV; /* not a net device */
-	mtu = np->mtu;
+	mtu = load_relaxed(&np->mtu);
 	if (!mtu)
 		return -ENOENT;
 	*ret_mtu = mtu;

@@ -74,7 +74,16 @@ static void vq_clear_state(struct vq *vq)
 	vq->mem_hint = 0;
 	vq->wobs = NULL;
 	vq->call_fd = vq->kick_fd = vq->err_fd = -1;
-	vq->stats = (struct vq_stats){0};
+	/*
+	 * Relaxed stores: vhk_net_get_stats() may read the counters from any
+	 * thread while the control thread resets a released device's queue.
+	 */
+	store_relaxed(&vq->stats.packets, 0);
+	store_relaxed(&vq->stats.bytes, 0);
+	store_relaxed(&vq->stats.drops, 0);
+	store_relaxed(&vq->stats.errors, 0);
+	store_relaxed(&vq->stats.kicks, 0);
+	store_relaxed(&vq->stats.calls, 0);
 	vq->started = vq->enabled = vq->broken = false;
 	vq->num_set = vq->addr_set = false;
 	vq->base = 0;
@@ -564,7 +573,7 @@ bool vq_notify(struct vq *vq)
 		return false;
 	if (fd_eventfd_write(vq->call_fd) < 0)
 		return false;
-	vq->stats.calls++;
+	store_relaxed(&vq->stats.calls, load_relaxed(&vq->stats.calls) + 1); /* read by any thread */
 	return true;
 }
 
@@ -585,7 +594,7 @@ void vq_mark_broken(struct vq *vq, const char *why)
 {
 	vq->ready = false;
 	vq->broken = true;
-	vq->stats.errors++;
+	store_relaxed(&vq->stats.errors, load_relaxed(&vq->stats.errors) + 1);
 	if (vq->err_fd >= 0)
 		(void)fd_eventfd_write(vq->err_fd);
 	if (!vq->broken_logged) {
