@@ -267,24 +267,23 @@ void vdev_query_end(void)
 VHK_EXPORT int vhk_dev_get_mem_table(int vid, struct vhk_mem_region *regions, uint32_t max)
 {
 	struct vdev *d;
-	int n = -ENODEV;
+	int n;
 
 	if (max && !regions)
 		return -EINVAL;
 	/* Under the registry lock: the table cannot be swapped or freed meanwhile. */
-	pthread_mutex_lock(&g_lock);
-	d = vdev_get(vid);
-	if (d) {
-		const struct mem_table *t = d->mem;
-		n = t ? (int)t->nregions : 0;
-		for (uint32_t i = 0; t && i < t->nregions && i < max; i++) {
-			memset(&regions[i], 0, sizeof(regions[i]));
-			regions[i].guest_phys_addr = t->regions[i].gpa;
-			regions[i].size = t->regions[i].size;
-			regions[i].frontend_addr = t->regions[i].qva;
-			regions[i].host_addr = t->regions[i].hva;
-		}
+	d = vdev_query_begin(vid);
+	if (!d)
+		return -ENODEV;
+	const struct mem_table *t = d->mem;
+	n = t ? (int)t->nregions : 0;
+	for (uint32_t i = 0; t && i < t->nregions && i < max; i++) {
+		memset(&regions[i], 0, sizeof(regions[i]));
+		regions[i].guest_phys_addr = t->regions[i].gpa;
+		regions[i].size = t->regions[i].size;
+		regions[i].frontend_addr = t->regions[i].qva;
+		regions[i].host_addr = t->regions[i].hva;
 	}
-	pthread_mutex_unlock(&g_lock);
+	vdev_query_end();
 	return n;
 }
